@@ -1,0 +1,360 @@
+"""The rpc layer: one channel, one thin wrapper per call, one error mapping.
+
+Everything above this module speaks in :mod:`containerd_client.errors`;
+``grpc.RpcError`` is caught here and nowhere else. A :class:`Caller` binds a
+namespace (and, inside ``Client.lease()``, a lease) to calls, applies the
+default deadline, and retries idempotent calls through the SDK's
+:class:`~containerd_client._retry.RetryPolicy`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import grpc
+
+from containerd_client._retry import RetryPolicy
+from containerd_client.errors import ClosedError, RPCError, StatusCode, error_for_status
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from grpc_health.v1 import health_pb2_grpc
+
+    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2_grpc
+    from containerd_client._pb.containerd.services.content.v1 import content_pb2_grpc
+    from containerd_client._pb.containerd.services.diff.v1 import diff_pb2_grpc
+    from containerd_client._pb.containerd.services.events.v1 import events_pb2_grpc
+    from containerd_client._pb.containerd.services.images.v1 import images_pb2_grpc
+    from containerd_client._pb.containerd.services.introspection.v1 import introspection_pb2_grpc
+    from containerd_client._pb.containerd.services.leases.v1 import leases_pb2_grpc
+    from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2_grpc
+    from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2_grpc
+    from containerd_client._pb.containerd.services.streaming.v1 import streaming_pb2_grpc
+    from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2_grpc
+    from containerd_client._pb.containerd.services.transfer.v1 import transfer_pb2_grpc
+    from containerd_client._pb.containerd.services.version.v1 import version_pb2_grpc
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LEASE_HEADER",
+    "MAX_MESSAGE_BYTES",
+    "NAMESPACE_HEADER",
+    "Caller",
+    "Connection",
+    "Services",
+    "map_rpc_error",
+]
+
+NAMESPACE_HEADER = "containerd-namespace"
+LEASE_HEADER = "containerd-lease"
+#: containerd's Go client raises both limits to 16 MiB; grpcio's 4 MiB receive
+#: default is too small for Containers.List on a busy host.
+MAX_MESSAGE_BYTES = 16 << 20
+#: Deadline of a unary call when the caller gives none. Long enough for a
+#: loaded daemon creating a task, short enough that a wedged daemon surfaces.
+DEFAULT_TIMEOUT = 60.0
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+T = TypeVar("T")
+
+# The lease attached to calls made in the current context: (connection id, lease id).
+_active_lease: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar(
+    "containerd_client_lease", default=None
+)
+
+
+def map_rpc_error(exc: grpc.RpcError) -> RPCError:
+    """Translate a gRPC error into the SDK's exception (not raised, not chained).
+
+    This is the only place that interprets gRPC errors.
+    """
+    code_fn = getattr(exc, "code", None)
+    details_fn = getattr(exc, "details", None)
+    code = code_fn() if callable(code_fn) else grpc.StatusCode.UNKNOWN
+    details = details_fn() if callable(details_fn) else str(exc)
+    value = code.value[0] if isinstance(code, grpc.StatusCode) else StatusCode.UNKNOWN
+    return error_for_status(value, details or "")
+
+
+_SERVICES = {
+    "containers": ("containerd.services.containers.v1.containers_pb2_grpc", "ContainersStub"),
+    "content": ("containerd.services.content.v1.content_pb2_grpc", "ContentStub"),
+    "diff": ("containerd.services.diff.v1.diff_pb2_grpc", "DiffStub"),
+    "events": ("containerd.services.events.v1.events_pb2_grpc", "EventsStub"),
+    "images": ("containerd.services.images.v1.images_pb2_grpc", "ImagesStub"),
+    "introspection": ("containerd.services.introspection.v1.introspection_pb2_grpc", "IntrospectionStub"),
+    "leases": ("containerd.services.leases.v1.leases_pb2_grpc", "LeasesStub"),
+    "namespaces": ("containerd.services.namespaces.v1.namespace_pb2_grpc", "NamespacesStub"),
+    "snapshots": ("containerd.services.snapshots.v1.snapshots_pb2_grpc", "SnapshotsStub"),
+    "streaming": ("containerd.services.streaming.v1.streaming_pb2_grpc", "StreamingStub"),
+    "tasks": ("containerd.services.tasks.v1.tasks_pb2_grpc", "TasksStub"),
+    "transfer": ("containerd.services.transfer.v1.transfer_pb2_grpc", "TransferStub"),
+    "version": ("containerd.services.version.v1.version_pb2_grpc", "VersionStub"),
+    "health": ("grpc_health.v1.health_pb2_grpc", "HealthStub"),
+}
+
+
+class Connection:
+    """A gRPC channel to one containerd socket, and its stubs.
+
+    Thread-safe: grpc channels and stubs may be shared between threads.
+    """
+
+    def __init__(self, address: str, *, options: list[tuple[str, Any]] | None = None) -> None:
+        self.address = address
+        target = address if "://" in address else f"unix://{address}"
+        opts: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # A local socket: no proxies, and keep the channel's own retry logic
+            # out of the way of ours.
+            ("grpc.enable_http_proxy", 0),
+            ("grpc.enable_retries", 0),
+        ]
+        opts.extend(options or ())
+        self.channel = grpc.insecure_channel(target, options=opts)
+        self._stubs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def stub(self, name: str) -> Any:
+        """The generated stub for a service, created once per connection."""
+        stub = self._stubs.get(name)
+        if stub is None:
+            if self._closed:
+                raise ClosedError("the client is closed")
+            module_name, cls_name = _SERVICES[name]
+            package = "" if module_name.startswith("grpc_health.") else "containerd_client._pb."
+            module = importlib.import_module(package + module_name)
+            with self._lock:
+                stub = self._stubs.get(name)
+                if stub is None:
+                    stub = self._stubs[name] = getattr(module, cls_name)(self.channel)
+        return stub
+
+    def close(self) -> None:
+        """Close the channel; in-flight calls fail with CANCELLED. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stubs.clear()
+        self.channel.close()
+
+
+class Services:
+    """The raw generated stubs: the escape hatch for what the SDK does not wrap.
+
+    Calls made through these stubs take gRPC metadata directly; pass
+    ``metadata=client.metadata`` to send the client's namespace (and lease).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @property
+    def containers(self) -> containers_pb2_grpc.ContainersStub:
+        """containerd.services.containers.v1.Containers"""
+        return self._connection.stub("containers")  # type: ignore[no-any-return]
+
+    @property
+    def content(self) -> content_pb2_grpc.ContentStub:
+        """containerd.services.content.v1.Content"""
+        return self._connection.stub("content")  # type: ignore[no-any-return]
+
+    @property
+    def diff(self) -> diff_pb2_grpc.DiffStub:
+        """containerd.services.diff.v1.Diff"""
+        return self._connection.stub("diff")  # type: ignore[no-any-return]
+
+    @property
+    def events(self) -> events_pb2_grpc.EventsStub:
+        """containerd.services.events.v1.Events"""
+        return self._connection.stub("events")  # type: ignore[no-any-return]
+
+    @property
+    def images(self) -> images_pb2_grpc.ImagesStub:
+        """containerd.services.images.v1.Images"""
+        return self._connection.stub("images")  # type: ignore[no-any-return]
+
+    @property
+    def introspection(self) -> introspection_pb2_grpc.IntrospectionStub:
+        """containerd.services.introspection.v1.Introspection"""
+        return self._connection.stub("introspection")  # type: ignore[no-any-return]
+
+    @property
+    def leases(self) -> leases_pb2_grpc.LeasesStub:
+        """containerd.services.leases.v1.Leases"""
+        return self._connection.stub("leases")  # type: ignore[no-any-return]
+
+    @property
+    def namespaces(self) -> namespace_pb2_grpc.NamespacesStub:
+        """containerd.services.namespaces.v1.Namespaces"""
+        return self._connection.stub("namespaces")  # type: ignore[no-any-return]
+
+    @property
+    def snapshots(self) -> snapshots_pb2_grpc.SnapshotsStub:
+        """containerd.services.snapshots.v1.Snapshots"""
+        return self._connection.stub("snapshots")  # type: ignore[no-any-return]
+
+    @property
+    def streaming(self) -> streaming_pb2_grpc.StreamingStub:
+        """containerd.services.streaming.v1.Streaming (containerd 1.7+)"""
+        return self._connection.stub("streaming")  # type: ignore[no-any-return]
+
+    @property
+    def tasks(self) -> tasks_pb2_grpc.TasksStub:
+        """containerd.services.tasks.v1.Tasks"""
+        return self._connection.stub("tasks")  # type: ignore[no-any-return]
+
+    @property
+    def transfer(self) -> transfer_pb2_grpc.TransferStub:
+        """containerd.services.transfer.v1.Transfer (containerd 1.7+)"""
+        return self._connection.stub("transfer")  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> version_pb2_grpc.VersionStub:
+        """containerd.services.version.v1.Version"""
+        return self._connection.stub("version")  # type: ignore[no-any-return]
+
+    @property
+    def health(self) -> health_pb2_grpc.HealthStub:
+        """grpc.health.v1.Health"""
+        return self._connection.stub("health")
+
+
+class Caller:
+    """Makes calls for one namespace on a shared :class:`Connection`.
+
+    Args:
+        connection: The shared channel.
+        namespace: Sent as the ``containerd-namespace`` header on every call.
+        timeout: Default deadline of unary calls, in seconds.
+        retry: Policy for calls marked idempotent.
+    """
+
+    __slots__ = ("_metadata", "connection", "namespace", "retry", "timeout")
+
+    def __init__(self, connection: Connection, namespace: str, timeout: float, retry: RetryPolicy) -> None:
+        self.connection = connection
+        self.namespace = namespace
+        self.timeout = timeout
+        self.retry = retry
+        self._metadata: tuple[tuple[str, str], ...] = ((NAMESPACE_HEADER, namespace),)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The gRPC metadata sent with calls in the current context."""
+        lease = _active_lease.get()
+        if lease is not None and lease[0] == id(self.connection):
+            return (*self._metadata, (LEASE_HEADER, lease[1]))
+        return self._metadata
+
+    def stub(self, name: str) -> Any:
+        """The raw stub of a service (see :class:`Services`)."""
+        return self.connection.stub(name)
+
+    def call(
+        self,
+        service: str,
+        method: str,
+        request: Message,
+        *,
+        timeout: float | None = -1.0,
+        idempotent: bool = False,
+    ) -> Any:
+        """Make a unary call and return the response message.
+
+        Args:
+            service: Key of the service (``"tasks"``, ``"containers"``, ...).
+            method: The RPC's name on the stub (``"Create"``).
+            request: The request message.
+            timeout: Deadline in seconds; ``None`` waits forever; the default
+                uses the caller's default deadline.
+            idempotent: Whether the call may be retried on UNAVAILABLE.
+
+        Raises:
+            RPCError: The daemon answered with a non-OK status (the subclass
+                matches the code).
+            ClosedError: The client was closed.
+        """
+        fn = getattr(self.connection.stub(service), method)
+        deadline = self.timeout if timeout is not None and timeout < 0 else timeout
+        metadata = self.metadata
+        try:
+            return fn(request, timeout=deadline, metadata=metadata)
+        except grpc.RpcError as exc:
+            err = self._error(exc)
+            if not idempotent:
+                raise err from exc
+
+        def again() -> Any:
+            try:
+                return fn(request, timeout=deadline, metadata=metadata)
+            except grpc.RpcError as exc2:
+                raise self._error(exc2) from exc2
+
+        return self.retry.call(again, err)
+
+    def _error(self, exc: grpc.RpcError) -> RPCError:
+        if self.connection.closed:
+            closed = ClosedError("the client is closed")
+            closed.__cause__ = exc
+            raise closed
+        err = map_rpc_error(exc)
+        err.__cause__ = exc
+        return err
+
+    def stream(
+        self, service: str, method: str, request: Message, *, timeout: float | None = None
+    ) -> Stream[Any]:
+        """Start a server-streaming call; iterate the result, cancel with ``close()``."""
+        fn = getattr(self.connection.stub(service), method)
+        try:
+            call = fn(request, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+        return Stream(call, self)
+
+
+class Stream(Generic[T]):
+    """A server-streaming call whose errors are mapped to the SDK's errors."""
+
+    def __init__(self, call: Any, caller: Caller) -> None:
+        self._call = call
+        self._caller = caller
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return next(self._call)  # type: ignore[no-any-return]
+        except grpc.RpcError as exc:
+            raise self._caller._error(exc) from exc
+
+    def cancel(self) -> None:
+        """Cancel the call; the iterator then ends with CancelledError."""
+        self._call.cancel()
+
+    close = cancel
+
+
+def set_lease(connection: Connection, lease_id: str | None) -> contextvars.Token[tuple[int, str] | None]:
+    """Attach ``lease_id`` to calls on ``connection`` in this context until reset."""
+    return _active_lease.set((id(connection), lease_id) if lease_id else None)
+
+
+def reset_lease(token: contextvars.Token[tuple[int, str] | None]) -> None:
+    """Undo :func:`set_lease`."""
+    _active_lease.reset(token)

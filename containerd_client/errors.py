@@ -1,0 +1,308 @@
+"""Errors raised by containerd-client.
+
+Every exception the SDK raises derives from :class:`ContainerdError`. Errors
+that come from the daemon carry the gRPC status code and containerd's own
+message, and are chained (``__cause__``) to the original gRPC error; grpc's
+exception types never reach callers.
+
+The tree::
+
+    ContainerdError
+    ├── ClosedError                  use of a closed Client, executor or stream
+    ├── NotSupportedError            the daemon lacks a feature (names the version needed)
+    ├── DaemonStartError             a private test daemon failed to start (testing module)
+    └── RPCError                     the daemon answered with a non-OK status
+        ├── CancelledError           CANCELLED
+        ├── UnknownError             UNKNOWN
+        ├── InvalidArgumentError     INVALID_ARGUMENT
+        │   ├── InvalidIdError       an id fails containerd's rules (checked before any RPC)
+        │   └── UnknownSignalError   a signal name or number this host does not know
+        ├── DeadlineExceededError    DEADLINE_EXCEEDED
+        ├── NotFoundError            NOT_FOUND
+        ├── AlreadyExistsError       ALREADY_EXISTS
+        │   └── ConflictError        ALREADY_EXISTS on create ("id already in use"), or
+        │                            FAILED_PRECONDITION ending in ": conflict"
+        ├── PermissionDeniedError    PERMISSION_DENIED
+        ├── ResourceExhaustedError   RESOURCE_EXHAUSTED
+        ├── FailedPreconditionError  FAILED_PRECONDITION
+        │   └── NotModifiedError     FAILED_PRECONDITION ending in ": not modified"
+        ├── AbortedError             ABORTED
+        ├── OutOfRangeError          OUT_OF_RANGE
+        ├── UnimplementedError       UNIMPLEMENTED
+        ├── InternalError            INTERNAL
+        ├── UnavailableError         UNAVAILABLE
+        ├── DataLossError            DATA_LOSS
+        └── UnauthenticatedError     UNAUTHENTICATED
+
+``ConflictError`` is both an ``AlreadyExistsError`` and a
+``FailedPreconditionError`` so that either ``except`` clause catches it,
+mirroring containerd's ``errdefs.IsConflict``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar
+
+__all__ = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "CancelledError",
+    "ClosedError",
+    "ConflictError",
+    "ContainerdError",
+    "DaemonStartError",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "InvalidIdError",
+    "NotFoundError",
+    "NotModifiedError",
+    "NotSupportedError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "RPCError",
+    "ResourceExhaustedError",
+    "StatusCode",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "UnknownSignalError",
+    "error_for_status",
+]
+
+
+class StatusCode(enum.IntEnum):
+    """gRPC status codes, mirrored so callers need not import grpc."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class ContainerdError(Exception):
+    """Base class of every error raised by containerd-client."""
+
+
+class ClosedError(ContainerdError):
+    """The client, stream or executor was used after it was closed."""
+
+
+class NotSupportedError(ContainerdError):
+    """The connected containerd lacks a feature this call needs.
+
+    Attributes:
+        feature: What was asked for.
+        needed: The containerd version that first offers it, if known.
+        server_version: The version of the connected daemon, if known.
+    """
+
+    def __init__(self, feature: str, needed: str = "", server_version: str = "") -> None:
+        msg = f"{feature} is not supported by this containerd"
+        if server_version:
+            msg += f" ({server_version})"
+        if needed:
+            msg += f"; it needs containerd {needed} or newer"
+        super().__init__(msg)
+        self.feature = feature
+        self.needed = needed
+        self.server_version = server_version
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.feature, self.needed, self.server_version))
+
+
+class DaemonStartError(ContainerdError):
+    """A private containerd started by :mod:`containerd_client.testing` did not come up."""
+
+
+_BY_CODE: dict[StatusCode, type[RPCError]] = {}
+
+
+class RPCError(ContainerdError):
+    """The daemon answered a call with a non-OK gRPC status.
+
+    Attributes:
+        code: The gRPC status code.
+        message: containerd's own message, unchanged.
+    """
+
+    #: The status code a subclass stands for; subclasses register themselves.
+    status_code: ClassVar[StatusCode] = StatusCode.UNKNOWN
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Only the first class for a code is the default for it: refinements
+        # such as ConflictError are chosen by error_for_status, not by code.
+        code = cls.__dict__.get("status_code")
+        if code is not None and code not in _BY_CODE:
+            _BY_CODE[code] = cls
+
+    def __init__(self, message: str, code: StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = StatusCode(code) if code is not None else type(self).status_code
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.code))
+
+
+class CancelledError(RPCError):
+    """The call was cancelled (CANCELLED)."""
+
+    status_code = StatusCode.CANCELLED
+
+
+class UnknownError(RPCError):
+    """containerd reported an error without a more precise code (UNKNOWN)."""
+
+    status_code = StatusCode.UNKNOWN
+
+
+class InvalidArgumentError(RPCError):
+    """A request was malformed (INVALID_ARGUMENT)."""
+
+    status_code = StatusCode.INVALID_ARGUMENT
+
+
+class DeadlineExceededError(RPCError):
+    """The call did not finish before its deadline (DEADLINE_EXCEEDED)."""
+
+    status_code = StatusCode.DEADLINE_EXCEEDED
+
+
+class NotFoundError(RPCError):
+    """The object does not exist (NOT_FOUND)."""
+
+    status_code = StatusCode.NOT_FOUND
+
+
+class AlreadyExistsError(RPCError):
+    """An object with that name already exists (ALREADY_EXISTS)."""
+
+    status_code = StatusCode.ALREADY_EXISTS
+
+
+class PermissionDeniedError(RPCError):
+    """The daemon refused the call (PERMISSION_DENIED)."""
+
+    status_code = StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhaustedError(RPCError):
+    """A limit was hit, such as the gRPC message size (RESOURCE_EXHAUSTED)."""
+
+    status_code = StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPreconditionError(RPCError):
+    """The object is not in a state that allows the call (FAILED_PRECONDITION)."""
+
+    status_code = StatusCode.FAILED_PRECONDITION
+
+
+class AbortedError(RPCError):
+    """The operation was aborted (ABORTED)."""
+
+    status_code = StatusCode.ABORTED
+
+
+class OutOfRangeError(RPCError):
+    """A read went past the end of an object (OUT_OF_RANGE)."""
+
+    status_code = StatusCode.OUT_OF_RANGE
+
+
+class UnimplementedError(RPCError):
+    """The daemon does not implement the method (UNIMPLEMENTED)."""
+
+    status_code = StatusCode.UNIMPLEMENTED
+
+
+class InternalError(RPCError):
+    """The daemon failed internally (INTERNAL)."""
+
+    status_code = StatusCode.INTERNAL
+
+
+class UnavailableError(RPCError):
+    """The daemon cannot be reached or is shutting down (UNAVAILABLE)."""
+
+    status_code = StatusCode.UNAVAILABLE
+
+
+class DataLossError(RPCError):
+    """Data was lost or corrupted (DATA_LOSS)."""
+
+    status_code = StatusCode.DATA_LOSS
+
+
+class UnauthenticatedError(RPCError):
+    """Credentials were missing or refused (UNAUTHENTICATED), also used for registry auth."""
+
+    status_code = StatusCode.UNAUTHENTICATED
+
+
+class ConflictError(AlreadyExistsError, FailedPreconditionError):
+    """The object is in use or already exists under that id."""
+
+    # Not registered as the default of any code (see __init_subclass__).
+
+
+class NotModifiedError(FailedPreconditionError):
+    """The object was not modified (FAILED_PRECONDITION ending in ": not modified")."""
+
+
+class InvalidIdError(InvalidArgumentError, ValueError):
+    """An identifier does not follow containerd's rules; checked before any RPC."""
+
+
+class UnknownSignalError(InvalidArgumentError, ValueError):
+    """A signal name or number that this host does not know."""
+
+
+def error_for_status(code: int, message: str) -> RPCError:
+    """Build the exception for a gRPC status, applying containerd's suffix rule.
+
+    containerd sends conflicts and "not modified" as FAILED_PRECONDITION with
+    a fixed message suffix (``errgrpc.ToNative``); that suffix is the only text
+    we interpret.
+
+    Args:
+        code: The numeric gRPC status code.
+        message: The status message from the daemon.
+
+    Returns:
+        An instance of the matching :class:`RPCError` subclass (not raised).
+    """
+    try:
+        status = StatusCode(code)
+    except ValueError:
+        status = StatusCode.UNKNOWN
+    if status is StatusCode.FAILED_PRECONDITION:
+        if message.endswith(": conflict"):
+            return ConflictError(message, status)
+        if message.endswith(": not modified"):
+            return NotModifiedError(message, status)
+    cls = _BY_CODE.get(status, UnknownError)
+    return cls(message, status)

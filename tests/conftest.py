@@ -1,0 +1,12 @@
+"""Shared test setup. Fixtures for a real daemon come from containerd_client.testing.plugin."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything under tests/integration talks to a real daemon.
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
