@@ -28,6 +28,7 @@ from containerd_client.errors import (
     DeadlineExceededError,
     NotFoundError,
     RPCError,
+    StatusCode,
     UnavailableError,
 )
 
@@ -531,12 +532,12 @@ class NamespaceStore:
             NotFoundError: No such namespace.
             RPCError: The call failed.
         """
-        from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
-
-        resp = self._client.call(
-            "namespaces", "Get", namespace_pb2.GetNamespaceRequest(name=name), idempotent=True
-        )
-        return Namespace(resp.namespace.name, dict(resp.namespace.labels))
+        # Namespaces.Get answers for any name, existing or not (containerd
+        # 1.6-2.x), so existence is read from the list.
+        for ns in self.list():
+            if ns.name == name:
+                return ns
+        raise NotFoundError(f"namespace {name!r}: not found", StatusCode.NOT_FOUND)
 
     def create(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
         """Create a namespace.
@@ -571,8 +572,9 @@ class NamespaceStore:
             namespace=namespace_pb2.Namespace(name=name, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
         )
-        resp = self._client.call("namespaces", "Update", req)
-        return Namespace(resp.namespace.name, dict(resp.namespace.labels))
+        self._client.call("namespaces", "Update", req)
+        # containerd answers with the request's record, not the stored one.
+        return self.get(name)
 
     def delete(self, name: str) -> None:
         """Delete an empty namespace.

@@ -1,0 +1,601 @@
+"""Containers: containerd's metadata records that tasks run from.
+
+:meth:`Client.create_container` makes one (and owns it: leaving its ``with``
+block deletes it, its snapshot and its FIFO folder); :meth:`Client.load_container`
+attaches to an existing one without owning it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from containerd_client import _typeurl
+from containerd_client._ids import validate_id
+from containerd_client.errors import (
+    AlreadyExistsError,
+    ClosedError,
+    ConflictError,
+    ContainerdError,
+    FailedPreconditionError,
+    NotFoundError,
+    StatusCode,
+)
+from containerd_client.tasks import CLEANUP_TIMEOUT, Task, TaskStatus, _default_io, _ts
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from containerd_client import cio
+    from containerd_client.client import Client
+    from containerd_client.spec import SpecOpt
+
+__all__ = [
+    "BUNDLE_LABEL",
+    "DEFAULT_RUNTIME",
+    "Container",
+    "ContainerInfo",
+    "RuncOptions",
+    "create_container",
+    "list_containers",
+    "load_container",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RUNTIME = "io.containerd.runc.v2"
+#: Label recording the folder that holds a container's FIFOs (like Docker's
+#: ``com.docker/engine.bundle.path``), so that another process can find them.
+BUNDLE_LABEL = "containerd-client/bundle.path"
+#: Set to 1 to keep FIFO folders after delete, for debugging.
+NOCLEAN_ENV = "CONTAINERD_CLIENT_NOCLEAN"
+
+
+@attrs.frozen
+class RuncOptions:
+    """Options of the runc shim (``containerd.runc.v1.Options``).
+
+    containerd 2.x dropped the ``criu_path`` option: to use another criu, put
+    its folder first on the daemon's PATH.
+
+    Attributes:
+        binary_name: The runc binary to use.
+        root: runc's state root (``--root``); keeps ids of two daemons apart.
+        systemd_cgroup: Let systemd manage cgroups.
+        no_pivot_root: Use chroot instead of pivot_root (ramdisks).
+        no_new_keyring: Do not create a new session keyring.
+        shim_cgroup: Cgroup to put the shim in.
+        io_uid: Owner of the shim's IO pipes (user namespaces).
+        io_gid: Group of the shim's IO pipes.
+        criu_image_path: Where criu writes images.
+        criu_work_path: criu's work folder.
+    """
+
+    binary_name: str = ""
+    root: str = ""
+    systemd_cgroup: bool = False
+    no_pivot_root: bool = False
+    no_new_keyring: bool = False
+    shim_cgroup: str = ""
+    io_uid: int = 0
+    io_gid: int = 0
+    criu_image_path: str = ""
+    criu_work_path: str = ""
+
+    def to_proto(self) -> Any:
+        """The protobuf message."""
+        from containerd_client._pb.containerd.runc.options import oci_pb2
+
+        return oci_pb2.Options(
+            binary_name=self.binary_name,
+            root=self.root,
+            systemd_cgroup=self.systemd_cgroup,
+            no_pivot_root=self.no_pivot_root,
+            no_new_keyring=self.no_new_keyring,
+            shim_cgroup=self.shim_cgroup,
+            io_uid=self.io_uid,
+            io_gid=self.io_gid,
+            criu_image_path=self.criu_image_path,
+            criu_work_path=self.criu_work_path,
+        )
+
+    @classmethod
+    def from_proto(cls, msg: Any) -> RuncOptions:
+        """Build from a ``containerd.runc.v1.Options`` message."""
+        return cls(
+            binary_name=msg.binary_name,
+            root=msg.root,
+            systemd_cgroup=msg.systemd_cgroup,
+            no_pivot_root=msg.no_pivot_root,
+            no_new_keyring=msg.no_new_keyring,
+            shim_cgroup=msg.shim_cgroup,
+            io_uid=msg.io_uid,
+            io_gid=msg.io_gid,
+            criu_image_path=msg.criu_image_path,
+            criu_work_path=msg.criu_work_path,
+        )
+
+
+@attrs.frozen
+class ContainerInfo:
+    """A container record as containerd stores it."""
+
+    id: str
+    labels: Mapping[str, str]
+    image: str
+    runtime: str
+    runtime_options: RuncOptions | None
+    snapshotter: str
+    snapshot_key: str
+    created_at: _dt.datetime | None
+    updated_at: _dt.datetime | None
+    spec: Mapping[str, Any]
+
+    @classmethod
+    def from_proto(cls, c: Any) -> ContainerInfo:
+        """Decode a ``containerd.services.containers.v1.Container``."""
+        options: RuncOptions | None = None
+        if c.runtime.HasField("options") and c.runtime.options.type_url:
+            try:
+                msg = _typeurl.unpack(c.runtime.options)
+            except ContainerdError:
+                msg = None
+            if msg is not None and msg.DESCRIPTOR.full_name == "containerd.runc.v1.Options":
+                options = RuncOptions.from_proto(msg)
+        spec: Mapping[str, Any] = {}
+        if c.HasField("spec") and c.spec.value:
+            spec = _typeurl.unpack(c.spec)
+        return cls(
+            id=c.id,
+            labels=dict(c.labels),
+            image=c.image,
+            runtime=c.runtime.name,
+            runtime_options=options,
+            snapshotter=c.snapshotter,
+            snapshot_key=c.snapshot_key,
+            created_at=_ts(c.created_at),
+            updated_at=_ts(c.updated_at),
+            spec=spec,
+        )
+
+
+def _default_state_dir() -> str:
+    env = os.environ.get("CONTAINERD_CLIENT_STATE_DIR")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/run/containerd-client"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "containerd-client")
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"containerd-client-{os.geteuid()}")
+
+
+def _io_owner(spec: Mapping[str, Any]) -> tuple[int, int]:
+    """Host uid/gid of the container's root, when the spec has a user namespace."""
+    linux = spec.get("linux", {}) or {}
+    if not any(ns.get("type") == "user" for ns in linux.get("namespaces", []) or []):
+        return 0, 0
+
+    def host_id(mappings: Sequence[Mapping[str, Any]]) -> int:
+        for m in mappings or []:
+            if int(m.get("containerID", 0)) == 0:
+                return int(m.get("hostID", 0))
+        return 0
+
+    return host_id(linux.get("uidMappings", [])), host_id(linux.get("gidMappings", []))
+
+
+class Container:
+    """A containerd container record, and the parent of its task.
+
+    Use :meth:`new_task` to create its task. As a context manager, a
+    container created by this client is deleted at the end of the block,
+    together with its task (killed if still running), its snapshot and its
+    FIFO folder; a loaded container is left alone.
+    """
+
+    def __init__(self, client: Client, info: ContainerInfo, *, owned: bool, bundle_dir: str) -> None:
+        self._client = client
+        self._info = info
+        self._owned = owned
+        self._bundle_dir = bundle_dir
+        self._task: Task | None = None
+        self._deleted = False
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        """The container id."""
+        return self._info.id
+
+    @property
+    def client(self) -> Client:
+        """The client (namespace view) this container belongs to."""
+        return self._client
+
+    @property
+    def bundle_dir(self) -> str:
+        """The folder holding this container's FIFOs."""
+        return self._bundle_dir
+
+    def __repr__(self) -> str:
+        return f"<Container {self.id!r} namespace={self._client.namespace_name!r}>"
+
+    # -- record ------------------------------------------------------------------
+
+    def info(self, *, refresh: bool = False) -> ContainerInfo:
+        """The container record; cached unless ``refresh`` (then one Containers.Get).
+
+        Raises:
+            NotFoundError: The container was deleted.
+            RPCError: The call failed.
+        """
+        if refresh:
+            self._info = _get_info(self._client, self.id)
+        return self._info
+
+    def spec(self) -> dict[str, Any]:
+        """The OCI runtime spec, as a dict (from the cached record)."""
+        return dict(self._info.spec)
+
+    def labels(self) -> dict[str, str]:
+        """The container's labels (fresh from the daemon).
+
+        Raises:
+            RPCError: The call failed.
+        """
+        return dict(self.info(refresh=True).labels)
+
+    def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """Set labels (an empty value removes a label) and return all labels.
+
+        Raises:
+            RPCError: The call failed.
+        """
+        from google.protobuf import field_mask_pb2
+
+        from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
+        req = containers_pb2.UpdateContainerRequest(
+            container=containers_pb2.Container(id=self.id, labels={k: v for k, v in labels.items() if v}),
+            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
+        )
+        resp = self._client.call("containers", "Update", req)
+        self._info = ContainerInfo.from_proto(resp.container)
+        return dict(self._info.labels)
+
+    # -- tasks -------------------------------------------------------------------
+
+    def _ensure_bundle(self) -> str:
+        os.makedirs(self._bundle_dir, mode=0o700, exist_ok=True)
+        return self._bundle_dir
+
+    def new_task(
+        self,
+        *,
+        io: cio.IOCreator | None = None,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+        tty: bool | None = None,
+        checkpoint: Any = None,
+        runtime_options: RuncOptions | None = None,
+    ) -> Task:
+        """Create the container's task: its process exists but is not started.
+
+        Call :meth:`Task.start` next. Stdio is a set of FIFOs in the
+        container's bundle folder unless ``io`` says otherwise.
+
+        Args:
+            io: How stdio is wired (``cio.null_io()``, ``cio.log_file(...)``, ...).
+            stdin: Bytes, text, a binary file, an iterable, or ``cio.PIPE``.
+            stdout: A binary file, a callable, ``cio.Capture()`` or ``cio.Lines()``;
+                None discards output.
+            stderr: Same as stdout (merged into stdout with a TTY).
+            tty: Terminal or not; by default what the spec says.
+            checkpoint: A checkpoint descriptor to restore from.
+            runtime_options: Override the container's runc options for this task.
+
+        Raises:
+            ConflictError: The container already has a task.
+            RPCError: The daemon failed to create it; nothing is left behind.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        if self._deleted:
+            raise NotFoundError(f"container {self.id} was deleted", StatusCode.NOT_FOUND)
+        spec = self._info.spec
+        terminal = bool(spec.get("process", {}).get("terminal", False)) if tty is None else tty
+        creator = io or _default_io(stdin, stdout, stderr, terminal)
+        req = tasks_pb2.CreateTaskRequest(container_id=self.id)
+        if self._info.snapshot_key:
+            req.rootfs.extend(self._mounts())
+        options = runtime_options or self._info.runtime_options
+        if options is not None:
+            uid, gid = _io_owner(spec)
+            req.options.CopyFrom(_typeurl.pack(attrs.evolve(options, io_uid=uid, io_gid=gid).to_proto()))
+        if checkpoint is not None:
+            req.checkpoint.CopyFrom(checkpoint)
+        proc_io = creator(self._ensure_bundle(), self.id)
+        cfg = proc_io.config
+        req.stdin, req.stdout, req.stderr, req.terminal = cfg.stdin, cfg.stdout, cfg.stderr, cfg.terminal
+        try:
+            resp = self._client.call("tasks", "Create", req)
+        except AlreadyExistsError as exc:
+            proc_io.cancel()
+            proc_io.close()
+            raise ConflictError(f"container {self.id} already has a task: {exc.message}", exc.code) from exc
+        except BaseException:
+            proc_io.cancel()
+            proc_io.close()
+            raise
+        task = Task(self, resp.pid, proc_io)
+        proc_io.start()
+        task._arm_wait()
+        # The shim opened the init process's stdin FIFO during Create.
+        task._stdin.ready()
+        self._task = task
+        return task
+
+    def _mounts(self) -> list[Any]:
+        from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
+
+        req = snapshots_pb2.MountsRequest(snapshotter=self._info.snapshotter, key=self._info.snapshot_key)
+        resp = self._client.call("snapshots", "Mounts", req, idempotent=True)
+        return list(resp.mounts)
+
+    def task(self) -> Task:
+        """Load the container's existing task, without stdio.
+
+        Raises:
+            NotFoundError: The container has no task.
+            RPCError: The call failed.
+        """
+        if self._task is not None and self._task.exit_status is None:
+            return self._task
+        state = self._get_task_state()
+        task = Task(self, state.pid, None, started=state.status is not TaskStatus.CREATED)
+        task._arm_wait()
+        self._task = task
+        return task
+
+    def attach_task(
+        self,
+        *,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+    ) -> Task:
+        """Load the existing task and re-open its FIFOs (after a client restart).
+
+        Only one reader should be attached to a task at a time. A missing
+        bundle folder is re-created.
+
+        Raises:
+            NotFoundError: The container has no task.
+            RPCError: The call failed.
+        """
+        from containerd_client import cio as _cio
+
+        state = self._get_task_state()
+        io = None
+        if state.status is not TaskStatus.UNKNOWN and (state.stdout or state.stdin or state.stderr):
+            config = _cio.IOConfig(
+                stdin=state.stdin, stdout=state.stdout, stderr=state.stderr, terminal=state.terminal
+            )
+            io = _cio.attach(config, stdin=stdin, stdout=stdout, stderr=stderr)
+        task = Task(self, state.pid, io, started=state.status is not TaskStatus.CREATED)
+        if io is not None:
+            io.start()
+        task._arm_wait()
+        task._stdin.ready()
+        self._task = task
+        return task
+
+    def _get_task_state(self) -> Any:
+        probe = Task(self, 0, None)
+        return probe._get()
+
+    def _forget_task(self, task: Task) -> None:
+        if self._task is task:
+            self._task = None
+
+    # -- deletion -----------------------------------------------------------------
+
+    def delete(self, *, snapshot: bool = True, force: bool = False) -> None:
+        """Delete the container, its snapshot and its FIFO folder.
+
+        Args:
+            snapshot: Also remove its rootfs snapshot.
+            force: Kill and delete its task first if there is one.
+
+        Raises:
+            FailedPreconditionError: It still has a task (and not ``force``).
+            NotFoundError: It does not exist.
+            RPCError: The call failed.
+        """
+        from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
+        try:
+            state = self._get_task_state()
+        except NotFoundError:
+            state = None
+        if state is not None:
+            if not force:
+                raise FailedPreconditionError(
+                    f"cannot delete container {self.id}: its task is {state.status.value}; "
+                    "delete the task first or pass force=True",
+                    StatusCode.FAILED_PRECONDITION,
+                )
+            (self._task or self.task()).force_delete()
+        self._client.call("containers", "Delete", containers_pb2.DeleteContainerRequest(id=self.id))
+        self._deleted = True
+        if snapshot and self._info.snapshot_key:
+            self._remove_snapshot()
+        self._remove_bundle()
+
+    def _remove_snapshot(self) -> None:
+        from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
+
+        req = snapshots_pb2.RemoveSnapshotRequest(
+            snapshotter=self._info.snapshotter, key=self._info.snapshot_key
+        )
+        try:
+            self._client._caller.call("snapshots", "Remove", req, timeout=CLEANUP_TIMEOUT)
+        except NotFoundError:
+            pass  # garbage collection may have removed it first
+        except ContainerdError:
+            logger.warning("could not remove snapshot %s", self._info.snapshot_key, exc_info=True)
+
+    def _remove_bundle(self) -> None:
+        if os.environ.get(NOCLEAN_ENV) == "1":
+            return
+        try:
+            shutil.rmtree(self._bundle_dir)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            logger.warning("could not remove bundle folder %s", self._bundle_dir, exc_info=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Delete what this client created: task, container, snapshot, FIFOs. Never raises.
+
+        A loaded (not created) container is left alone, except that a task
+        this object created is still cleaned up.
+        """
+        task = self._task
+        if task is not None:
+            task.cleanup()
+        if not self._owned or self._deleted:
+            return
+        try:
+            self.delete(force=True)
+        except NotFoundError:
+            self._deleted = True
+            self._remove_bundle()
+        except ClosedError:
+            logger.warning("client closed before container %s could be deleted", self.id)
+        except ContainerdError:
+            logger.warning("cleanup of container %s failed", self.id, exc_info=True)
+
+
+def _get_info(client: Client, container_id: str) -> ContainerInfo:
+    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
+    resp = client.call(
+        "containers", "Get", containers_pb2.GetContainerRequest(id=container_id), idempotent=True
+    )
+    return ContainerInfo.from_proto(resp.container)
+
+
+def _bundle_for(client: Client, container_id: str, state_dir: str | None) -> str:
+    base = state_dir or _default_state_dir()
+    return os.path.join(base, client.namespace_name, container_id)
+
+
+def create_container(
+    client: Client,
+    container_id: str,
+    *,
+    spec: Mapping[str, Any] | Iterable[SpecOpt] | None = None,
+    args: Sequence[str] | None = None,
+    rootfs: str | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    runtime_options: RuncOptions | None = None,
+    labels: Mapping[str, str] | None = None,
+    image: str = "",
+    snapshotter: str = "",
+    snapshot_key: str = "",
+    state_dir: str | None = None,
+) -> Container:
+    """Create a container record (see :meth:`Client.create_container`)."""
+    from containerd_client import spec as _spec
+    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
+    validate_id(container_id, what="container id")
+    if spec is None or not isinstance(spec, Mapping):
+        opts = list(spec or [])
+        if rootfs is not None:
+            opts.insert(0, _spec.with_rootfs(rootfs))
+        if args is not None:
+            opts.append(_spec.with_process_args(args))
+        spec_doc = _spec.generate(container_id, client.namespace_name, *opts)
+    else:
+        spec_doc = dict(spec)
+        if rootfs is not None or args is not None:
+            extra = []
+            if rootfs is not None:
+                extra.append(_spec.with_rootfs(rootfs))
+            if args is not None:
+                extra.append(_spec.with_process_args(args))
+            spec_doc = _spec.generate(container_id, client.namespace_name, *extra, base=spec_doc)
+    bundle = _bundle_for(client, container_id, state_dir)
+    all_labels = {**(labels or {}), BUNDLE_LABEL: bundle}
+    record = containers_pb2.Container(
+        id=container_id,
+        labels=all_labels,
+        image=image,
+        runtime=containers_pb2.Container.Runtime(name=runtime),
+        spec=_typeurl.pack_json(_typeurl.OCI_SPEC, spec_doc),
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
+    )
+    if runtime_options is not None:
+        record.runtime.options.CopyFrom(_typeurl.pack(runtime_options.to_proto()))
+    try:
+        resp = client.call("containers", "Create", containers_pb2.CreateContainerRequest(container=record))
+    except AlreadyExistsError as exc:
+        raise ConflictError(f"id already in use: {exc.message}", exc.code) from exc
+    info = ContainerInfo.from_proto(resp.container)
+    # The folder is made now, not before the RPC, so a failed create leaves nothing.
+    os.makedirs(bundle, mode=0o700, exist_ok=True)
+    return Container(client, info, owned=True, bundle_dir=bundle)
+
+
+def load_container(client: Client, container_id: str, *, state_dir: str | None = None) -> Container:
+    """Attach to an existing container (see :meth:`Client.load_container`)."""
+    validate_id(container_id, what="container id")
+    try:
+        info = _get_info(client, container_id)
+    except NotFoundError as exc:
+        raise NotFoundError(f"no such container {container_id!r}: {exc.message}", exc.code) from exc
+    bundle = info.labels.get(BUNDLE_LABEL) or _bundle_for(client, container_id, state_dir)
+    return Container(client, info, owned=False, bundle_dir=bundle)
+
+
+def list_containers(client: Client, *filters: str, state_dir: str | None = None) -> list[Container]:
+    """List containers (see :meth:`Client.containers`)."""
+    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
+    resp = client.call(
+        "containers", "List", containers_pb2.ListContainersRequest(filters=list(filters)), idempotent=True
+    )
+    out = []
+    for c in resp.containers:
+        info = ContainerInfo.from_proto(c)
+        bundle = info.labels.get(BUNDLE_LABEL) or _bundle_for(client, info.id, state_dir)
+        out.append(Container(client, info, owned=False, bundle_dir=bundle))
+    return out

@@ -1,0 +1,1034 @@
+"""Tasks (a container's init process) and exec processes.
+
+A :class:`Task` is created by :meth:`Container.new_task` and started with
+:meth:`Task.start`; creation is split from start so callers can act in
+between (set up networking against ``/proc/<pid>/ns/net``). Its exit is
+watched from the moment it is created (a ``Tasks.Wait`` call is armed before
+start), so a fast exit is never missed.
+
+Both :class:`Task` and :class:`Process` are context managers: leaving the
+block kills and deletes what is still alive and closes the stdio, under a
+deadline of its own that the caller's deadlines do not shorten.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import logging
+import signal as _signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from containerd_client import _typeurl
+from containerd_client.errors import (
+    ClosedError,
+    ContainerdError,
+    FailedPreconditionError,
+    NotFoundError,
+    StatusCode,
+    UnavailableError,
+    UnknownSignalError,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from containerd_client import cio
+    from containerd_client.client import Client
+    from containerd_client.containers import Container
+
+__all__ = [
+    "CLEANUP_TIMEOUT",
+    "ExecResult",
+    "ExitStatus",
+    "Process",
+    "ProcessInfo",
+    "Task",
+    "TaskStatus",
+    "parse_signal",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Deadline for cleanup work (kill, wait, delete) run by ``with`` blocks and
+#: failure paths; independent of the caller's deadline, as moby does.
+CLEANUP_TIMEOUT = 30.0
+#: How long wait()/delete() let stdout/stderr drain after an exit. A
+#: grandchild that inherited the pipes can keep them open forever (moby#39383).
+IO_DRAIN_TIMEOUT = 2.0
+
+#: containerd reports this exit code when it cannot know the real one.
+UNKNOWN_EXIT_CODE = 255
+
+
+class TaskStatus(enum.Enum):
+    """The state of a task or process (``containerd.v1.types.Status``)."""
+
+    UNKNOWN = "unknown"
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    PAUSING = "pausing"
+
+
+_STATUS_BY_NUMBER = {
+    0: TaskStatus.UNKNOWN,
+    1: TaskStatus.CREATED,
+    2: TaskStatus.RUNNING,
+    3: TaskStatus.STOPPED,
+    4: TaskStatus.PAUSED,
+    5: TaskStatus.PAUSING,
+}
+
+
+def _ts(ts: Any) -> _dt.datetime | None:
+    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+        return None
+    return ts.ToDatetime(tzinfo=_dt.timezone.utc)  # type: ignore[no-any-return]
+
+
+@attrs.frozen
+class ExitStatus:
+    """How a process ended.
+
+    Attributes:
+        code: The exit code; ``128 + n`` when killed by signal ``n``.
+        exited_at: When it exited, as the daemon saw it.
+        oom_killed: Whether an OOM event was seen for this run of the task.
+    """
+
+    code: int
+    exited_at: _dt.datetime | None = None
+    oom_killed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the process exited with status 0."""
+        return self.code == 0
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that killed the process, if the code says so."""
+        return self.code - 128 if 128 < self.code < 128 + 65 else None
+
+
+@attrs.frozen
+class ProcessInfo:
+    """One process inside a task (``Tasks.ListPids``)."""
+
+    pid: int
+    info: Any = None
+
+
+@attrs.frozen
+class ExecResult:
+    """What :meth:`Task.run` returns: the exit status and the captured output."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command exited with status 0."""
+        return self.exit_code == 0
+
+
+def parse_signal(sig: int | str | _signal.Signals) -> int:
+    """Turn ``9``, ``"SIGKILL"``, ``"KILL"`` or ``signal.SIGKILL`` into a number.
+
+    Raises:
+        UnknownSignalError: The name or number is not a signal on this host.
+    """
+    if isinstance(sig, _signal.Signals):
+        return int(sig)
+    if isinstance(sig, bool):
+        raise UnknownSignalError(f"unknown signal {sig!r}")
+    if isinstance(sig, int):
+        if 1 <= sig <= int(_signal.SIGRTMAX):
+            return sig
+        raise UnknownSignalError(f"unknown signal number {sig}")
+    if isinstance(sig, str):
+        text = sig.strip().upper()
+        if text.isdigit():
+            return parse_signal(int(text))
+        name = text if text.startswith("SIG") else f"SIG{text}"
+        try:
+            return int(_signal.Signals[name])
+        except KeyError:
+            raise UnknownSignalError(f"unknown signal name {sig!r}") from None
+    raise UnknownSignalError(f"unknown signal {sig!r}")
+
+
+def _default_io(stdin: Any, stdout: Any, stderr: Any, terminal: bool) -> cio.IOCreator:
+    """FIFOs when the caller gives a stream (or a terminal needs one), else no stdio at all."""
+    from containerd_client import cio as _cio
+
+    if stdin is None and stdout is None and stderr is None and not terminal:
+        return _cio.null_io()
+    return _cio.stdio(stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal)
+
+
+class _ExitSlot:
+    """Holds a process's exit once; the first source to see it wins."""
+
+    __slots__ = ("_callbacks", "_error", "_event", "_lock", "_value")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._value: ExitStatus | None = None
+        self._error: ContainerdError | None = None
+        self._callbacks: list[Callable[[ExitStatus], None]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def value(self) -> ExitStatus | None:
+        return self._value
+
+    def set(self, status: ExitStatus) -> bool:
+        with self._lock:
+            if self._value is not None:
+                return False
+            self._value = status
+            self._error = None
+            callbacks, self._callbacks = self._callbacks, []
+        self._event.set()
+        for cb in callbacks:
+            try:
+                cb(status)
+            except Exception:
+                logger.exception("exit callback %r failed", cb)
+        return True
+
+    def fail(self, error: ContainerdError) -> None:
+        with self._lock:
+            if self._value is not None or self._error is not None:
+                return
+            self._error = error
+        self._event.set()
+
+    def add_callback(self, cb: Callable[[ExitStatus], None]) -> None:
+        with self._lock:
+            if self._value is None:
+                self._callbacks.append(cb)
+                return
+            value = self._value
+        cb(value)
+
+    def wait(self, timeout: float | None) -> ExitStatus:
+        if not self._event.wait(timeout):
+            from containerd_client.errors import DeadlineExceededError
+
+            raise DeadlineExceededError(f"process did not exit within {timeout} s")
+        if self._value is not None:
+            return self._value
+        assert self._error is not None
+        raise self._error
+
+
+class _StdinCloser:
+    """Sends containerd's CloseIO exactly once, only once the process exists.
+
+    A CloseIO that reaches the shim before it opened the stdin FIFO is lost
+    and the process never sees EOF (moby#37870): the init process's FIFO is
+    open after Tasks.Create, an exec's only after its Start. So the request
+    (stdin source exhausted, or close_stdin()) and readiness are tracked
+    separately and the RPC goes out when both are true.
+    """
+
+    def __init__(self, send: Callable[[], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._requested = False
+        self._ready = False
+        self._abandoned = False
+        self._sent = False
+
+    def request(self) -> None:
+        with self._lock:
+            self._requested = True
+            go = self._take()
+        if go:
+            self._do_send()
+
+    def ready(self) -> None:
+        with self._lock:
+            self._ready = True
+            go = self._take()
+        if go:
+            self._do_send()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+
+    def _take(self) -> bool:
+        if self._requested and self._ready and not self._sent and not self._abandoned:
+            self._sent = True
+            return True
+        return False
+
+    def _do_send(self) -> None:
+        try:
+            self._send()
+        except (NotFoundError, UnavailableError, ClosedError):
+            # The process is gone or the daemon is going away: nothing to close.
+            logger.debug("CloseIO skipped: process gone", exc_info=True)
+        except ContainerdError:
+            logger.warning("failed to close stdin", exc_info=True)
+
+
+class _ProcessBase:
+    """What a task's init process and an exec process share."""
+
+    _kind = "process"
+
+    def __init__(
+        self,
+        client: Client,
+        container_id: str,
+        exec_id: str,
+        pid: int,
+        io: cio.ProcessIO | None,
+    ) -> None:
+        self._client = client
+        self._container_id = container_id
+        self._exec_id = exec_id
+        self._pid = pid
+        self._io = io
+        self._exit = _ExitSlot()
+        self._stdin = _StdinCloser(self._send_close_io)
+        self._deleted: ExitStatus | None = None
+        self._started = False
+        self._lock = threading.Lock()
+        self._wait_call: Any = None
+        if io is not None:
+            io.on_stdin_eof(self._stdin.request)
+
+    # -- identity ------------------------------------------------------------------
+
+    @property
+    def container_id(self) -> str:
+        """The container this process belongs to."""
+        return self._container_id
+
+    @property
+    def pid(self) -> int:
+        """The host pid of the process (0 before it exists)."""
+        return self._pid
+
+    @property
+    def io(self) -> cio.ProcessIO | None:
+        """The stdio plumbing, if the process has any."""
+        return self._io
+
+    def _exec_field(self) -> str:
+        return self._exec_id
+
+    # -- exit watching -------------------------------------------------------------
+
+    def _arm_wait(self) -> None:
+        """Start a Tasks.Wait call in the background (a gRPC future, no thread)."""
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        caller = self._client._caller
+        req = tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id)
+        stub = caller.stub("tasks")
+        try:
+            call = stub.Wait.future(req, metadata=caller.metadata)
+        except Exception as exc:  # grpc raises only for a closed channel here
+            self._exit.fail(ClosedError(f"cannot wait: {exc}"))
+            return
+        self._wait_call = call
+        call.add_done_callback(self._wait_done)
+
+    def _wait_done(self, call: Any) -> None:
+        import grpc
+
+        from containerd_client._rpc import map_rpc_error
+
+        try:
+            resp = call.result()
+        except grpc.FutureCancelledError:
+            self._exit.fail(ClosedError("the wait was cancelled (client closed)"))
+            return
+        except grpc.RpcError as exc:
+            err: ContainerdError = map_rpc_error(exc)
+            if err.code is StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                err = ClosedError("the wait was cancelled (client closed)")
+            self._exit.fail(err)
+            return
+        self._exit.set(ExitStatus(resp.exit_status, _ts(resp.exited_at)))
+
+    def _notify_exit(self, status: ExitStatus) -> bool:
+        """Complete wait() from another source (the event stream). First wins."""
+        return self._exit.set(status)
+
+    def wait(self, timeout: float | None = None, *, drain_io: bool = True) -> ExitStatus:
+        """Block until the process exits and return its status.
+
+        The wait was armed when the process was created, so an exit that
+        happened before this call is reported too. By default output still in
+        the FIFOs is copied before returning (bounded, see IO_DRAIN_TIMEOUT).
+
+        Args:
+            timeout: Seconds to wait; None waits forever.
+            drain_io: Also wait (briefly) for stdout/stderr to be fully copied.
+
+        Raises:
+            DeadlineExceededError: It did not exit within ``timeout``.
+            ClosedError: The client was closed while waiting.
+            RPCError: The daemon failed the wait.
+        """
+        if self._deleted is not None:
+            return self._deleted
+        if self._wait_call is None and not self._exit.done:
+            self._arm_wait()
+        status = self._exit.wait(timeout)
+        if drain_io and self._io is not None:
+            self._io.wait(IO_DRAIN_TIMEOUT)
+        return status
+
+    def on_exit(self, callback: Callable[[ExitStatus], None]) -> None:
+        """Call ``callback(status)`` once, when the process exits (at once if it has).
+
+        The callback runs on a gRPC or dispatcher thread: keep it short.
+        """
+        self._exit.add_callback(callback)
+
+    @property
+    def exit_status(self) -> ExitStatus | None:
+        """The exit status if the exit was already seen, else None (no RPC)."""
+        return self._deleted or self._exit.value
+
+    # -- control -------------------------------------------------------------------
+
+    def kill(self, sig: int | str | _signal.Signals = _signal.SIGTERM, *, all: bool = False) -> None:
+        """Send a signal (number, ``"SIGTERM"``, ``"TERM"`` or ``signal.SIGTERM``).
+
+        Args:
+            sig: The signal; SIGTERM by default.
+            all: Signal every process in the container (init task only).
+
+        Raises:
+            UnknownSignalError: ``sig`` is not a signal here (no RPC is made).
+            NotFoundError: The process already exited or does not exist.
+            RPCError: The call failed.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        number = parse_signal(sig)
+        req = tasks_pb2.KillRequest(
+            container_id=self._container_id, exec_id=self._exec_id, signal=number, all=all
+        )
+        self._client.call("tasks", "Kill", req)
+
+    def resize(self, width: int, height: int) -> None:
+        """Resize the process's terminal (TTY processes only).
+
+        Raises:
+            RPCError: The call failed (e.g. NotFoundError once it exited).
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        if width <= 0 or height <= 0:
+            from containerd_client.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"terminal size must be positive, got {width}x{height}")
+        req = tasks_pb2.ResizePtyRequest(
+            container_id=self._container_id, exec_id=self._exec_id, width=width, height=height
+        )
+        self._client.call("tasks", "ResizePty", req)
+
+    def close_stdin(self) -> None:
+        """Signal end of input: close our end of stdin and tell the shim, exactly once."""
+        if self._io is not None and self._io.config.stdin:
+            self._io.close_stdin()  # fires the EOF callback, which requests CloseIO
+        else:
+            self._stdin.request()
+
+    def _send_close_io(self) -> None:
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        req = tasks_pb2.CloseIORequest(container_id=self._container_id, exec_id=self._exec_id, stdin=True)
+        self._client._caller.call("tasks", "CloseIO", req, timeout=CLEANUP_TIMEOUT)
+
+    def status(self) -> TaskStatus:
+        """The current state, from the daemon.
+
+        Raises:
+            NotFoundError: The process was deleted.
+            RPCError: The call failed.
+        """
+        return self._get().status
+
+    def _get(self) -> _ProcessState:
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        req = tasks_pb2.GetRequest(container_id=self._container_id, exec_id=self._exec_id)
+        resp = self._client.call("tasks", "Get", req, idempotent=True)
+        p = resp.process
+        return _ProcessState(
+            status=_STATUS_BY_NUMBER.get(p.status, TaskStatus.UNKNOWN),
+            pid=p.pid,
+            exit_status=p.exit_status,
+            exited_at=_ts(p.exited_at),
+            stdin=p.stdin,
+            stdout=p.stdout,
+            stderr=p.stderr,
+            terminal=p.terminal,
+        )
+
+    # -- deletion --------------------------------------------------------------------
+
+    def _finish_io(self) -> None:
+        if self._io is not None:
+            self._io.wait(IO_DRAIN_TIMEOUT)
+            self._io.close()
+
+    def _abort_io(self) -> None:
+        self._stdin.abandon()
+        if self._io is not None:
+            self._io.cancel()
+            self._io.close()
+
+    def _cancel_wait(self) -> None:
+        call = self._wait_call
+        if call is not None and not call.done():
+            call.cancel()
+
+    def force_delete(self, *, timeout: float = CLEANUP_TIMEOUT) -> ExitStatus:
+        """Kill everything and delete, whatever the state (created, running, paused).
+
+        Sends SIGKILL (to every process of the container for an init task),
+        waits for the exit and deletes, all within ``timeout``. A process
+        that is already gone is not an error.
+
+        Raises:
+            RPCError: The daemon failed the delete for another reason.
+            DeadlineExceededError: The process did not die within ``timeout``.
+        """
+        if self._deleted is not None:
+            return self._deleted
+        deadline = time.monotonic() + timeout
+        if self._wait_call is None and not self._exit.done:
+            self._arm_wait()
+        try:
+            self._kill_for_cleanup()
+        except NotFoundError:
+            pass  # already gone: the delete below reports what it can
+        except FailedPreconditionError:
+            pass  # already stopped
+        try:
+            self._exit.wait(max(0.0, deadline - time.monotonic()))
+        except ClosedError:
+            raise
+        except ContainerdError:
+            logger.debug("wait during force delete failed", exc_info=True)
+        return self._delete(timeout=max(1.0, deadline - time.monotonic()), missing_ok=True)
+
+    def _kill_for_cleanup(self) -> None:
+        raise NotImplementedError
+
+    def delete(self) -> ExitStatus:
+        """Delete the stopped process and return its exit status; closes its stdio.
+
+        Raises:
+            FailedPreconditionError: It is still running (kill it first, or
+                use :meth:`force_delete`).
+            NotFoundError: It was already deleted.
+            RPCError: The call failed.
+        """
+        if self._deleted is not None:
+            raise NotFoundError(f"{self._kind} {self._ident()} was already deleted", StatusCode.NOT_FOUND)
+        if not self._exit.done:
+            # containerd answers UNKNOWN for this; say what it means, as the Go client does.
+            state = self._get()
+            if state.status not in (TaskStatus.STOPPED, TaskStatus.UNKNOWN) and not (
+                state.status is TaskStatus.CREATED and state.pid == 0
+            ):
+                raise FailedPreconditionError(
+                    f"{self._kind} {self._ident()} must be stopped before deletion: {state.status.value}",
+                    StatusCode.FAILED_PRECONDITION,
+                )
+        return self._delete(timeout=None, missing_ok=False)
+
+    def _ident(self) -> str:
+        return self._exec_id or self._container_id
+
+    def _delete(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
+        raise NotImplementedError
+
+    def _mark_deleted(self, status: ExitStatus) -> ExitStatus:
+        self._exit.set(status)
+        final = self._exit.value or status
+        self._deleted = final
+        self._cancel_wait()
+        return final
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Kill and delete the process if still there, and close its stdio. Never raises."""
+        if self._deleted is None:
+            try:
+                self.force_delete()
+            except ClosedError:
+                self._abort_io()
+            except ContainerdError:
+                logger.warning("cleanup of %s %s failed", self._kind, self._ident(), exc_info=True)
+                self._abort_io()
+        elif self._io is not None:
+            self._io.close()
+
+
+@attrs.frozen
+class _ProcessState:
+    status: TaskStatus
+    pid: int
+    exit_status: int
+    exited_at: _dt.datetime | None
+    stdin: str
+    stdout: str
+    stderr: str
+    terminal: bool
+
+
+class Process(_ProcessBase):
+    """An exec process inside a running task.
+
+    Created by :meth:`Task.exec`; call :meth:`start`, then :meth:`wait`.
+    Leaving a ``with`` block kills and deletes it and removes its FIFOs.
+    """
+
+    _kind = "exec"
+
+    def __init__(self, task: Task, exec_id: str, io: cio.ProcessIO | None) -> None:
+        super().__init__(task._client, task.container_id, exec_id, 0, io)
+        self._task = task
+
+    @property
+    def id(self) -> str:
+        """The exec id."""
+        return self._exec_id
+
+    def __repr__(self) -> str:
+        return f"<Process {self._exec_id!r} of {self._container_id!r} pid={self._pid}>"
+
+    def start(self) -> None:
+        """Start the exec'd process.
+
+        If the start fails, the process is deleted and its FIFOs removed
+        under a deadline of their own, then the error is raised.
+
+        Raises:
+            FailedPreconditionError: It was already started.
+            RPCError: The daemon could not start it (e.g. the binary is missing).
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        with self._lock:
+            if self._started:
+                raise FailedPreconditionError(f"exec {self._exec_id} was already started")
+            self._started = True
+        req = tasks_pb2.StartRequest(container_id=self._container_id, exec_id=self._exec_id)
+        try:
+            resp = self._client.call("tasks", "Start", req)
+        except ContainerdError:
+            self._stdin.abandon()
+            self._cleanup_failed_start()
+            raise
+        self._pid = resp.pid
+        # The shim opens an exec's stdin FIFO during Start: only now may CloseIO go out.
+        self._stdin.ready()
+
+    def _cleanup_failed_start(self) -> None:
+        try:
+            self._delete(timeout=45.0, missing_ok=True)
+        except ContainerdError:
+            logger.warning("could not delete exec %s after its start failed", self._exec_id, exc_info=True)
+            self._abort_io()
+
+    def _kill_for_cleanup(self) -> None:
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        if not self._started:
+            return  # never started: nothing runs, delete directly
+        req = tasks_pb2.KillRequest(
+            container_id=self._container_id, exec_id=self._exec_id, signal=int(_signal.SIGKILL)
+        )
+        self._client._caller.call("tasks", "Kill", req, timeout=CLEANUP_TIMEOUT)
+
+    def force_delete(self, *, timeout: float = CLEANUP_TIMEOUT) -> ExitStatus:
+        """Kill the exec if it runs and delete it (see :meth:`Task.force_delete`)."""
+        if self._deleted is not None:
+            return self._deleted
+        if not self._started:
+            return self._delete(timeout=timeout, missing_ok=True)
+        return super().force_delete(timeout=timeout)
+
+    def _delete(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        if self._io is not None:
+            self._io.wait(IO_DRAIN_TIMEOUT if self._started else 0.0)
+        req = tasks_pb2.DeleteProcessRequest(container_id=self._container_id, exec_id=self._exec_id)
+        call_timeout = timeout if timeout is not None else -1.0
+        try:
+            resp = self._client._caller.call("tasks", "DeleteProcess", req, timeout=call_timeout)
+        except NotFoundError:
+            if not missing_ok:
+                raise
+            status = self._exit.value or ExitStatus(UNKNOWN_EXIT_CODE)
+        else:
+            status = ExitStatus(resp.exit_status, _ts(resp.exited_at))
+        if self._io is not None:
+            self._io.close()
+        self._task._forget_exec(self._exec_id)
+        return self._mark_deleted(status)
+
+
+class Task(_ProcessBase):
+    """A container's running (or created) init process.
+
+    Get one from :meth:`Container.new_task` (created, not started),
+    :meth:`Container.task` (load, no stdio) or :meth:`Container.attach_task`
+    (load and re-open its FIFOs after a restart).
+    """
+
+    _kind = "task"
+
+    def __init__(
+        self,
+        container: Container,
+        pid: int,
+        io: cio.ProcessIO | None,
+        *,
+        started: bool = False,
+    ) -> None:
+        super().__init__(container._client, container.id, "", pid, io)
+        self._container = container
+        self._started = started
+        self._execs: dict[str, Process] = {}
+        self._oom = False
+
+    @property
+    def id(self) -> str:
+        """The task id: the container id."""
+        return self._container_id
+
+    @property
+    def container(self) -> Container:
+        """The container this task runs in."""
+        return self._container
+
+    @property
+    def oom_killed(self) -> bool:
+        """Whether an OOM event was seen for this run (needs the event dispatcher)."""
+        return self._oom
+
+    def __repr__(self) -> str:
+        return f"<Task {self._container_id!r} pid={self._pid}>"
+
+    def start(self) -> None:
+        """Start the task's process (runc start).
+
+        Raises:
+            FailedPreconditionError: The task was already started.
+            RPCError: The daemon failed to start it.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        with self._lock:
+            if self._started:
+                raise FailedPreconditionError(f"task {self._container_id} was already started")
+            self._started = True
+        self._oom = False
+        resp = self._client.call("tasks", "Start", tasks_pb2.StartRequest(container_id=self._container_id))
+        self._pid = resp.pid or self._pid
+
+    def pause(self) -> None:
+        """Freeze every process of the task.
+
+        Raises:
+            RPCError: The call failed.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        self._client.call("tasks", "Pause", tasks_pb2.PauseTaskRequest(container_id=self._container_id))
+
+    def resume(self) -> None:
+        """Thaw a paused task.
+
+        Raises:
+            RPCError: The call failed.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        self._client.call("tasks", "Resume", tasks_pb2.ResumeTaskRequest(container_id=self._container_id))
+
+    def pids(self) -> list[ProcessInfo]:
+        """The processes in the task, with runc's per-process details when given.
+
+        Raises:
+            RPCError: The call failed.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        resp = self._client.call(
+            "tasks", "ListPids", tasks_pb2.ListPidsRequest(container_id=self._container_id), idempotent=True
+        )
+        out = []
+        for p in resp.processes:
+            info = None
+            if p.HasField("info") and p.info.type_url:
+                try:
+                    info = _typeurl.unpack(p.info)
+                except ContainerdError:
+                    info = None
+            out.append(ProcessInfo(p.pid, info))
+        return out
+
+    def stats(self) -> Any:
+        """The task's cgroup metrics as typed values (cgroup v1 or v2).
+
+        Returns:
+            A :class:`containerd_client.metrics.Metrics` value.
+
+        Raises:
+            NotFoundError: No metrics for this task.
+            RPCError: The call failed.
+        """
+        from containerd_client import metrics
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        req = tasks_pb2.MetricsRequest(filters=[f"id=={self._container_id}"])
+        resp = self._client.call("tasks", "Metrics", req, idempotent=True)
+        for m in resp.metrics:
+            if m.id == self._container_id:
+                return metrics.from_proto(m)
+        raise NotFoundError(f"no metrics for task {self._container_id}", StatusCode.NOT_FOUND)
+
+    def update(self, resources: Mapping[str, Any]) -> None:
+        """Change the task's resource limits (OCI ``LinuxResources`` as a dict).
+
+        Example: ``task.update({"memory": {"limit": 128 << 20}})``.
+
+        Raises:
+            RPCError: The call failed.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        req = tasks_pb2.UpdateTaskRequest(
+            container_id=self._container_id,
+            resources=_typeurl.pack_json(_typeurl.OCI_RESOURCES, dict(resources)),
+        )
+        self._client.call("tasks", "Update", req)
+
+    # -- exec ------------------------------------------------------------------------
+
+    def exec(
+        self,
+        exec_id: str,
+        args: Sequence[str] | Mapping[str, Any],
+        *,
+        io: cio.IOCreator | None = None,
+        stdin: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+        tty: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: tuple[int, int] | None = None,
+    ) -> Process:
+        """Create an exec process in this task (start it with :meth:`Process.start`).
+
+        Args:
+            exec_id: A unique id for the exec (containerd identifier rules).
+            args: The command line, or a full OCI process spec (a dict).
+            io: How stdio is wired (see :mod:`containerd_client.cio`); by
+                default built from ``stdin``/``stdout``/``stderr``.
+            stdin: Bytes, text, a binary file or an iterable, or ``cio.PIPE``.
+            stdout: A binary file, a callable, ``cio.Capture()`` or ``cio.Lines()``.
+            stderr: Same as stdout; ignored with ``tty=True``.
+            tty: Give the process a terminal.
+            env: Extra environment variables.
+            cwd: Working directory (default: the container's).
+            user: ``(uid, gid)`` to run as (default: the container's).
+
+        Raises:
+            InvalidIdError: ``exec_id`` is not a valid identifier.
+            ConflictError: ``exec_id`` is in use in this task.
+            NotFoundError: The task is gone.
+            RPCError: The daemon refused the exec.
+        """
+        from containerd_client._ids import validate_id
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+        from containerd_client.errors import AlreadyExistsError, ConflictError
+
+        validate_id(exec_id, what="exec id")
+        if self._exit.done or self._deleted is not None:
+            # containerd would answer UNKNOWN ("cannot exec in a stopped state").
+            raise FailedPreconditionError(
+                f"cannot exec in task {self._container_id}: it has exited", StatusCode.FAILED_PRECONDITION
+            )
+        if isinstance(args, Mapping):
+            process = dict(args)
+        else:
+            if isinstance(args, str):
+                args = [args]
+            process = dict(self._container.spec().get("process", {}))
+            process["args"] = [str(a) for a in args]
+            process["terminal"] = tty
+            if env:
+                merged = [e for e in process.get("env", []) if e.split("=", 1)[0] not in env]
+                process["env"] = merged + [f"{k}={v}" for k, v in env.items()]
+            if cwd is not None:
+                process["cwd"] = cwd
+            if user is not None:
+                process["user"] = {"uid": user[0], "gid": user[1]}
+        terminal = bool(process.get("terminal", False))
+        creator = io or _default_io(stdin, stdout, stderr, terminal)
+        bundle = self._container._ensure_bundle()
+        proc_io = creator(bundle, exec_id)
+        cfg = proc_io.config
+        req = tasks_pb2.ExecProcessRequest(
+            container_id=self._container_id,
+            exec_id=exec_id,
+            stdin=cfg.stdin,
+            stdout=cfg.stdout,
+            stderr=cfg.stderr,
+            terminal=cfg.terminal,
+            spec=_typeurl.pack_json(_typeurl.OCI_PROCESS, process),
+        )
+        try:
+            self._client.call("tasks", "Exec", req)
+        except AlreadyExistsError as exc:
+            proc_io.cancel()
+            proc_io.close()
+            raise ConflictError(f"exec id {exec_id!r} already in use: {exc.message}", exc.code) from exc
+        except BaseException:
+            proc_io.cancel()
+            proc_io.close()
+            raise
+        proc = Process(self, exec_id, proc_io)
+        proc_io.start()
+        proc._arm_wait()
+        self._execs[exec_id] = proc
+        return proc
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: bytes | str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        exec_id: str | None = None,
+    ) -> ExecResult:
+        """Exec a command, wait for it, and return its exit code and output.
+
+        The exec is always deleted, also on timeout or error.
+
+        Raises:
+            DeadlineExceededError: It ran longer than ``timeout`` (it is killed).
+            RPCError: The exec could not be created or started.
+        """
+        import uuid
+
+        from containerd_client import cio as _cio
+
+        out, err = _cio.Capture(), _cio.Capture()
+        eid = exec_id or f"run-{uuid.uuid4().hex[:12]}"
+        with self.exec(eid, args, stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd) as proc:
+            proc.start()
+            status = proc.wait(timeout)
+        return ExecResult(status.code, out.getvalue(), err.getvalue())
+
+    def _forget_exec(self, exec_id: str) -> None:
+        self._execs.pop(exec_id, None)
+
+    def load_process(self, exec_id: str) -> Process:
+        """Attach to an existing exec process by id (without stdio).
+
+        Raises:
+            NotFoundError: No such exec.
+            RPCError: The call failed.
+        """
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        req = tasks_pb2.GetRequest(container_id=self._container_id, exec_id=exec_id)
+        resp = self._client.call("tasks", "Get", req, idempotent=True)
+        proc = Process(self, exec_id, None)
+        proc._pid = resp.process.pid
+        proc._started = resp.process.pid != 0
+        proc._arm_wait()
+        return proc
+
+    # -- deletion --------------------------------------------------------------------
+
+    def _kill_for_cleanup(self) -> None:
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        req = tasks_pb2.KillRequest(container_id=self._container_id, signal=int(_signal.SIGKILL), all=True)
+        self._client._caller.call("tasks", "Kill", req, timeout=CLEANUP_TIMEOUT)
+
+    def force_delete(self, *, timeout: float = CLEANUP_TIMEOUT) -> ExitStatus:
+        """Kill every process of the task (also a created, never started one) and delete it.
+
+        This is the cleanup containerd needs for a created task, which cannot
+        be deleted without a kill (moby#44399).
+
+        Raises:
+            DeadlineExceededError: The task did not die within ``timeout``.
+            RPCError: The delete failed for another reason.
+        """
+        for proc in list(self._execs.values()):
+            proc._abort_io()
+            self._execs.pop(proc.id, None)
+        return super().force_delete(timeout=timeout)
+
+    def _delete(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        if self._io is not None:
+            self._io.wait(IO_DRAIN_TIMEOUT if self._started else 0.0)
+        call_timeout = timeout if timeout is not None else -1.0
+        req = tasks_pb2.DeleteTaskRequest(container_id=self._container_id)
+        try:
+            resp = self._client._caller.call("tasks", "Delete", req, timeout=call_timeout)
+        except NotFoundError:
+            if not missing_ok:
+                raise
+            status = self._exit.value or ExitStatus(UNKNOWN_EXIT_CODE)
+        except ClosedError:
+            raise
+        else:
+            status = ExitStatus(resp.exit_status, _ts(resp.exited_at), self._oom)
+        self._stdin.abandon()
+        if self._io is not None:
+            self._io.close()
+        self._container._forget_task(self)
+        return self._mark_deleted(status)
