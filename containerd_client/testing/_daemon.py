@@ -1,0 +1,920 @@
+"""A private containerd daemon for tests.
+
+:class:`ContainerdDaemon` runs a containerd of its own: its own root, state,
+socket and default namespace, so that several daemons (and the machine's own
+containerd, if any) can run side by side. It starts in the background, is
+ready once its gRPC health service answers SERVING, and ``stop()`` leaves
+nothing behind: no daemon, shim or container process, no mount, no folder.
+
+Two daemons on one machine still share ``/run/containerd``: runc keeps its
+state in ``/run/containerd/runc/<namespace>`` and the shims their sockets in
+``/run/containerd/s``. A unique default namespace per daemon keeps container
+ids apart there; :attr:`ContainerdDaemon.runc_root` is a private runc root
+for tests that set runc's ``Options.root``.
+
+Fault tests can :meth:`~ContainerdDaemon.kill` the daemon alone (its shims
+and containers go on running) and :meth:`~ContainerdDaemon.start` it again on
+the same root, state and socket.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import functools
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import grpc
+
+from containerd_client.errors import DaemonStartError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+__all__ = ["ContainerdDaemon", "DaemonStartError"]
+
+logger = logging.getLogger(__name__)
+
+# sun_path holds 108 bytes with its NUL; containerd also listens on
+# "<address>.ttrpc", so leave room for that suffix.
+_MAX_SOCKET_PATH = 107 - len(".ttrpc")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# containerd's shims and runc keep per-namespace state here whatever the
+# daemon's own state folder is.
+_RUNC_STATE = "/run/containerd/runc"
+_CGROUP_ROOT = "/sys/fs/cgroup"
+_TASK_PLUGIN = "io.containerd.runtime.v2.task"
+_LOG_TAIL_LINES = 40
+_MNT_DETACH = 2
+
+_HEALTH_SERVING = b"\x08\x01"
+
+
+def _health_check(address: str, timeout: float) -> bool:
+    """Ask the daemon's gRPC health service whether it is serving.
+
+    A generic call keeps this free of generated code: the request is an empty
+    ``HealthCheckRequest`` and ``status: SERVING`` encodes as ``08 01``.
+    """
+    try:
+        with grpc.insecure_channel("unix://" + address) as channel:
+            check = channel.unary_unary(
+                "/grpc.health.v1.Health/Check",
+                request_serializer=bytes,
+                response_deserializer=bytes,
+            )
+            response = check(b"", timeout=timeout)
+    except grpc.RpcError:
+        return False
+    return bool(response == _HEALTH_SERVING)
+
+
+def _parse_version(output: str) -> tuple[str, tuple[int, int, int]] | None:
+    """Find the version in ``containerd --version`` output.
+
+    Debian prints ``containerd github.com/containerd/containerd 1.6.20~ds1
+    1.6.20~ds1-1+deb12u3``, upstream ``... v1.7.24 <commit>``.
+    """
+    tokens = output.split()
+    for token in tokens[2:] + tokens[:2]:
+        m = re.match(r"v?(\d+)\.(\d+)\.(\d+)", token)
+        if m:
+            info = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            return "{}.{}.{}".format(*info), info
+    return None
+
+
+def _toml_string(value: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes.
+    return json.dumps(value)
+
+
+def _read_tail(path: str, max_lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read()
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(lines[-max_lines:])
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def _pids() -> Iterator[int]:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            yield int(entry)
+
+
+def _ppid_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses; fields resume after the last ")".
+    fields = raw[raw.rfind(")") + 2 :].split()
+    if len(fields) < 2:
+        return None
+    return int(fields[1]), fields[0]
+
+
+def _alive(pid: int) -> bool:
+    info = _ppid_and_state(pid)
+    # A zombie has let go of everything; its reaper is not us.
+    return info is not None and info[1] not in ("Z", "X")
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg in (flag, "-" + flag) and i + 1 < len(args):
+            return args[i + 1]
+        for prefix in (flag + "=", "-" + flag + "="):
+            if arg.startswith(prefix):
+                return arg[len(prefix) :]
+    return None
+
+
+def _find_shims(address: str) -> list[tuple[int, str, str]]:
+    """Return ``(pid, namespace, id)`` of every shim serving the daemon at ``address``."""
+    shims = []
+    for pid in _pids():
+        args = _cmdline(pid)
+        if not args or not os.path.basename(args[0]).startswith("containerd-shim"):
+            continue
+        if _flag_value(args, "-address") != address:
+            continue
+        shims.append((pid, _flag_value(args, "-namespace") or "", _flag_value(args, "-id") or ""))
+    return shims
+
+
+def _descendants(roots: Iterable[int]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid in _pids():
+        info = _ppid_and_state(pid)
+        if info is not None:
+            children.setdefault(info[0], []).append(pid)
+    found: list[int] = []
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def _kill_pids(pids: Iterable[int], what: str, timeout: float = 5.0) -> None:
+    pending = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            pending.append(pid)
+        except ProcessLookupError:
+            pass
+        except OSError as exc:
+            logger.warning("could not kill %s %d: %s", what, pid, exc)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        pending = [pid for pid in pending if _alive(pid)]
+        if pending:
+            time.sleep(0.02)
+    if pending:
+        logger.warning("%s processes %s still alive after SIGKILL", what, pending)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _mounts_under(paths: Iterable[str]) -> list[str]:
+    prefixes = [os.path.realpath(p) for p in paths]
+    found = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 5:
+                    continue
+                point = _unescape_mountinfo(fields[4])
+                if any(point == p or point.startswith(p + "/") for p in prefixes):
+                    found.append(point)
+    except OSError:
+        return []
+    # Deepest first, so that no mount is hidden beneath another when it goes.
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _umount_detach(path: str) -> None:
+    if _libc().umount2(os.fsencode(path), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, os.strerror(err), path)
+
+
+def _rmtree(path: str) -> None:
+    if not os.path.lexists(path):
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        logger.warning("could not remove %s (%s); removing what can be removed", path, exc)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _rmdir_tree_if_empty(path: str) -> None:
+    """Remove ``path`` and folders below it bottom-up; stop at anything in use."""
+    if not os.path.isdir(path):
+        return
+    for dirpath, _dirnames, _files in os.walk(path, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
+
+
+class _Resources:
+    """What a started daemon put on the machine, and how to take it away.
+
+    Kept apart from :class:`ContainerdDaemon` so that ``atexit`` and
+    ``weakref.finalize`` hold only this, never the daemon object itself.
+    """
+
+    def __init__(self, *, namespace: str, stop_timeout: float) -> None:
+        self.lock = threading.RLock()
+        self.namespace = namespace
+        self.stop_timeout = stop_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.prepared = False
+        self.base_dir = ""
+        self.owns_base_dir = False
+        self.socket_dir = ""
+        self.owns_socket_dir = False
+        self.address = ""
+        self.root_dir = ""
+        self.state_dir = ""
+        self.runc_root = ""
+        self.log_path = ""
+        self.config_path = ""
+        self.runc = "runc"
+        self.final_log: str | None = None
+
+    def stop_daemon(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning(
+                    "containerd %d did not stop within %.1fs of SIGTERM; killing it",
+                    proc.pid,
+                    self.stop_timeout,
+                )
+                proc.kill()
+                proc.wait(timeout=10)
+        self.proc = None
+
+    def _our_namespaces(self, shims: list[tuple[int, str, str]]) -> set[str]:
+        namespaces = {self.namespace}
+        namespaces.update(ns for _pid, ns, _id in shims if ns)
+        with contextlib.suppress(OSError):
+            namespaces.update(os.listdir(os.path.join(self.state_dir, _TASK_PLUGIN)))
+        return namespaces
+
+    def _shim_sockets(self) -> list[str]:
+        """Socket paths of our shims, read from the task bundles before they go."""
+        sockets = []
+        task_dir = os.path.join(self.state_dir, _TASK_PLUGIN)
+        with contextlib.suppress(OSError):
+            for ns in os.listdir(task_dir):
+                with contextlib.suppress(OSError):
+                    for cid in os.listdir(os.path.join(task_dir, ns)):
+                        bundle = os.path.join(task_dir, ns, cid)
+                        address = ""
+                        # 1.x writes the shim's address to "address", 2.x to "bootstrap.json".
+                        with (
+                            contextlib.suppress(OSError, ValueError),
+                            open(os.path.join(bundle, "address"), encoding="utf-8") as f,
+                        ):
+                            address = f.read().strip()
+                        if not address:
+                            with (
+                                contextlib.suppress(OSError, ValueError),
+                                open(os.path.join(bundle, "bootstrap.json"), encoding="utf-8") as f,
+                            ):
+                                address = str(json.load(f).get("address", ""))
+                        if address.startswith("unix://"):
+                            sockets.append(address[len("unix://") :])
+        return sockets
+
+    def _delete_runc_containers(self, namespaces: set[str]) -> None:
+        """Force-delete runc containers whose bundle lies in our state folder."""
+        roots = [os.path.join(_RUNC_STATE, ns) for ns in sorted(namespaces)]
+        with contextlib.suppress(OSError):
+            roots += [os.path.join(self.runc_root, ns) for ns in sorted(os.listdir(self.runc_root))]
+        bundle_prefix = os.path.realpath(self.base_dir) + "/"
+        for root in roots:
+            if not os.path.isdir(root):
+                continue
+            try:
+                listing = subprocess.run(
+                    [self.runc, "--root", root, "list", "--format", "json"],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                    check=True,
+                    stdin=subprocess.DEVNULL,
+                )
+                containers = json.loads(listing.stdout or "null") or []
+            except (OSError, subprocess.SubprocessError, ValueError) as exc:
+                logger.warning("runc list in %s failed: %s", root, exc)
+                continue
+            for container in containers:
+                bundle = os.path.realpath(str(container.get("bundle", "")))
+                if not (bundle + "/").startswith(bundle_prefix):
+                    continue
+                cid = str(container.get("id", ""))
+                try:
+                    subprocess.run(
+                        [self.runc, "--root", root, "delete", "--force", cid],
+                        capture_output=True,
+                        text=True,
+                        timeout=20,
+                        check=True,
+                        stdin=subprocess.DEVNULL,
+                    )
+                except (OSError, subprocess.SubprocessError) as exc:
+                    logger.warning("runc delete --force %s in %s failed: %s", cid, root, exc)
+
+    def cleanup(self) -> None:
+        """Stop everything and remove every trace; never raises ``Exception``."""
+        with self.lock:
+            if not self.prepared:
+                return
+            try:
+                self.stop_daemon()
+            except Exception:
+                logger.warning("stopping containerd failed", exc_info=True)
+            try:
+                self.final_log = self.read_log()
+            except Exception:
+                logger.debug("could not keep the daemon log", exc_info=True)
+            shims: list[tuple[int, str, str]] = []
+            namespaces = {self.namespace}
+            shim_sockets: list[str] = []
+            try:
+                shims = _find_shims(self.address)
+                namespaces = self._our_namespaces(shims)
+                shim_sockets = self._shim_sockets()
+                # Before any shim dies: once it does, its containers re-parent
+                # and can no longer be told apart from anyone else's.
+                leftovers = _descendants(pid for pid, _ns, _id in shims)
+                self._delete_runc_containers(namespaces)
+                _kill_pids([p for p in leftovers if _alive(p)], "container")
+                _kill_pids([pid for pid, _ns, _id in shims], "shim")
+            except Exception:
+                logger.warning("killing shims and containers failed", exc_info=True)
+            for point in _mounts_under([p for p in (self.base_dir, self.socket_dir) if p]):
+                try:
+                    _umount_detach(point)
+                except OSError as exc:
+                    logger.warning("could not unmount %s: %s", point, exc)
+            for path in shim_sockets:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(os.lstat(path).st_mode):
+                        os.unlink(path)
+            for ns in sorted(namespaces):
+                # Empty folders only: another daemon may be using the same namespace.
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(_RUNC_STATE, ns))
+                for cgroup in self._cgroup_dirs(ns):
+                    _rmdir_tree_if_empty(cgroup)
+            try:
+                self._remove_files()
+            except Exception:
+                logger.warning("removing %s failed", self.base_dir, exc_info=True)
+            self.prepared = False
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.cleanup)
+
+    @staticmethod
+    def _cgroup_dirs(ns: str) -> list[str]:
+        dirs: list[str] = []
+        if ns in ("", ".", "..") or "/" in ns:
+            return dirs
+        with contextlib.suppress(OSError):
+            for controller in os.listdir(_CGROUP_ROOT):
+                path = os.path.join(_CGROUP_ROOT, controller, ns)
+                if os.path.isdir(path):
+                    dirs.append(path)
+        # On cgroup v2 (unified) hosts the namespace sits right under the root.
+        direct = os.path.join(_CGROUP_ROOT, ns)
+        if os.path.isdir(direct) and os.path.exists(os.path.join(direct, "cgroup.procs")):
+            dirs.append(direct)
+        return dirs
+
+    def _remove_files(self) -> None:
+        if self.owns_socket_dir:
+            _rmtree(self.socket_dir)
+        if self.owns_base_dir:
+            _rmtree(self.base_dir)
+            return
+        # A caller's folder stays, with the config and log for a post-mortem.
+        for path in (self.root_dir, self.state_dir, self.runc_root):
+            _rmtree(path)
+        for path in (self.address, self.address + ".ttrpc"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def read_log(self) -> str:
+        if self.log_path:
+            try:
+                with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                    return f.read()
+            except FileNotFoundError:
+                pass
+        return self.final_log or ""
+
+    def collect(self) -> None:
+        """``weakref.finalize`` callback: the daemon object was dropped while running."""
+        if not self.prepared:
+            return
+        pid = self.proc.pid if self.proc is not None else None
+        self.cleanup()
+        warnings.warn(
+            f"ContainerdDaemon (pid {pid}) was garbage-collected without stop(); cleaned up",
+            ResourceWarning,
+            stacklevel=2,
+        )
+
+
+class ContainerdDaemon:
+    """A private containerd, started and stopped by the test process.
+
+    Use it as a context manager::
+
+        with ContainerdDaemon() as daemon:
+            subprocess.run(["ctr", "-a", daemon.address, "-n", daemon.namespace, "version"])
+
+    Args:
+        binary: The containerd binary. Defaults to ``<bin_dir>/containerd``
+            when ``bin_dir`` holds one, else ``$CONTAINERD_BIN``, else
+            ``containerd`` on ``PATH``.
+        bin_dir: A folder with containerd and its shims (an unpacked newer
+            version); put first on the daemon's ``PATH`` so the matching
+            ``containerd-shim-runc-v2`` runs. Defaults to the binary's folder.
+        base_dir: Where root, state, config and log go. Defaults to a new
+            temporary folder, removed on stop; a given folder is kept, with
+            the config and log, but emptied of the daemon's data.
+        namespace: The namespace tests should use; defaults to a unique
+            ``cctest-<hex>``, because runc state under
+            ``/run/containerd/runc/<namespace>`` is shared by all daemons.
+        start_timeout: Seconds to wait for the daemon to serve.
+        stop_timeout: Seconds between SIGTERM and SIGKILL on stop.
+        env: Variables added to the daemon's environment (``SSL_CERT_FILE``...).
+        extra_config: TOML appended to the generated config. The generated
+            part sets only top-level keys (``root``, ``state``,
+            ``disabled_plugins``), so any table may be given here; the gRPC
+            address is passed on the command line.
+        log_level: containerd's ``--log-level`` (``"debug"``...); its default if ``None``.
+    """
+
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        bin_dir: str | None = None,
+        base_dir: str | None = None,
+        namespace: str | None = None,
+        start_timeout: float = 15.0,
+        stop_timeout: float = 10.0,
+        env: Mapping[str, str] | None = None,
+        extra_config: str = "",
+        log_level: str | None = None,
+    ) -> None:
+        self._binary_arg = binary
+        self._bin_dir_arg = bin_dir
+        self._base_dir_arg = base_dir
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._env = dict(env or {})
+        self._extra_config = extra_config
+        self._log_level = log_level
+        self._lock = threading.RLock()
+        self._binary: str | None = None
+        self._bin_dir: str | None = None
+        self._version: tuple[str, tuple[int, int, int]] | None = None
+        self._res = _Resources(
+            namespace=namespace or "cctest-" + secrets.token_hex(4), stop_timeout=stop_timeout
+        )
+        # On the resources, not on self: the callback must not keep self alive.
+        self._finalizer = weakref.finalize(self, self._res.collect)
+        self._finalizer.atexit = False
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        return f"<ContainerdDaemon {self._res.namespace} {state} address={self._res.address or '-'}>"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- binary and version -------------------------------------------------
+
+    def _resolve_binary(self) -> tuple[str, str]:
+        if self._binary is not None and self._bin_dir is not None:
+            return self._binary, self._bin_dir
+        candidate = self._binary_arg
+        if candidate is None and self._bin_dir_arg is not None:
+            in_dir = os.path.join(self._bin_dir_arg, "containerd")
+            if os.path.isfile(in_dir):
+                candidate = in_dir
+        if candidate is None:
+            candidate = os.environ.get("CONTAINERD_BIN") or "containerd"
+        if os.sep in candidate:
+            binary = os.path.abspath(candidate)
+            if not os.path.isfile(binary):
+                raise DaemonStartError(f"containerd binary {binary} does not exist")
+        else:
+            path = os.environ.get("PATH", _DEFAULT_PATH)
+            search = os.pathsep.join(p for p in (self._bin_dir_arg, path) if p)
+            found = shutil.which(candidate, path=search)
+            if found is None:
+                raise DaemonStartError(
+                    f"{candidate!r} not found on PATH; install containerd or set CONTAINERD_BIN"
+                )
+            binary = os.path.abspath(found)
+        self._binary = binary
+        self._bin_dir = os.path.abspath(self._bin_dir_arg) if self._bin_dir_arg else os.path.dirname(binary)
+        return binary, self._bin_dir
+
+    def _detect_version(self) -> tuple[str, tuple[int, int, int]]:
+        if self._version is not None:
+            return self._version
+        binary, _ = self._resolve_binary()
+        try:
+            result = subprocess.run(
+                [binary, "--version"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DaemonStartError(f"cannot run {binary} --version: {exc}") from exc
+        output = (result.stdout + result.stderr).strip()
+        parsed = _parse_version(result.stdout) if result.returncode == 0 else None
+        if parsed is None:
+            raise DaemonStartError(
+                f"{binary} --version gave no containerd version (exit {result.returncode}): {output[-2000:]}"
+            )
+        self._version = parsed
+        return parsed
+
+    @property
+    def binary(self) -> str:
+        """Absolute path of the containerd binary.
+
+        Raises:
+            DaemonStartError: No binary was found.
+        """
+        return self._resolve_binary()[0]
+
+    @property
+    def bin_dir(self) -> str:
+        """The folder put first on the daemon's ``PATH``."""
+        return self._resolve_binary()[1]
+
+    @property
+    def version(self) -> str:
+        """The daemon's version, e.g. ``"1.6.20"`` (asks the binary once).
+
+        Raises:
+            DaemonStartError: The binary does not run or prints no version.
+        """
+        return self._detect_version()[0]
+
+    @property
+    def version_info(self) -> tuple[int, int, int]:
+        """The version as numbers, e.g. ``(1, 6, 20)``."""
+        return self._detect_version()[1]
+
+    @property
+    def major(self) -> int:
+        """The major version: 1 or 2."""
+        return self._detect_version()[1][0]
+
+    # -- paths and state ----------------------------------------------------
+
+    def _require_prepared(self, what: str) -> str:
+        value: str = getattr(self._res, what)
+        if not value:
+            raise RuntimeError(f"ContainerdDaemon.{what} is known once start() has run")
+        return value
+
+    @property
+    def namespace(self) -> str:
+        """This daemon's own namespace, unique per daemon unless one was given."""
+        return self._res.namespace
+
+    @property
+    def address(self) -> str:
+        """Path of the daemon's gRPC socket (without ``unix://``)."""
+        return self._require_prepared("address")
+
+    @property
+    def base_dir(self) -> str:
+        """The folder holding root, state, runc root, config and log."""
+        return self._require_prepared("base_dir")
+
+    @property
+    def root_dir(self) -> str:
+        """The daemon's ``root`` (persistent data: content, snapshots, metadata)."""
+        return self._require_prepared("root_dir")
+
+    @property
+    def state_dir(self) -> str:
+        """The daemon's ``state`` (task bundles, sockets)."""
+        return self._require_prepared("state_dir")
+
+    @property
+    def runc_root(self) -> str:
+        """A private folder to give runc as ``Options.root``, so ids cannot collide."""
+        return self._require_prepared("runc_root")
+
+    @property
+    def log_path(self) -> str:
+        """The daemon's log file (stdout and stderr)."""
+        return self._require_prepared("log_path")
+
+    @property
+    def config_path(self) -> str:
+        """The generated ``config.toml``."""
+        return self._require_prepared("config_path")
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running daemon, else ``None``."""
+        proc = self._res.proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the daemon process is alive."""
+        return self.pid is not None
+
+    def logs(self) -> str:
+        """Return the daemon's log so far (kept in memory after :meth:`stop`)."""
+        return self._res.read_log()
+
+    def ctr(
+        self, *args: str, namespace: str | None = None, timeout: float = 60.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``ctr`` against this daemon, in its namespace unless told otherwise.
+
+        The ``ctr`` from :attr:`bin_dir` is preferred, so a newer daemon is
+        driven by its own client.
+
+        Raises:
+            subprocess.CalledProcessError: ``check`` is true and ctr failed.
+            subprocess.TimeoutExpired: ctr ran longer than ``timeout``.
+        """
+        ctr = os.path.join(self.bin_dir, "ctr")
+        if not os.path.isfile(ctr):
+            ctr = shutil.which("ctr") or "ctr"
+        return subprocess.run(
+            [ctr, "--address", self.address, "--namespace", namespace or self.namespace, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            stdin=subprocess.DEVNULL,
+        )
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _config_text(self) -> str:
+        res = self._res
+        major = self.major
+        disabled = ["io.containerd.grpc.v1.cri"]
+        if major >= 2:
+            disabled += ["io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]
+        # opt would create /opt/containerd and NRI (on by default in 2.x)
+        # listens on one fixed socket for the whole machine.
+        disabled += ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri"]
+        lines = [
+            "# Written by containerd_client.testing; the gRPC address is given with --address.",
+            f"version = {3 if major >= 2 else 2}",
+            f"root = {_toml_string(res.root_dir)}",
+            f"state = {_toml_string(res.state_dir)}",
+            "disabled_plugins = [" + ", ".join(_toml_string(p) for p in disabled) + "]",
+            "",
+        ]
+        text = "\n".join(lines)
+        if self._extra_config:
+            text += "\n" + self._extra_config.strip("\n") + "\n"
+        return text
+
+    def _prepare(self) -> None:
+        res = self._res
+        if self._base_dir_arg:
+            base = os.path.abspath(self._base_dir_arg)
+            res.owns_base_dir = False
+            os.makedirs(base, exist_ok=True)
+        else:
+            base = tempfile.mkdtemp(prefix="cctest-")
+            res.owns_base_dir = True
+        res.base_dir = base
+        res.prepared = True
+        atexit.register(res.cleanup)
+        socket_dir = base
+        res.owns_socket_dir = False
+        if len(os.path.join(base, "containerd.sock")) > _MAX_SOCKET_PATH:
+            socket_dir = tempfile.mkdtemp(prefix="cctest-", dir="/tmp")
+            res.owns_socket_dir = True
+        res.socket_dir = socket_dir
+        res.address = os.path.join(socket_dir, "containerd.sock")
+        res.root_dir = os.path.join(base, "root")
+        res.state_dir = os.path.join(base, "state")
+        res.runc_root = os.path.join(base, "runc")
+        res.log_path = os.path.join(base, "containerd.log")
+        res.config_path = os.path.join(base, "config.toml")
+        res.final_log = None
+        for path in (res.root_dir, res.state_dir, res.runc_root):
+            os.makedirs(path, mode=0o711, exist_ok=True)
+        with open(res.config_path, "w", encoding="utf-8") as f:
+            f.write(self._config_text())
+
+    def _daemon_env(self, bin_dir: str) -> dict[str, str]:
+        env = {**os.environ, **self._env}
+        env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH") or _DEFAULT_PATH])
+        return env
+
+    def start(self) -> None:
+        """Start the daemon, or start it again after :meth:`kill` on the same root.
+
+        Returns once the daemon's gRPC health service answers SERVING.
+
+        Raises:
+            DaemonStartError: The binary is missing or prints no version, or
+                the daemon exited or did not serve within ``start_timeout``;
+                the message ends with the tail of the daemon's log. Whatever
+                was started is stopped and removed first.
+            RuntimeError: The daemon is already running.
+        """
+        with self._lock:
+            if self.running:
+                raise RuntimeError(f"containerd {self.pid} is already running")
+            binary, bin_dir = self._resolve_binary()
+            version = self.version
+            res = self._res
+            try:
+                if not res.prepared:
+                    self._prepare()
+                env = self._daemon_env(bin_dir)
+                res.runc = shutil.which("runc", path=env["PATH"]) or "runc"
+                # A socket left by a killed daemon would pass the existence check.
+                for path in (res.address, res.address + ".ttrpc"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                cmd = [binary, "--config", res.config_path, "--address", res.address]
+                if self._log_level:
+                    cmd += ["--log-level", self._log_level]
+                with open(res.log_path, "ab") as log:
+                    res.proc = subprocess.Popen(
+                        cmd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=res.base_dir,
+                        close_fds=True,
+                        # Own session: a Ctrl-C in the terminal must not kill
+                        # the daemon before the test process cleans up.
+                        start_new_session=True,
+                    )
+            except BaseException:
+                self.stop()
+                raise
+            logger.debug("started containerd %s (pid %d) at %s", version, res.proc.pid, res.address)
+            try:
+                self._wait_serving(res.proc)
+            except BaseException:
+                self.stop()
+                raise
+            logger.info("containerd %s (pid %d) serving at %s", version, res.proc.pid, res.address)
+
+    def _wait_serving(self, proc: subprocess.Popen[bytes]) -> None:
+        res = self._res
+        deadline = time.monotonic() + self.start_timeout
+        delay = 0.01
+        while True:
+            code = proc.poll()
+            if code is not None:
+                self._fail(f"containerd exited with code {code} before serving")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._fail(f"containerd did not serve within {self.start_timeout:.1f}s")
+            if os.path.exists(res.address) and _health_check(res.address, timeout=min(1.0, remaining)):
+                return
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.1)
+
+    def _fail(self, reason: str) -> None:
+        res = self._res
+        tail = _read_tail(res.log_path)
+        self.stop()
+        raise DaemonStartError(
+            f"{reason} (binary {self._binary}, config {res.config_path}); last log lines:\n{tail}"
+        )
+
+    def kill(self, sig: int = signal.SIGKILL, *, wait: bool = True) -> None:
+        """Signal the daemon process only; shims and containers keep running.
+
+        For fault tests: a later :meth:`start` brings the daemon back on the
+        same root, state and socket, and it finds its running tasks again.
+
+        Args:
+            sig: The signal (``SIGKILL`` by default).
+            wait: Wait (up to ``stop_timeout``) for the daemon to exit; pass
+                ``False`` for signals that do not end it.
+
+        Raises:
+            TimeoutError: ``wait`` is true and the daemon outlived ``stop_timeout``.
+        """
+        with self._lock:
+            proc = self._res.proc
+            if proc is None or proc.poll() is not None:
+                return
+            proc.send_signal(sig)
+            if wait:
+                try:
+                    proc.wait(timeout=self.stop_timeout)
+                except subprocess.TimeoutExpired as exc:
+                    raise TimeoutError(f"containerd {proc.pid} still runs after signal {sig}") from exc
+
+    def restart(self) -> None:
+        """Stop the daemon gracefully (shims stay) and start it again on the same root.
+
+        Raises:
+            DaemonStartError: The daemon did not come back.
+        """
+        self.kill(signal.SIGTERM)
+        self.start()
+
+    def stop(self) -> None:
+        """Stop the daemon and remove everything it left.
+
+        SIGTERM, then SIGKILL after ``stop_timeout``; then the shims serving
+        this daemon and their containers are killed, mounts below the base
+        folder detached, and the folders removed. Idempotent; failures are
+        logged, never raised.
+        """
+        with self._lock:
+            self._res.cleanup()
