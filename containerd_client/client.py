@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from containerd_client.containers import Container, RuncOptions
+    from containerd_client.events import EventDispatcher, Subscription
     from containerd_client.spec import SpecOpt
+    from containerd_client.tasks import _ProcessBase
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -177,6 +180,12 @@ class Client:
         self._lock = threading.Lock()
         self._session = uuid.uuid4().hex[:12]
         self._state_dir = state_dir
+        # Live task/exec objects of this client (and its views), for the event
+        # dispatcher: exits complete their waits, reconciliation asks about them.
+        self._processes: weakref.WeakValueDictionary[tuple[str, str, str], _ProcessBase] = (
+            weakref.WeakValueDictionary()
+        )
+        self._dispatcher: EventDispatcher | None = None
 
     @classmethod
     def _view(cls, root: Client, namespace: str) -> Client:
@@ -189,6 +198,56 @@ class Client:
         view._session = root._session
         view._state_dir = root._state_dir
         return view
+
+    @property
+    def _base(self) -> Client:
+        return self._root or self
+
+    def _track(self, proc: _ProcessBase) -> None:
+        key = (self.namespace_name, proc.container_id, proc._exec_id)
+        with self._base._lock:
+            self._base._processes[key] = proc
+
+    def _tracked(self, namespace: str, container_id: str, exec_id: str) -> _ProcessBase | None:
+        return self._base._processes.get((namespace, container_id, exec_id))
+
+    def _tracked_items(self) -> list[tuple[tuple[str, str, str], _ProcessBase]]:
+        with self._base._lock:
+            return list(self._base._processes.items())
+
+    # -- events -----------------------------------------------------------------
+
+    @property
+    def events(self) -> EventDispatcher:
+        """The client's event dispatcher (one subscription, handlers per container).
+
+        Created on first use and started by the first handler; stopped by
+        :meth:`close`. Shared by every namespace view of this client.
+        """
+        from containerd_client.events import EventDispatcher
+
+        base = self._base
+        self._check_open()
+        with base._lock:
+            if base._dispatcher is None:
+                base._dispatcher = EventDispatcher(base)
+            return base._dispatcher
+
+    def subscribe(self, *filters: str) -> Subscription:
+        """Subscribe to containerd's events; iterate the result, ``close()`` it when done.
+
+        Args:
+            *filters: containerd filters, OR'd; within one string, comma-joined
+                parts are AND'd (``'namespace==default,topic~="^/tasks/"'``).
+                Without filters every event of every namespace arrives.
+
+        Raises:
+            ClosedError: The client was closed.
+        """
+        from containerd_client.events import Subscription
+
+        self._check_open()
+        return Subscription(self, filters)
 
     # -- identity ---------------------------------------------------------------
 
@@ -246,10 +305,10 @@ class Client:
         if self._root is None:
             self._close_root()
 
-    def _close_root(self) -> None:
-        dispatcher = getattr(self, "_dispatcher", None)
+    def _close_root(self, timeout: float | None = 10.0) -> None:
+        dispatcher = self._dispatcher
         if dispatcher is not None:
-            dispatcher.close()
+            dispatcher.close(timeout)
         self._connection.close()
 
     def __enter__(self) -> Self:

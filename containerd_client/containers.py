@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from containerd_client import cio
     from containerd_client.client import Client
+    from containerd_client.events import Event
     from containerd_client.spec import SpecOpt
 
 __all__ = [
@@ -214,6 +215,7 @@ class Container:
         self._task: Task | None = None
         self._deleted = False
         self._lock = threading.Lock()
+        self._event_callbacks: list[Callable[[Event], None]] = []
 
     @property
     def id(self) -> str:
@@ -275,6 +277,15 @@ class Container:
         resp = self._client.call("containers", "Update", req)
         self._info = ContainerInfo.from_proto(resp.container)
         return dict(self._info.labels)
+
+    def on_event(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback(event)`` for each event about this container, in order.
+
+        Starts the client's event dispatcher. The dispatcher holds this
+        container only weakly: drop the container and its callbacks stop.
+        """
+        self._event_callbacks.append(callback)
+        self._client.events._watch_container(self._client.namespace_name, self)
 
     # -- tasks -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from containerd_client import _typeurl
 from containerd_client.errors import (
     ClosedError,
     ContainerdError,
+    DeadlineExceededError,
     FailedPreconditionError,
     NotFoundError,
     StatusCode,
@@ -229,8 +230,6 @@ class _ExitSlot:
 
     def wait(self, timeout: float | None) -> ExitStatus:
         if not self._event.wait(timeout):
-            from containerd_client.errors import DeadlineExceededError
-
             raise DeadlineExceededError(f"process did not exit within {timeout} s")
         if self._value is not None:
             return self._value
@@ -314,8 +313,10 @@ class _ProcessBase:
         self._started = False
         self._lock = threading.Lock()
         self._wait_call: Any = None
+        self._auto_deleted = False
         if io is not None:
             io.on_stdin_eof(self._stdin.request)
+        client._track(self)
 
     # -- identity ------------------------------------------------------------------
 
@@ -362,11 +363,20 @@ class _ProcessBase:
         try:
             resp = call.result()
         except grpc.FutureCancelledError:
-            self._exit.fail(ClosedError("the wait was cancelled (client closed)"))
+            if self._client.closed:
+                self._exit.fail(ClosedError("the wait was cancelled (client closed)"))
+            elif self._wait_call is call:
+                self._wait_call = None  # cancelled by us: wait() re-arms if it still needs to
             return
         except grpc.RpcError as exc:
             err: ContainerdError = map_rpc_error(exc)
-            if err.code is StatusCode.CANCELLED:  # type: ignore[attr-defined]
+            if isinstance(err, UnavailableError) and not self._client.closed:
+                # containerd went away (restart): wait() re-arms once it serves
+                # again, and the event dispatcher's reconciliation may report
+                # the exit first.
+                self._wait_call = None
+                return
+            if err.code is StatusCode.CANCELLED or self._client.closed:  # type: ignore[attr-defined]
                 err = ClosedError("the wait was cancelled (client closed)")
             self._exit.fail(err)
             return
@@ -394,18 +404,39 @@ class _ProcessBase:
         """
         if self._deleted is not None:
             return self._deleted
-        if self._wait_call is None and not self._exit.done:
-            self._arm_wait()
-        status = self._exit.wait(timeout)
+        status = self._wait_exit(timeout)
         if drain_io and self._io is not None:
             self._io.wait(IO_DRAIN_TIMEOUT)
+        return status
+
+    def _wait_exit(self, timeout: float | None) -> ExitStatus:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._wait_call is None and not self._exit.done and self._client.is_serving(timeout=1.0):
+                self._arm_wait()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # Short slices while the wait call is broken, so it is re-armed soon.
+            step = left if self._wait_call is not None else min(left if left is not None else 0.5, 0.5)
+            try:
+                status = self._exit.wait(step)
+            except DeadlineExceededError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                continue
+            return self._decorate(status)
+
+    def _decorate(self, status: ExitStatus) -> ExitStatus:
         return status
 
     def on_exit(self, callback: Callable[[ExitStatus], None]) -> None:
         """Call ``callback(status)`` once, when the process exits (at once if it has).
 
-        The callback runs on a gRPC or dispatcher thread: keep it short.
+        Starts the client's event dispatcher, so the exit is seen even across
+        a containerd restart. The callback runs on a gRPC or dispatcher
+        thread: keep it short. The process object holds the callback, so the
+        callback never keeps the process alive by itself.
         """
+        self._client.events.start()
         self._exit.add_callback(callback)
 
     @property
@@ -552,6 +583,8 @@ class _ProcessBase:
             RPCError: The call failed.
         """
         if self._deleted is not None:
+            if self._auto_deleted:
+                return self._deleted
             raise NotFoundError(f"{self._kind} {self._ident()} was already deleted", StatusCode.NOT_FOUND)
         if not self._exit.done:
             # containerd answers UNKNOWN for this; say what it means, as the Go client does.
@@ -663,6 +696,19 @@ class Process(_ProcessBase):
         # The shim opens an exec's stdin FIFO during Start: only now may CloseIO go out.
         self._stdin.ready()
 
+    def _auto_delete(self) -> None:
+        """Delete after the exit event (event dispatcher), with a bounded deadline."""
+        from containerd_client.events import EXEC_DELETE_TIMEOUT
+
+        if self._deleted is not None:
+            return
+        try:
+            self._delete(timeout=EXEC_DELETE_TIMEOUT, missing_ok=True)
+            self._auto_deleted = True
+        except ContainerdError:
+            logger.warning("could not delete exec %s after its exit", self._exec_id, exc_info=True)
+            self._abort_io()
+
     def _cleanup_failed_start(self) -> None:
         try:
             self._delete(timeout=45.0, missing_ok=True)
@@ -750,6 +796,9 @@ class Task(_ProcessBase):
 
     def __repr__(self) -> str:
         return f"<Task {self._container_id!r} pid={self._pid}>"
+
+    def _decorate(self, status: ExitStatus) -> ExitStatus:
+        return attrs.evolve(status, oom_killed=True) if self._oom and not status.oom_killed else status
 
     def start(self) -> None:
         """Start the task's process (runc start).

@@ -1,0 +1,245 @@
+"""Events against a real containerd: subscription, ordered dispatch, restarts, OOM, exec cleanup."""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from containerd_client import Client, cio
+from containerd_client._pb.containerd.events import container_pb2 as container_events
+from containerd_client._pb.containerd.services.events.v1 import events_pb2
+from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+from containerd_client._typeurl import pack
+from containerd_client.errors import NotFoundError
+from containerd_client.events import Event, EventKind
+from containerd_client.spec import with_memory_limit
+from containerd_client.testing import ContainerdDaemon
+
+
+def _publish(client: Client, topic: str, message: object) -> None:
+    client.call("events", "Publish", events_pb2.PublishRequest(topic=topic, event=pack(message)))  # type: ignore[arg-type]
+
+
+def _threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.is_alive()}
+
+
+def test_subscribe_yields_typed_task_events(containerd: Client, busybox_rootfs: str) -> None:
+    ns = containerd.namespace_name
+    with containerd.subscribe(f'namespace=={ns},topic~="^/tasks/"') as sub:
+        got: list[Event] = []
+
+        def read() -> None:
+            for ev in sub:
+                got.append(ev)
+                if ev.kind is EventKind.DELETE:
+                    return
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.2)  # let the daemon register the subscription
+        with containerd.create_container("sub1", rootfs=busybox_rootfs, args=["sh", "-c", "exit 3"]) as c:
+            task = c.new_task()
+            task.start()
+            task.wait(timeout=30)
+            task.delete()
+        reader.join(10)
+    kinds = [e.kind for e in got]
+    assert kinds[:4] == [EventKind.CREATE, EventKind.START, EventKind.EXIT, EventKind.DELETE]
+    exit_event = got[2]
+    assert exit_event.payload.exit_status == 3
+    assert exit_event.container_id == "sub1"
+    assert exit_event.is_init
+    assert all(e.namespace == ns for e in got)
+
+
+def test_subscription_close_from_another_thread_ends_iteration(containerd: Client) -> None:
+    sub = containerd.subscribe('topic=="/never"')
+    ended = threading.Event()
+
+    def read() -> None:
+        for _ in sub:
+            pass
+        ended.set()
+
+    t = threading.Thread(target=read)
+    t.start()
+    time.sleep(0.2)
+    sub.close()
+    assert ended.wait(5)
+    t.join(5)
+
+
+def test_ordered_dispatch_16_containers_slow_handler(containerd: Client) -> None:
+    ns = containerd.namespace_name
+    seen: dict[str, list[int]] = collections.defaultdict(list)
+    finished_at: dict[str, float] = {}
+    lock = threading.Lock()
+    total = 16 * 50
+
+    def handler(event: Event) -> None:
+        cid = event.container_id
+        if cid == "c0":
+            time.sleep(0.02)  # the slow one: 1 s for its 50 events
+        with lock:
+            seen[cid].append(int(event.payload.labels["seq"]))
+            if len(seen[cid]) == 50:
+                finished_at[cid] = time.monotonic()
+
+    remove = containerd.events.add_handler(handler, namespace=ns, topic="/containers/update")
+    try:
+        for seq in range(50):
+            for i in range(16):
+                msg = container_events.ContainerUpdate(id=f"c{i}", labels={"seq": str(seq)})
+                _publish(containerd, "/containers/update", msg)
+        deadline = time.monotonic() + 30
+        while sum(len(v) for v in seen.values()) < total and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert containerd.events.wait_idle(10)
+    finally:
+        remove()
+    assert sum(len(v) for v in seen.values()) == total
+    for i in range(16):
+        assert seen[f"c{i}"] == list(range(50)), f"c{i} out of order or duplicated"
+    slow_done = finished_at["c0"]
+    others = [finished_at[f"c{i}"] for i in range(1, 16)]
+    # The other containers were not held up behind the slow one.
+    assert max(others) < slow_done
+
+
+def test_oom_then_exit_137(containerd: Client, busybox_rootfs: str) -> None:
+    kinds: list[EventKind] = []
+    script = "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done"
+    with containerd.create_container(
+        "oom", rootfs=busybox_rootfs, spec=[with_memory_limit(16 << 20)], args=["sh", "-c", script]
+    ) as c:
+        c.on_event(lambda e: kinds.append(e.kind))
+        task = c.new_task()
+        task.start()
+        status = task.wait(timeout=60)
+        assert status.code == 137
+        containerd.events.wait_idle(5)
+        deadline = time.monotonic() + 5
+        while EventKind.EXIT not in kinds and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert task.oom_killed
+        assert task.wait().oom_killed
+    assert EventKind.OOM in kinds
+    assert kinds.index(EventKind.OOM) < kinds.index(EventKind.EXIT)
+
+
+def test_100_execs_are_deleted_after_exit(containerd: Client, busybox_rootfs: str) -> None:
+    containerd.events.start()
+    with containerd.create_container("execs", rootfs=busybox_rootfs, args=["sleep", "300"]) as c:
+        task = c.new_task()
+        task.start()
+        procs = []
+        for i in range(100):
+            proc = task.exec(f"x{i}", ["sh", "-c", "echo $0"], stdout=cio.Capture())
+            proc.start()
+            procs.append(proc)
+        for proc in procs:
+            assert proc.wait(timeout=30).code == 0
+        deadline = time.monotonic() + 20
+        while any(p.exit_status is None or p._deleted is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for i in range(100):
+            with pytest.raises(NotFoundError):
+                containerd.call("tasks", "Get", tasks_pb2.GetRequest(container_id="execs", exec_id=f"x{i}"))
+        assert sorted(os.listdir(c.bundle_dir)) == []
+        assert procs[0].delete().code == 0  # already deleted by the dispatcher: returns the status
+
+
+def test_wait_completed_by_event_when_wait_call_is_absent(containerd: Client, busybox_rootfs: str) -> None:
+    containerd.events.start()
+    with containerd.create_container(
+        "viaevent", rootfs=busybox_rootfs, args=["sh", "-c", "sleep 0.5; exit 5"]
+    ) as c:
+        task = c.new_task()
+        # Take the Tasks.Wait path away: only the event stream can report the exit.
+        task._cancel_wait()
+        task._wait_call = None
+        task._arm_wait = lambda: None  # type: ignore[method-assign]
+        task.start()
+        assert task.wait(timeout=30).code == 5
+
+
+def test_close_client_with_events_in_flight(containerd_daemon: ContainerdDaemon) -> None:
+    before = _threads()
+    client = Client(containerd_daemon.address, "inflight")
+    try:
+        client.events.add_handler(lambda e: time.sleep(0.01), topic="/containers/update")
+        for i in range(200):
+            _publish(client, "/containers/update", container_events.ContainerUpdate(id=f"k{i % 4}"))
+    finally:
+        client.close()
+    time.sleep(0.2)
+    leftover = {n for n in _threads() - before if n.startswith("containerd")}
+    assert leftover == set()
+
+
+@pytest.fixture
+def own_daemon(busybox_rootfs: str) -> Iterator[ContainerdDaemon]:
+    daemon = ContainerdDaemon(bin_dir=os.environ.get("CONTAINERD_BIN_DIR") or None)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def test_survives_containerd_sigkill_and_reconciles(
+    own_daemon: ContainerdDaemon, busybox_rootfs: str
+) -> None:
+    client = Client(own_daemon.address, own_daemon.namespace)
+    exits: dict[str, list[int]] = collections.defaultdict(list)
+    lock = threading.Lock()
+
+    def on_exit(event: Event) -> None:
+        with lock:
+            exits[event.container_id].append(event.payload.exit_status)
+
+    try:
+        client.events.add_handler(on_exit, topic="/tasks/exit")
+        containers = []
+        tasks = []
+        for i in range(10):
+            # Five exit while containerd is down, five after it is back.
+            delay = 1.5 if i < 5 else 5
+            c = client.create_container(
+                f"r{i}", rootfs=busybox_rootfs, args=["sh", "-c", f"sleep {delay}; exit {i}"]
+            )
+            t = c.new_task()
+            t.start()
+            containers.append(c)
+            tasks.append(t)
+        time.sleep(0.3)
+        own_daemon.kill()
+        time.sleep(2.5)  # the short ones exit now, with nobody to tell
+        own_daemon.start()
+        client.wait_ready(10)
+        serving_at = time.monotonic()
+        deadline = serving_at + 5
+        while time.monotonic() < deadline:
+            with lock:
+                if len(exits) == 10:
+                    break
+            time.sleep(0.05)
+        within = time.monotonic() - serving_at
+        client.events.wait_idle(5)
+        assert len(exits) == 10, dict(exits)
+        assert within <= 5.5
+        for i in range(10):
+            assert exits[f"r{i}"] == [i], (i, exits[f"r{i}"])
+        assert client.events.reconnects >= 1
+        for i, t in enumerate(tasks):
+            assert t.wait(timeout=10).code == i
+        for c in containers:
+            c.cleanup()
+    finally:
+        client.close()
