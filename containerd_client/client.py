@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from containerd_client._features import Features
     from containerd_client.containers import Container, RuncOptions
     from containerd_client.events import EventDispatcher, Subscription
     from containerd_client.spec import SpecOpt
@@ -186,6 +187,7 @@ class Client:
             weakref.WeakValueDictionary()
         )
         self._dispatcher: EventDispatcher | None = None
+        self._features: Features | None = None
 
     @classmethod
     def _view(cls, root: Client, namespace: str) -> Client:
@@ -385,6 +387,26 @@ class Client:
             )
             for p in resp.plugins
         ]
+
+    def features(self, *, refresh: bool = False) -> Features:
+        """What the daemon can do (version and plugins, asked once and cached).
+
+        Use ``client.features().has("transfer")`` or ``.require("transfer")``
+        (raises :class:`~containerd_client.errors.NotSupportedError` naming the
+        version needed).
+
+        Raises:
+            RPCError: The daemon could not be asked.
+        """
+        from containerd_client._features import Features
+
+        base = self._base
+        cached = base._features
+        if cached is None or refresh:
+            version = self.version()
+            plugins = [(p.type, p.id) for p in self.plugins() if p.ok]
+            cached = base._features = Features.build(version.tuple, version.version, plugins)
+        return cached
 
     def is_serving(self, timeout: float = 1.0) -> bool:
         """Whether the daemon answers its gRPC health check with SERVING.

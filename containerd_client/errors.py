@@ -11,6 +11,8 @@ The tree::
     ├── ClosedError                  use of a closed Client, executor or stream
     ├── NotSupportedError            the daemon lacks a feature (names the version needed)
     ├── DaemonStartError             a private test daemon failed to start (testing module)
+    ├── cio.IOSetupError             a FIFO or its folder could not be made or opened
+    ├── _typeurl.UnknownTypeError    an Any whose type URL is unknown or whose bytes do not decode
     └── RPCError                     the daemon answered with a non-OK status
         ├── CancelledError           CANCELLED
         ├── UnknownError             UNKNOWN

@@ -257,6 +257,8 @@ class _Registration:
 #: subscription is live (never handed to handlers).
 SYNC_TOPIC = "/containerd-client/sync"
 SYNC_LABEL = "containerd-client/sync"
+#: Seconds to wait for the marker before reconciling anyway.
+SYNC_TIMEOUT = 2.0
 
 
 def _sync_token(env: Any) -> str:
@@ -305,6 +307,8 @@ class EventDispatcher:
         self._closing = threading.Event()
         self._connected = threading.Event()
         self._reconnects = 0
+        self._attempt = 0
+        self._synced_attempts: set[int] = set()
 
     # -- registration ---------------------------------------------------------------
 
@@ -423,13 +427,20 @@ class EventDispatcher:
                 if self._closing.is_set():
                     stream.cancel()
                     break
+                attempt = self._attempt = self._attempt + 1
                 token = self._send_sync()
                 if token is None:
-                    self._synced(reconnecting)
+                    self._synced(attempt, reconnecting)
+                else:
+                    # Should the marker never come back, reconcile anyway.
+                    timer = threading.Timer(SYNC_TIMEOUT, self._synced, (attempt, reconnecting))
+                    timer.name = "containerd-events-sync"
+                    timer.daemon = True
+                    timer.start()
                 for env in stream:
                     if env.topic == SYNC_TOPIC:
                         if token is not None and _sync_token(env) == token:
-                            self._synced(reconnecting)
+                            self._synced(attempt, reconnecting)
                         continue
                     self._dispatch(decode_envelope(env))
                 if self._closing.is_set():
@@ -471,7 +482,11 @@ class EventDispatcher:
             return None
         return token
 
-    def _synced(self, reconnecting: bool) -> None:
+    def _synced(self, attempt: int, reconnecting: bool) -> None:
+        with self._lock:
+            if attempt in self._synced_attempts or attempt != self._attempt:
+                return
+            self._synced_attempts.add(attempt)
         if reconnecting:
             self._reconnects += 1
             logger.info("event stream re-established; reconciling tasks")

@@ -376,6 +376,11 @@ class _ProcessBase:
                 # the exit first.
                 self._wait_call = None
                 return
+            if isinstance(err, NotFoundError):
+                # The task is gone (deleted elsewhere, or containerd >= 1.7 dropped
+                # it after a restart): it has exited, with a status nobody knows.
+                self._exit.set(ExitStatus(UNKNOWN_EXIT_CODE))
+                return
             if err.code is StatusCode.CANCELLED or self._client.closed:  # type: ignore[attr-defined]
                 err = ClosedError("the wait was cancelled (client closed)")
             self._exit.fail(err)

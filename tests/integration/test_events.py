@@ -234,11 +234,16 @@ def test_survives_containerd_sigkill_and_reconciles(
         client.events.wait_idle(5)
         assert len(exits) == 10, dict(exits)
         assert within <= 5.5
+        # containerd 1.6 keeps exited tasks across its restart, so their real
+        # codes are known; 1.7 and 2.x drop them while loading, and the only
+        # honest answer is 255 (unknown), as containerd itself reports.
+        keeps_tasks = client.features().version < (1, 7)
         for i in range(10):
-            assert exits[f"r{i}"] == [i], (i, exits[f"r{i}"])
+            expected = [i] if keeps_tasks or i >= 5 else [255]
+            assert exits[f"r{i}"] == expected, (i, exits[f"r{i}"])
         assert client.events.reconnects >= 1
         for i, t in enumerate(tasks):
-            assert t.wait(timeout=10).code == i
+            assert t.wait(timeout=10).code == (i if keeps_tasks or i >= 5 else 255)
         for c in containers:
             c.cleanup()
     finally:

@@ -114,3 +114,19 @@ def test_sdk_maps_duplicate_id_to_conflict(containerd: Client) -> None:
     with pytest.raises(errors.NotFoundError) as missing:
         containerd.load_container("dup")
     assert "dup" in str(missing.value)
+
+
+def test_features_from_the_live_daemon(containerd: Client, containerd_daemon: ContainerdDaemon) -> None:
+    features = containerd.features()
+    assert features.version[0] == containerd_daemon.major
+    assert features is containerd.features()  # cached
+    if containerd_daemon.major >= 2:
+        assert features.has("transfer")
+        assert features.has("transfer-pull-plain-http")
+        assert not features.has("runtime-v1")
+    elif features.version >= (1, 7):
+        assert features.has("transfer")
+    else:
+        assert not features.has("transfer")
+        with pytest.raises(errors.NotSupportedError):
+            features.require("transfer")
