@@ -308,6 +308,7 @@ class EventDispatcher:
         self._connected = threading.Event()
         self._reconnects = 0
         self._attempt = 0
+        self._sync_timer: threading.Timer | None = None
         self._synced_attempts: set[int] = set()
 
     # -- registration ---------------------------------------------------------------
@@ -384,6 +385,11 @@ class EventDispatcher:
         stream = self._stream
         if stream is not None:
             stream.cancel()
+        timer = self._sync_timer
+        if timer is not None:
+            timer.cancel()
+            if timer is not threading.current_thread():
+                timer.join(timeout)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -436,6 +442,7 @@ class EventDispatcher:
                     timer = threading.Timer(SYNC_TIMEOUT, self._synced, (attempt, reconnecting))
                     timer.name = "containerd-events-sync"
                     timer.daemon = True
+                    self._sync_timer = timer
                     timer.start()
                 for env in stream:
                     if env.topic == SYNC_TOPIC:
@@ -487,6 +494,9 @@ class EventDispatcher:
             if attempt in self._synced_attempts or attempt != self._attempt:
                 return
             self._synced_attempts.add(attempt)
+            timer, self._sync_timer = self._sync_timer, None
+        if timer is not None and timer is not threading.current_thread():
+            timer.cancel()
         if reconnecting:
             self._reconnects += 1
             logger.info("event stream re-established; reconciling tasks")
