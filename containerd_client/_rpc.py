@@ -326,6 +326,17 @@ class Caller:
             raise self._error(exc) from exc
         return Stream(call, self)
 
+    def bidi(
+        self, service: str, method: str, requests: Iterator[Any], *, timeout: float | None = None
+    ) -> Stream[Any]:
+        """Start a bidirectional stream fed by ``requests``; iterate the result for replies."""
+        fn = getattr(self.connection.stub(service), method)
+        try:
+            call = fn(requests, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+        return Stream(call, self)
+
 
 class Stream(Generic[T]):
     """A server-streaming call whose errors are mapped to the SDK's errors."""

@@ -537,32 +537,82 @@ def create_container(
     runtime: str = DEFAULT_RUNTIME,
     runtime_options: RuncOptions | None = None,
     labels: Mapping[str, str] | None = None,
-    image: str = "",
+    image: Any = "",
+    platform: Any = None,
     snapshotter: str = "",
     snapshot_key: str = "",
     state_dir: str | None = None,
 ) -> Container:
     """Create a container record (see :meth:`Client.create_container`)."""
     from containerd_client import spec as _spec
-    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
     validate_id(container_id, what="container id")
-    if spec is None or not isinstance(spec, Mapping):
-        opts = list(spec or [])
-        if rootfs is not None:
-            opts.insert(0, _spec.with_rootfs(rootfs))
-        if args is not None:
-            opts.append(_spec.with_process_args(args))
-        spec_doc = _spec.generate(container_id, client.namespace_name, *opts)
-    else:
-        spec_doc = dict(spec)
-        if rootfs is not None or args is not None:
-            extra = []
-            if rootfs is not None:
-                extra.append(_spec.with_rootfs(rootfs))
-            if args is not None:
-                extra.append(_spec.with_process_args(args))
-            spec_doc = _spec.generate(container_id, client.namespace_name, *extra, base=spec_doc)
+    if image and not snapshot_key and rootfs is None:
+        return _create_from_image(
+            client,
+            container_id,
+            image,
+            spec=spec,
+            args=args,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels=labels,
+            platform=platform,
+            snapshotter=snapshotter or "overlayfs",
+            state_dir=state_dir,
+        )
+    opts: list[SpecOpt] = []
+    if rootfs is not None:
+        opts.append(_spec.with_rootfs(rootfs))
+    if args is not None:
+        opts.append(_spec.with_process_args(args))
+    spec_doc = _build_spec(client, container_id, spec, opts)
+    image_name = image if isinstance(image, str) else getattr(image, "name", "")
+    return _create_record(
+        client,
+        container_id,
+        spec_doc,
+        runtime=runtime,
+        runtime_options=runtime_options,
+        labels=labels,
+        image=image_name,
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
+        state_dir=state_dir,
+    )
+
+
+def _build_spec(
+    client: Client,
+    container_id: str,
+    spec: Mapping[str, Any] | Iterable[SpecOpt] | None,
+    opts: list[SpecOpt],
+    *,
+    first: Sequence[SpecOpt] = (),
+) -> dict[str, Any]:
+    """The spec document: a given dict (with opts applied on top), or the default with ``first`` + opts."""
+    from containerd_client import spec as _spec
+
+    if isinstance(spec, Mapping):
+        return _spec.generate(container_id, client.namespace_name, *first, *opts, base=spec)
+    return _spec.generate(container_id, client.namespace_name, *first, *(spec or ()), *opts)
+
+
+def _create_record(
+    client: Client,
+    container_id: str,
+    spec_doc: Mapping[str, Any],
+    *,
+    runtime: str,
+    runtime_options: RuncOptions | None,
+    labels: Mapping[str, str] | None,
+    image: str,
+    snapshotter: str,
+    snapshot_key: str,
+    state_dir: str | None,
+) -> Container:
+    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
     bundle = _bundle_for(client, container_id, state_dir)
     all_labels = {**(labels or {}), BUNDLE_LABEL: bundle}
     record = containers_pb2.Container(
@@ -570,7 +620,7 @@ def create_container(
         labels=all_labels,
         image=image,
         runtime=containers_pb2.Container.Runtime(name=runtime),
-        spec=_typeurl.pack_json(_typeurl.OCI_SPEC, spec_doc),
+        spec=_typeurl.pack_json(_typeurl.OCI_SPEC, dict(spec_doc)),
         snapshotter=snapshotter,
         snapshot_key=snapshot_key,
     )
@@ -584,6 +634,77 @@ def create_container(
     # The folder is made now, not before the RPC, so a failed create leaves nothing.
     os.makedirs(bundle, mode=0o700, exist_ok=True)
     return Container(client, info, owned=True, bundle_dir=bundle)
+
+
+def _create_from_image(
+    client: Client,
+    container_id: str,
+    image: Any,
+    *,
+    spec: Mapping[str, Any] | Iterable[SpecOpt] | None,
+    args: Sequence[str] | None,
+    runtime: str,
+    runtime_options: RuncOptions | None,
+    labels: Mapping[str, str] | None,
+    platform: Any,
+    snapshotter: str,
+    state_dir: str | None,
+) -> Container:
+    """Unpack the image, prepare a writable snapshot keyed by the container id, create the record.
+
+    All of it runs inside a lease, so garbage collection cannot remove the
+    snapshot between its creation and the container that references it; a
+    failure removes the snapshot again.
+    """
+    from containerd_client import spec as _spec
+    from containerd_client.errors import NotFoundError as _NotFound
+
+    images = client.images
+    img = images.get(image) if isinstance(image, str) else image
+    config = images.config(img, platform)
+    user = str((config.get("config") or {}).get("User") or "")
+    passwd = group = None
+    if user:
+        # Names resolve through the image's own files, read from its layers.
+        passwd = images.read_file(img, "/etc/passwd", platform)
+        group = images.read_file(img, "/etc/group", platform)
+    try:
+        image_opt = _spec.with_image_config(config, args=args, passwd=passwd, group=group)
+    except ValueError as exc:
+        from containerd_client.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"image {img.name}: {exc}") from exc
+    spec_doc = _build_spec(client, container_id, spec, [], first=[image_opt])
+    snapshots = client.snapshots(snapshotter)
+    with client.lease(expire=600):
+        chain_id = images.unpack(img, snapshotter=snapshotter, platform=platform)
+        try:
+            snapshots.prepare(container_id, chain_id)
+        except AlreadyExistsError as exc:
+            raise ConflictError(f"snapshot {container_id!r} already exists: {exc.message}", exc.code) from exc
+        try:
+            return _create_record(
+                client,
+                container_id,
+                spec_doc,
+                runtime=runtime,
+                runtime_options=runtime_options,
+                labels=labels,
+                image=img.name,
+                snapshotter=snapshotter,
+                snapshot_key=container_id,
+                state_dir=state_dir,
+            )
+        except BaseException:
+            try:
+                snapshots.remove(container_id)
+            except _NotFound:
+                pass
+            except ContainerdError:
+                logger.warning(
+                    "could not remove snapshot %s after a failed create", container_id, exc_info=True
+                )
+            raise
 
 
 def load_container(client: Client, container_id: str, *, state_dir: str | None = None) -> Container:

@@ -21,6 +21,8 @@ __all__ = [
     "DEFAULT_PATH",
     "SpecOpt",
     "generate",
+    "parse_user_database",
+    "resolve_user",
     "with_annotations",
     "with_args",
     "with_bind_mount",
@@ -30,6 +32,7 @@ __all__ = [
     "with_env",
     "with_host_network",
     "with_hostname",
+    "with_image_config",
     "with_memory_limit",
     "with_pids_limit",
     "with_privileged",
@@ -443,3 +446,94 @@ def signal_number(value: int | str) -> int:
     if not text.startswith("SIG"):
         text = "SIG" + text
     return int(_signal.Signals[text])
+
+
+def parse_user_database(text: str | bytes | None) -> dict[str, tuple[int, int]]:
+    """Parse ``/etc/passwd`` (name → (uid, gid)) or ``/etc/group`` (name → (gid, gid)) text."""
+    if text is None:
+        return {}
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    out: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) < 3 or line.startswith("#"):
+            continue
+        try:
+            first = int(parts[2])
+            second = int(parts[3]) if len(parts) > 3 and parts[3].strip().isdigit() else first
+        except ValueError:
+            continue
+        out.setdefault(parts[0], (first, second))
+    return out
+
+
+def resolve_user(
+    user: str, passwd: str | bytes | None = None, group: str | bytes | None = None
+) -> tuple[int, int]:
+    """Resolve an image config's ``User`` (``"1000"``, ``"1000:1000"``, ``"app"``, ``"app:staff"``).
+
+    Names are looked up in the image's own ``/etc/passwd`` and ``/etc/group``
+    text (read through the content store, never from the host).
+
+    Raises:
+        ValueError: A name is not in the given databases.
+    """
+    users = parse_user_database(passwd)
+    groups = parse_user_database(group)
+    name, _, grp = user.partition(":")
+    if name.isdigit():
+        uid = int(name)
+        gid = next((g for u, g in users.values() if u == uid), 0)
+    elif name in users:
+        uid, gid = users[name]
+    else:
+        raise ValueError(f"user {name!r} is not in the image's /etc/passwd")
+    if grp:
+        if grp.isdigit():
+            gid = int(grp)
+        elif grp in groups:
+            gid = groups[grp][0]
+        else:
+            raise ValueError(f"group {grp!r} is not in the image's /etc/group")
+    return uid, gid
+
+
+def with_image_config(
+    config: Mapping[str, Any],
+    *,
+    args: Iterable[str] | None = None,
+    passwd: str | bytes | None = None,
+    group: str | bytes | None = None,
+) -> SpecOpt:
+    """Apply an OCI image config: entrypoint and cmd, env, working dir, user, stop signal.
+
+    Args:
+        config: The image config document (its ``config`` member is used).
+        args: Replace the image's ``Cmd`` (the entrypoint stays), as ``docker run`` does.
+        passwd: The image's ``/etc/passwd`` text, for named users.
+        group: The image's ``/etc/group`` text, for named groups.
+    """
+    cfg = dict(config.get("config") or {})
+    entrypoint = list(cfg.get("Entrypoint") or [])
+    cmd = list(args) if args is not None else list(cfg.get("Cmd") or [])
+    env = list(cfg.get("Env") or [])
+    workdir = cfg.get("WorkingDir") or "/"
+    user = cfg.get("User") or ""
+    uid_gid = resolve_user(user, passwd, group) if user else None
+
+    def opt(spec: Spec) -> None:
+        process = spec.setdefault("process", {})
+        process["args"] = entrypoint + cmd
+        if env:
+            with_env(env)(spec)
+            if not any(e.startswith("PATH=") for e in process["env"]):
+                process["env"].insert(0, f"PATH={DEFAULT_PATH}")
+        process["cwd"] = workdir
+        if uid_gid is not None:
+            process["user"] = {"uid": uid_gid[0], "gid": uid_gid[1]}
+        stop = cfg.get("StopSignal")
+        if stop:
+            spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = str(stop)
+
+    return opt

@@ -665,6 +665,8 @@ class Process(_ProcessBase):
     def __init__(self, task: Task, exec_id: str, io: cio.ProcessIO | None) -> None:
         super().__init__(task._client, task.container_id, exec_id, 0, io)
         self._task = task
+        self._starting_done = False
+        self._delete_deferred = False
 
     @property
     def id(self) -> str:
@@ -695,16 +697,33 @@ class Process(_ProcessBase):
             resp = self._client.call("tasks", "Start", req)
         except ContainerdError:
             self._stdin.abandon()
+            self._start_returned()
             self._cleanup_failed_start()
             raise
         self._pid = resp.pid
         # The shim opens an exec's stdin FIFO during Start: only now may CloseIO go out.
         self._stdin.ready()
+        if self._start_returned():
+            self._auto_delete()
+
+    def _start_returned(self) -> bool:
+        """Mark Start as answered; True if an exit-time delete waited for that."""
+        with self._lock:
+            self._starting_done = True
+            deferred, self._delete_deferred = self._delete_deferred, False
+        return deferred
 
     def _auto_delete(self) -> None:
         """Delete after the exit event (event dispatcher), with a bounded deadline."""
         from containerd_client.events import EXEC_DELETE_TIMEOUT
 
+        with self._lock:
+            if not self._starting_done:
+                # containerd reads the process's state after the shim started it
+                # (to answer Start with its pid); deleting before Start has
+                # answered makes that Start fail with NOT_FOUND.
+                self._delete_deferred = True
+                return
         if self._deleted is not None:
             return
         try:
@@ -1038,6 +1057,7 @@ class Task(_ProcessBase):
         proc = Process(self, exec_id, None)
         proc._pid = resp.process.pid
         proc._started = resp.process.pid != 0
+        proc._starting_done = True
         proc._arm_wait()
         return proc
 

@@ -33,6 +33,7 @@ from containerd_client.testing import (
 
 pytestmark = pytest.mark.integration
 
+
 def _bin_dir_params() -> list[object]:
     # The daemon under test is the session's (scripts/test runs the suite once
     # per containerd version, naming it in CONTAINERD_BIN_DIR); CONTAINERD_BIN_DIRS
