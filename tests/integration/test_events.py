@@ -248,3 +248,65 @@ def test_survives_containerd_sigkill_and_reconciles(
             c.cleanup()
     finally:
         client.close()
+
+
+def test_ctrl_c_while_iterating_stops_and_closes_the_subscription(containerd: Client) -> None:
+    import _thread
+
+    sub = containerd.subscribe('topic=="/never"')
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in sub:
+            pass
+    assert time.monotonic() - started < 5
+    assert list(sub) == []  # closed: iteration ends at once
+    timer.join()
+
+
+def test_backend_protocol_sees_task_events_in_order(containerd: Client, busybox_rootfs: str) -> None:
+    class Backend:
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, EventKind]] = []
+
+        def process_event(self, container_id: str, kind: EventKind, event: Event) -> None:
+            self.seen.append((container_id, kind))
+
+    backend = Backend()
+    remove = containerd.events.add_backend(backend, namespace=containerd.namespace_name)
+    try:
+        with containerd.create_container("be", rootfs=busybox_rootfs, args=["true"]) as c:
+            task = c.new_task()
+            task.start()
+            task.wait(timeout=30)
+            task.delete()
+        deadline = time.monotonic() + 5
+        while len(backend.seen) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        remove()
+    assert backend.seen[:4] == [
+        ("be", EventKind.CREATE),
+        ("be", EventKind.START),
+        ("be", EventKind.EXIT),
+        ("be", EventKind.DELETE),
+    ]
+
+
+def test_slow_handler_shows_up_as_stuck(containerd: Client) -> None:
+    from containerd_client.events import EventDispatcher
+
+    release = threading.Event()
+    dispatcher = EventDispatcher(containerd, slow_after=0.2)
+    try:
+        dispatcher.add_handler(lambda e: release.wait(10), namespace=containerd.namespace_name)
+        _publish(containerd, "/containers/update", container_events.ContainerUpdate(id="wedged"))
+        deadline = time.monotonic() + 5
+        while not dispatcher.stuck_keys() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stuck = dispatcher.stuck_keys()
+        assert (containerd.namespace_name, "wedged") in stuck
+    finally:
+        release.set()
+        dispatcher.close()
