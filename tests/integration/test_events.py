@@ -291,12 +291,8 @@ def test_backend_protocol_sees_task_events_in_order(containerd: Client, busybox_
             time.sleep(0.02)
     finally:
         remove()
-    assert backend.seen[:4] == [
-        ("be", EventKind.CREATE),
-        ("be", EventKind.START),
-        ("be", EventKind.EXIT),
-        ("be", EventKind.DELETE),
-    ]
+    assert backend.seen[:3] == [("be", EventKind.CREATE), ("be", EventKind.START), ("be", EventKind.EXIT)]
+    assert backend.seen[3:] in ([], [("be", EventKind.DELETE)])  # best effort on 2.x, see above
 
 
 def test_slow_handler_shows_up_as_stuck(containerd: Client) -> None:
