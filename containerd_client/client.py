@@ -191,6 +191,9 @@ class Client:
         )
         self._dispatcher: EventDispatcher | None = None
         self._features: Features | None = None
+        # Not on self: the finalizer holds only the connection, so it never
+        # keeps the client alive, and it does no I/O beyond closing the channel.
+        self._finalizer = weakref.finalize(self, _close_unclosed, self._connection, address)
 
     @classmethod
     def _view(cls, root: Client, namespace: str) -> Client:
@@ -311,6 +314,7 @@ class Client:
             self._close_root()
 
     def _close_root(self, timeout: float | None = 10.0) -> None:
+        self._finalizer.detach()
         dispatcher = self._dispatcher
         if dispatcher is not None:
             dispatcher.close(timeout)
@@ -721,6 +725,18 @@ class Client:
 
         self._check_open()
         return containers.list_containers(self, *filters, state_dir=self._state_dir)
+
+
+def _close_unclosed(connection: _rpc.Connection, address: str) -> None:
+    import warnings
+
+    if not connection.closed:
+        warnings.warn(
+            f"unclosed containerd Client for {address}; use `with Client(...)` or call close()",
+            ResourceWarning,
+            stacklevel=2,
+        )
+        connection.close()
 
 
 class NamespaceStore:

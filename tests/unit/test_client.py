@@ -104,3 +104,21 @@ def test_public_all_is_pinned() -> None:
     )
     for name in containerd_client.__all__:
         assert hasattr(containerd_client, name)
+
+
+def test_unclosed_client_warns_and_closed_one_does_not() -> None:
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = Client("/nonexistent/containerd.sock", "ns")
+        del client
+        gc.collect()
+        closed = Client("/nonexistent/containerd.sock", "ns")
+        closed.close()
+        del closed
+        gc.collect()
+    messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert len(messages) == 1
+    assert "unclosed containerd Client" in messages[0]
