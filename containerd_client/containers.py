@@ -142,8 +142,12 @@ class ContainerInfo:
     spec: Mapping[str, Any]
 
     @classmethod
-    def from_proto(cls, c: Any) -> ContainerInfo:
-        """Decode a ``containerd.services.containers.v1.Container``."""
+    def from_proto(cls, c: Any, *, spec: Mapping[str, Any] | None = None) -> ContainerInfo:
+        """Decode a ``containerd.services.containers.v1.Container``.
+
+        ``spec`` skips decoding the spec JSON when the caller already has it
+        (the record it just created).
+        """
         options: RuncOptions | None = None
         if c.runtime.HasField("options") and c.runtime.options.type_url:
             try:
@@ -152,9 +156,8 @@ class ContainerInfo:
                 msg = None
             if msg is not None and msg.DESCRIPTOR.full_name == "containerd.runc.v1.Options":
                 options = RuncOptions.from_proto(msg)
-        spec: Mapping[str, Any] = {}
-        if c.HasField("spec") and c.spec.value:
-            spec = _typeurl.unpack(c.spec)
+        if spec is None:
+            spec = _typeurl.unpack(c.spec) if c.HasField("spec") and c.spec.value else {}
         return cls(
             id=c.id,
             labels=dict(c.labels),
@@ -216,6 +219,9 @@ class Container:
         self._deleted = False
         self._lock = threading.Lock()
         self._event_callbacks: list[Callable[[Event], None]] = []
+        # True once this object deleted the task it created: delete() then
+        # knows there is none without asking (one RPC less per lifecycle).
+        self._task_deleted_here = False
 
     @property
     def id(self) -> str:
@@ -358,6 +364,7 @@ class Container:
         # The shim opened the init process's stdin FIFO during Create.
         task._stdin.ready()
         self._task = task
+        self._task_deleted_here = False
         return task
 
     def _mounts(self) -> list[Any]:
@@ -422,11 +429,16 @@ class Container:
     def _forget_task(self, task: Task) -> None:
         if self._task is task:
             self._task = None
+            self._task_deleted_here = True
 
     # -- deletion -----------------------------------------------------------------
 
     def delete(self, *, snapshot: bool = True, force: bool = False) -> None:
         """Delete the container, its snapshot and its FIFO folder.
+
+        First checks that no task exists (containerd itself would delete the
+        record and leave the task running), except right after this object
+        deleted the task it created, where that is already known.
 
         Args:
             snapshot: Also remove its rootfs snapshot.
@@ -439,10 +451,12 @@ class Container:
         """
         from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
-        try:
-            state = self._get_task_state()
-        except NotFoundError:
-            state = None
+        state = None
+        if self._task is not None or not self._task_deleted_here:
+            try:
+                state = self._get_task_state()
+            except NotFoundError:
+                state = None
         if state is not None:
             if not force:
                 raise FailedPreconditionError(
@@ -630,7 +644,7 @@ def _create_record(
         resp = client.call("containers", "Create", containers_pb2.CreateContainerRequest(container=record))
     except AlreadyExistsError as exc:
         raise ConflictError(f"id already in use: {exc.message}", exc.code) from exc
-    info = ContainerInfo.from_proto(resp.container)
+    info = ContainerInfo.from_proto(resp.container, spec=spec_doc)
     # The folder is made now, not before the RPC, so a failed create leaves nothing.
     os.makedirs(bundle, mode=0o700, exist_ok=True)
     return Container(client, info, owned=True, bundle_dir=bundle)
