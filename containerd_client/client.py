@@ -30,7 +30,6 @@ from containerd_client.errors import (
     NotFoundError,
     RPCError,
     StatusCode,
-    UnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -902,7 +901,3 @@ class LeaseStore:
 
         resp = self._client.call("leases", "ListResources", leases_pb2.ListResourcesRequest(id=lease_id))
         return [(r.type, r.id) for r in resp.resources]
-
-
-# Kept importable for type checkers and callers that name them.
-_unused = (UnavailableError,)
