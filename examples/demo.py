@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 
 from containerd_client import Client, cio
+from containerd_client.spec import with_hostname
 from containerd_client.testing import ContainerdDaemon, make_busybox_rootfs
 
 
@@ -24,7 +25,8 @@ def main() -> None:
             with client.create_container(
                 "demo",
                 rootfs=rootfs,
-                args=["sh", "-c", "echo hello from $(hostname -s 2>/dev/null || echo a container); uname -s"],
+                spec=[with_hostname("demo")],
+                args=["sh", "-c", "echo hello from $(hostname); uname -s"],
             ) as container:
                 task = container.new_task(stdout=out, stderr=out)
                 task.start()
