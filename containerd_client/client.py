@@ -190,6 +190,10 @@ class Client:
         )
         self._dispatcher: EventDispatcher | None = None
         self._features: Features | None = None
+        # Parsed manifests/configs by digest, and (config, snapshotter, chain)
+        # unpacks already labelled: content-addressed, so never stale.
+        self._json_cache: dict[str, Any] = {}
+        self._unpacked: set[tuple[str, str, str]] = set()
         # Not on self: the finalizer holds only the connection, so it never
         # keeps the client alive, and it does no I/O beyond closing the channel.
         self._finalizer = weakref.finalize(self, _close_unclosed, self._connection, address)

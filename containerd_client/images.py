@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import datetime as _dt
 import hashlib
 import io
@@ -122,6 +123,7 @@ _UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
 # process dies half-way (as the Go client's 24 h default does).
 _LEASE_EXPIRE = 24 * 3600.0
 # Indexes, manifests and configs are small; anything bigger is not one.
+_JSON_CACHE_SIZE = 256
 _MAX_JSON = 16 << 20
 _MAX_INDEX_DEPTH = 8
 _IMPORT_EPOCH = 0
@@ -517,10 +519,20 @@ class ImageStore:
         return self.get(image).target
 
     def _json(self, desc: Descriptor) -> Any:
+        # Content is addressed by digest, so a parsed document never goes
+        # stale: keep a few per client (manifests and configs are read on
+        # every run of an image).
+        cache = self._client._base._json_cache
+        doc = cache.get(desc.digest)
+        if doc is not None:
+            return copy.deepcopy(doc)
         data = self._content.read_all(desc.digest, max_size=_MAX_JSON)
         doc = _parse_json(data, f"{desc.media_type or 'blob'} {desc.digest}")
         if not isinstance(doc, Mapping):
             raise ImageFormatError(f"{desc.digest} is not a JSON object")
+        if len(cache) >= _JSON_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[desc.digest] = copy.deepcopy(doc)
         return doc
 
     def _resolve(self, target: Descriptor, platform: Platform | None) -> tuple[Descriptor, dict[str, Any]]:
@@ -672,15 +684,22 @@ class ImageStore:
             raise ImageFormatError(f"{what} has {len(layers)} layers but its config {len(diff_ids)} diff ids")
         snapshots = SnapshotStore(self._client, snapshotter)
         chain = chain_ids(diff_ids)
+        top = chain[-1] if chain else ""
+        done = (config_desc.digest, snapshotter, top)
+        labelled = self._client._base._unpacked
+        if top and done in labelled and snapshots.exists(top):
+            # Unpacked and labelled earlier by this client; a committed top
+            # snapshot implies its parents.
+            return top
         parent = ""
         for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
             if not snapshots.exists(chain_id):
                 self._apply_layer(snapshots, layer, diff_id, chain_id, parent)
                 self._content.set_labels(layer.digest, {_UNCOMPRESSED_LABEL: diff_id})
             parent = chain_id
-        top = chain[-1] if chain else ""
         if top:
             self._content.set_labels(config_desc.digest, {_GC_SNAPSHOT_LABEL + snapshotter: top})
+            labelled.add(done)
         return top
 
     def _apply_layer(

@@ -1066,8 +1066,14 @@ class Task(_ProcessBase):
     def _kill_for_cleanup(self) -> None:
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
+        if self._exit.done and self._own_pid_namespace():
+            return  # init is gone, and with it every process of its pid namespace
         req = tasks_pb2.KillRequest(container_id=self._container_id, signal=int(_signal.SIGKILL), all=True)
         self._client._caller.call("tasks", "Kill", req, timeout=CLEANUP_TIMEOUT)
+
+    def _own_pid_namespace(self) -> bool:
+        namespaces = self._container._info.spec.get("linux", {}).get("namespaces", []) or []
+        return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
 
     def force_delete(self, *, timeout: float = CLEANUP_TIMEOUT) -> ExitStatus:
         """Kill every process of the task (also a created, never started one) and delete it.
