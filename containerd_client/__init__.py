@@ -10,6 +10,8 @@ Start with :class:`Client`::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from containerd_client import errors
 from containerd_client._retry import RetryPolicy
 from containerd_client.client import (
@@ -22,16 +24,59 @@ from containerd_client.client import (
 )
 from containerd_client.errors import ContainerdError
 
+if TYPE_CHECKING:
+    from containerd_client.containers import Container, ContainerInfo, RuncOptions
+    from containerd_client.events import Event, EventKind
+    from containerd_client.tasks import ExecResult, ExitStatus, Process, Task, TaskStatus
+
+# Imported on first use, so that `import containerd_client` stays cheap
+# (these modules define many classes; a script that only makes a Client
+# should not pay for them).
+_LAZY = {
+    "Container": "containerd_client.containers",
+    "ContainerInfo": "containerd_client.containers",
+    "RuncOptions": "containerd_client.containers",
+    "Event": "containerd_client.events",
+    "EventKind": "containerd_client.events",
+    "ExecResult": "containerd_client.tasks",
+    "ExitStatus": "containerd_client.tasks",
+    "Process": "containerd_client.tasks",
+    "Task": "containerd_client.tasks",
+    "TaskStatus": "containerd_client.tasks",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'containerd_client' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Client",
+    "Container",
+    "ContainerInfo",
     "ContainerdError",
+    "Event",
+    "EventKind",
+    "ExecResult",
+    "ExitStatus",
     "Lease",
     "Namespace",
     "Plugin",
+    "Process",
     "RetryPolicy",
+    "RuncOptions",
     "ServerInfo",
+    "Task",
+    "TaskStatus",
     "Version",
     "__version__",
     "errors",
