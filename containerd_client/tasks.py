@@ -667,6 +667,7 @@ class Process(_ProcessBase):
         self._task = task
         self._starting_done = False
         self._delete_deferred = False
+        self._start_failed = False
 
     @property
     def id(self) -> str:
@@ -734,6 +735,8 @@ class Process(_ProcessBase):
             self._abort_io()
 
     def _cleanup_failed_start(self) -> None:
+        # The process never ran: no output will come, so do not wait for any.
+        self._start_failed = True
         try:
             self._delete(timeout=45.0, missing_ok=True)
         except ContainerdError:
@@ -762,7 +765,7 @@ class Process(_ProcessBase):
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
         if self._io is not None:
-            self._io.wait(IO_DRAIN_TIMEOUT if self._started else 0.0)
+            self._io.wait(IO_DRAIN_TIMEOUT if self._started and not self._start_failed else 0.0)
         req = tasks_pb2.DeleteProcessRequest(container_id=self._container_id, exec_id=self._exec_id)
         call_timeout = timeout if timeout is not None else -1.0
         try:
