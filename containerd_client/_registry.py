@@ -74,6 +74,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "Resolved",
+    "docker_credentials",
     "is_loopback",
     "load_docker_config",
     "parse_reference",
@@ -314,25 +315,11 @@ def load_docker_config(path: str | None = None) -> dict[str, Credentials]:
     Returns:
         Credentials by registry host. Entries with a base64 ``auth``
         (``user:password``) or ``username``/``password`` fields are read;
-        identity tokens and credential helpers (``credsStore``,
-        ``credHelpers``) are not supported and are skipped. A missing or
+        identity tokens are skipped. Credential helpers are not consulted
+        here: :func:`docker_credentials` does that. A missing or
         unreadable file gives an empty mapping.
     """
-    if path is None:
-        folder = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-        path = os.path.join(folder, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        logger.warning("cannot read Docker config %s: %s", path, type(exc).__name__)
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    if doc.get("credsStore") or doc.get("credHelpers"):
-        logger.debug("Docker config %s names credential helpers; they are not used", path)
+    doc = _read_docker_config(path)
     out: dict[str, Credentials] = {}
     auths = doc.get("auths")
     if not isinstance(auths, dict):
@@ -364,9 +351,91 @@ def load_docker_config(path: str | None = None) -> dict[str, Credentials]:
     return out
 
 
+#: How long a Docker credential helper may take to answer.
+CREDENTIAL_HELPER_TIMEOUT = 10.0
+
+
+def docker_credentials(host: str, path: str | None = None) -> Credentials | None:
+    """Credentials for ``host`` as the Docker CLI would find them.
+
+    A credential helper named for the host in ``credHelpers`` comes first,
+    then the ``credsStore`` helper, then the ``auths`` entry. A helper is the
+    program ``docker-credential-<name>`` on PATH, asked with ``get`` and the
+    server on its stdin (the Docker credential-helper protocol). A helper
+    that is missing, fails, or knows nothing of the host gives None (logged,
+    never with a secret); identity tokens are not supported.
+    """
+    doc = _read_docker_config(path)
+    helpers = doc.get("credHelpers")
+    helper = helpers.get(host) if isinstance(helpers, dict) else None
+    if not isinstance(helper, str) or not helper:
+        store = doc.get("credsStore")
+        helper = store if isinstance(store, str) and store else None
+    if helper:
+        creds = _ask_credential_helper(helper, host)
+        if creds is not None:
+            return creds
+    return load_docker_config(path).get(host)
+
+
+def _read_docker_config(path: str | None) -> dict[str, Any]:
+    """The Docker config document; empty when missing or unreadable (logged)."""
+    if path is None:
+        folder = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+        path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read Docker config %s: %s", path, type(exc).__name__)
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _ask_credential_helper(name: str, host: str) -> Credentials | None:
+    import shutil
+    import subprocess
+
+    program = f"docker-credential-{name}"
+    executable = shutil.which(program)
+    if executable is None:
+        logger.warning("Docker credential helper %s is not on PATH", program)
+        return None
+    try:
+        proc = subprocess.run(
+            [executable, "get"],
+            input=host.encode(),
+            capture_output=True,
+            timeout=CREDENTIAL_HELPER_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.warning("Docker credential helper %s failed: %s", program, type(exc).__name__)
+        return None
+    if proc.returncode != 0:
+        # "credentials not found" is the protocol's way of saying "none".
+        logger.debug("Docker credential helper %s has nothing for %s", program, host)
+        return None
+    try:
+        answer = json.loads(proc.stdout)
+    except ValueError:
+        logger.warning("Docker credential helper %s answered something that is not JSON", program)
+        return None
+    user = answer.get("Username") if isinstance(answer, dict) else None
+    secret = answer.get("Secret") if isinstance(answer, dict) else None
+    if not isinstance(user, str) or not isinstance(secret, str):
+        return None
+    if user == "<token>":
+        logger.debug("Docker credential helper %s gave an identity token, which is not supported", program)
+        return None
+    return Credentials(user, secret)
+
+
 def _credentials_for(source: CredentialsSource, host: str, docker_config: str | None) -> Credentials | None:
     if source is None:
-        return load_docker_config(docker_config).get(host)
+        return docker_credentials(host, docker_config)
     if callable(source):
         return _as_credentials(source(host))
     return _as_credentials(source)

@@ -7,9 +7,11 @@ import hashlib
 import http.server
 import json
 import logging
+import os
 import pickle
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -623,3 +625,70 @@ def test_index_media_type_is_reported(fake: FakeRegistry) -> None:
     accept = fake.accept[-1].split(", ")
     assert accept[:2] == [MEDIA_TYPE_OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"]
     assert MEDIA_TYPE_OCI_MANIFEST in accept
+
+
+# -- Docker credential helpers (a real helper program, written by the test) ---------
+
+
+def _helper(tmp_path: Path, name: str, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    prog = bin_dir / f"docker-credential-{name}"
+    prog.write_text("#!/bin/sh\n" + script)
+    prog.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+_ANSWER = (
+    '[ "$1" = get ] || exit 2\n'
+    "read server\n"
+    'case "$server" in\n'
+    "  reg.example:5000)\n"
+    '    echo \'{"ServerURL":"reg.example:5000","Username":"helper-user","Secret":"s3cret"}\' ;;\n'
+    '  tok.example) echo \'{"ServerURL":"tok.example","Username":"<token>","Secret":"id-token"}\' ;;\n'
+    "  *) echo 'credentials not found in native keychain'; exit 1 ;;\n"
+    "esac\n"
+)
+
+
+def test_cred_helpers_per_host_come_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from containerd_client._registry import docker_credentials
+
+    _helper(tmp_path, "fake", _ANSWER, monkeypatch)
+    plain = base64.b64encode(b"file-user:file-pass").decode()
+    cfg = _write_config(
+        tmp_path,
+        {"credHelpers": {"reg.example:5000": "fake"}, "auths": {"reg.example:5000": {"auth": plain}}},
+    )
+    caplog.set_level("DEBUG")
+    assert docker_credentials("reg.example:5000", cfg) == Credentials("helper-user", "s3cret")
+    assert "s3cret" not in caplog.text
+
+
+def test_creds_store_then_auths_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from containerd_client._registry import docker_credentials
+
+    _helper(tmp_path, "store", _ANSWER, monkeypatch)
+    plain = base64.b64encode(b"file-user:file-pass").decode()
+    cfg = _write_config(tmp_path, {"credsStore": "store", "auths": {"other.example": {"auth": plain}}})
+    assert docker_credentials("reg.example:5000", cfg) == Credentials("helper-user", "s3cret")
+    # The helper knows nothing of this host: the file's entry is used.
+    assert docker_credentials("other.example", cfg) == Credentials("file-user", "file-pass")
+    assert docker_credentials("nobody.example", cfg) is None
+    # Identity tokens are not supported: no credentials rather than a wrong login.
+    assert docker_credentials("tok.example", cfg) is None
+
+
+def test_missing_or_broken_helper_gives_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from containerd_client._registry import docker_credentials
+
+    cfg = _write_config(tmp_path, {"credsStore": "absent-helper"})
+    assert docker_credentials("reg.example:5000", cfg) is None
+    assert "docker-credential-absent-helper is not on PATH" in caplog.text
+    _helper(tmp_path, "garbage", "echo not json\n", monkeypatch)
+    cfg2 = _write_config(tmp_path, {"credsStore": "garbage"})
+    assert docker_credentials("reg.example:5000", cfg2) is None
