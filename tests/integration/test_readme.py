@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from containerd_client.testing import ContainerdDaemon
+from containerd_client.testing import ContainerdDaemon, build_busybox_archive
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -39,9 +39,17 @@ def test_readme_has_the_three_tours() -> None:
     assert len(_blocks()) >= 4
 
 
-def test_script_and_notebook_blocks_run(containerd_daemon: ContainerdDaemon, busybox_rootfs: str) -> None:
+def test_script_and_notebook_blocks_run(
+    containerd_daemon: ContainerdDaemon, busybox_rootfs: str, tmp_path: Path
+) -> None:
     namespace = f"readme-{uuid.uuid4().hex[:8]}"
-    env = {"address": containerd_daemon.address, "namespace": namespace, "rootfs": busybox_rootfs}
+    archive = build_busybox_archive(tmp_path / "busybox.tar").path
+    env = {
+        "address": containerd_daemon.address,
+        "namespace": namespace,
+        "rootfs": busybox_rootfs,
+        "archive": archive,
+    }
     fixture_block = [b for b in _blocks() if "def test_" in b]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -52,11 +60,14 @@ def test_script_and_notebook_blocks_run(containerd_daemon: ContainerdDaemon, bus
     printed = out.getvalue()
     assert "0 hi" in printed
     assert "3 b'from exec\\n'" in printed
+    assert "0 b'from an image\\n'" in printed
     from containerd_client import Client
 
     with Client(containerd_daemon.address, namespace) as client:
         assert client.containers() == []
-        client.namespaces.delete(namespace)
+        from containerd_client.testing.plugin import sweep_namespace
+
+        sweep_namespace(client)  # the imported image and its content
 
 
 def test_pytest_fixture_block_runs(tmp_path: Path, containerd_daemon: ContainerdDaemon) -> None:
