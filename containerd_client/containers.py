@@ -28,7 +28,15 @@ from containerd_client.errors import (
     NotFoundError,
     StatusCode,
 )
-from containerd_client.tasks import CLEANUP_TIMEOUT, Task, TaskStatus, _default_io, _ts
+from containerd_client.tasks import (
+    CLEANUP_TIMEOUT,
+    Task,
+    TaskStatus,
+    _default_io,
+    _ProcessState,
+    _ts,
+    get_process_state,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -422,9 +430,10 @@ class Container:
         self._task = task
         return task
 
-    def _get_task_state(self) -> Any:
-        probe = Task(self, 0, None)
-        return probe._get()
+    def _get_task_state(self) -> _ProcessState:
+        # A plain Get: building a throw-away Task here would register it with
+        # the client and displace the live task's entry in the event registry.
+        return get_process_state(self._client, self.id)
 
     def _forget_task(self, task: Task) -> None:
         if self._task is task:

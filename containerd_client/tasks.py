@@ -511,21 +511,7 @@ class _ProcessBase:
         return self._get().status
 
     def _get(self) -> _ProcessState:
-        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
-
-        req = tasks_pb2.GetRequest(container_id=self._container_id, exec_id=self._exec_id)
-        resp = self._client.call("tasks", "Get", req, idempotent=True)
-        p = resp.process
-        return _ProcessState(
-            status=_STATUS_BY_NUMBER.get(p.status, TaskStatus.UNKNOWN),
-            pid=p.pid,
-            exit_status=p.exit_status,
-            exited_at=_ts(p.exited_at),
-            stdin=p.stdin,
-            stdout=p.stdout,
-            stderr=p.stderr,
-            terminal=p.terminal,
-        )
+        return get_process_state(self._client, self._container_id, self._exec_id)
 
     # -- deletion --------------------------------------------------------------------
 
@@ -651,6 +637,29 @@ class _ProcessState:
     stdout: str
     stderr: str
     terminal: bool
+
+
+def get_process_state(client: Client, container_id: str, exec_id: str = "") -> _ProcessState:
+    """One ``Tasks.Get`` of a task (``exec_id=""``) or exec, as a value.
+
+    Raises:
+        NotFoundError: No such task or exec.
+        RPCError: The call failed.
+    """
+    from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+    req = tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id)
+    p = client.call("tasks", "Get", req, idempotent=True).process
+    return _ProcessState(
+        status=_STATUS_BY_NUMBER.get(p.status, TaskStatus.UNKNOWN),
+        pid=p.pid,
+        exit_status=p.exit_status,
+        exited_at=_ts(p.exited_at),
+        stdin=p.stdin,
+        stdout=p.stdout,
+        stderr=p.stderr,
+        terminal=p.terminal,
+    )
 
 
 class Process(_ProcessBase):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from containerd_client import Client, cio
+from containerd_client import Client, cio, errors
 from containerd_client._pb.containerd.events import container_pb2 as container_events
 from containerd_client._pb.containerd.services.events.v1 import events_pb2
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
@@ -311,3 +311,15 @@ def test_slow_handler_shows_up_as_stuck(containerd: Client) -> None:
     finally:
         release.set()
         dispatcher.close()
+
+
+def test_state_lookups_do_not_displace_the_tracked_task(containerd: Client, busybox_rootfs: str) -> None:
+    ns = containerd.namespace_name
+    with containerd.create_container("tracked", rootfs=busybox_rootfs, args=["sleep", "60"]) as c:
+        task = c.new_task()
+        task.start()
+        with pytest.raises(errors.FailedPreconditionError):
+            c.delete()  # looks the task up first
+        assert containerd._tracked(ns, "tracked", "") is task
+        task.kill("KILL")
+        assert task.wait(timeout=30).code == 137
