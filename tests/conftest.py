@@ -6,7 +6,8 @@ import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Everything under tests/integration talks to a real daemon.
+    # Everything under tests/integration and tests/reliability talks to a real daemon.
     for item in items:
-        if "/integration/" in str(item.fspath):
+        path = str(item.fspath)
+        if "/integration/" in path or "/reliability/" in path:
             item.add_marker(pytest.mark.integration)
