@@ -83,18 +83,23 @@ def test_subscription_close_from_another_thread_ends_iteration(containerd: Clien
 def test_ordered_dispatch_16_containers_slow_handler(containerd: Client) -> None:
     ns = containerd.namespace_name
     seen: dict[str, list[int]] = collections.defaultdict(list)
-    finished_at: dict[str, float] = {}
     lock = threading.Lock()
     total = 16 * 50
+    others_done = threading.Event()
+    c0_seen_when_others_done: list[int] = []
 
     def handler(event: Event) -> None:
         cid = event.container_id
-        if cid == "c0":
-            time.sleep(0.02)  # the slow one: 1 s for its 50 events
+        if cid == "c0" and not seen["c0"]:
+            # The slow one: its first event blocks until every other container
+            # got all 50 of its events. Were they queued behind c0, this would
+            # time out and others_done would stay unset.
+            others_done.wait(30)
         with lock:
             seen[cid].append(int(event.payload.labels["seq"]))
-            if len(seen[cid]) == 50:
-                finished_at[cid] = time.monotonic()
+            if cid != "c0" and all(len(seen[f"c{i}"]) == 50 for i in range(1, 16)):
+                c0_seen_when_others_done.append(len(seen["c0"]))
+                others_done.set()
 
     remove = containerd.events.add_handler(handler, namespace=ns, topic="/containers/update")
     try:
@@ -111,10 +116,10 @@ def test_ordered_dispatch_16_containers_slow_handler(containerd: Client) -> None
     assert sum(len(v) for v in seen.values()) == total
     for i in range(16):
         assert seen[f"c{i}"] == list(range(50)), f"c{i} out of order or duplicated"
-    slow_done = finished_at["c0"]
-    others = [finished_at[f"c{i}"] for i in range(1, 16)]
-    # The other containers were not held up behind the slow one.
-    assert max(others) < slow_done
+    # The other containers were not held up behind the blocked one: they all
+    # finished while c0 had not yet recorded its first event.
+    assert others_done.is_set()
+    assert c0_seen_when_others_done == [0]
 
 
 def test_oom_then_exit_137(containerd: Client, busybox_rootfs: str) -> None:
