@@ -35,6 +35,18 @@ FEATURES: list[tuple[str, list[tuple[str, str]]]] = [
     ("Pull through the daemon (transfer service)", [("test_pull", "test_transfer_path|test_1_7_transfer")]),
     ("Private test daemon (testing module)", [("test_testing_daemon", ".")]),
     ("README tour", [("test_readme", ".")]),
+    ("Exits: wait across a restart, OOM flag, exit/delete races", [("test_exit_trust", ".")]),
+    ("Cleanup removes only the SDK's own folders", [("test_cleanup_safety", ".")]),
+    ("Faults: daemon SIGKILL at each step, shim kill, client kill", [("test_faults", ".")]),
+    ("Load and soak: 32 threads, lifecycles without leaks", [("test_load_soak", ".")]),
+    (
+        "Hostile input: ids, specs, archives, registries",
+        [("test_hostile_inputs", "."), ("test_hostile_archives", "."), ("test_hostile_registry", ".")],
+    ),
+    (
+        "Property tests: ids, references, specs, tar safety",
+        [("test_properties_ids_spec", "."), ("test_properties_refs", "."), ("test_properties_tar", ".")],
+    ),
 ]
 
 BEGIN = "<!-- support-table:begin -->"
