@@ -748,9 +748,10 @@ class _ProcessBase:
     def _delete(self, *, timeout: float | None, missing_ok: bool, wait_for_others: bool = True) -> ExitStatus:
         """Delete once: concurrent callers share one DeleteProcess/Delete and its status.
 
-        With ``wait_for_others`` false (the auto-delete after an exit), a
-        delete that another caller is running is left to it, and the current
-        status (possibly None-like: see :meth:`_auto_delete`) is returned.
+        A caller arriving while another deletes waits for it and returns its
+        status. With ``wait_for_others`` false (the auto-delete after an
+        exit) it raises ``_DeleteInProgress`` instead: that delete is left to
+        the caller running it, who gets the status.
         """
         with self._delete_cond:
             while self._deleting:
