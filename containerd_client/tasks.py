@@ -4,7 +4,10 @@ A :class:`Task` is created by :meth:`Container.new_task` and started with
 :meth:`Task.start`; creation is split from start so callers can act in
 between (set up networking against ``/proc/<pid>/ns/net``). Its exit is
 watched from the moment it is created (a ``Tasks.Wait`` call is armed before
-start), so a fast exit is never missed.
+start), so a fast exit is never missed, and the call is armed again when
+containerd restarts. Each process has one exit record, completed once with
+everything known about the exit (code, time, OOM kill), whichever source saw
+it first (the Wait call, the event stream, reconciliation or delete).
 
 Both :class:`Task` and :class:`Process` are context managers: leaving the
 block kills and deletes what is still alive and closes the stdio, under a
@@ -121,7 +124,8 @@ class ExitStatus:
     Attributes:
         code: The exit code; ``128 + n`` when killed by signal ``n``.
         exited_at: When it exited, as the daemon saw it.
-        oom_killed: Whether an OOM event was seen for this run of the task.
+        oom_killed: Whether an OOM kill was seen for this run of the task (init
+            process only; see :attr:`Task.oom_killed`).
     """
 
     code: int
@@ -280,6 +284,11 @@ class _ExitSlot:
         """Sleep until the record is done, the Wait call is lost again, or ``timeout``."""
         with self._cond:
             self._cond.wait_for(lambda: self.done or self._lost != generation, timeout)
+
+    def wait_done(self, timeout: float | None) -> None:
+        """Sleep until the record is done or ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done, timeout)
 
     def result(self) -> ExitStatus:
         if self._value is not None:
@@ -553,9 +562,8 @@ class _ProcessBase:
     def _wait_exit(self, timeout: float | None) -> ExitStatus:
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = _REARM_BACKOFF_MIN
+        pause = False
         while True:
-            generation = self._exit.generation
-            self._arm_wait()
             if self._exit.done:
                 return self._exit.result()
             left = None if deadline is None else deadline - time.monotonic()
@@ -564,15 +572,23 @@ class _ProcessBase:
                     f"{self._kind} {self._ident()} did not exit within {timeout:g} s",
                     StatusCode.DEADLINE_EXCEEDED,
                 )
-            if self._wait_call is not None:
-                # Armed: sleep until the exit, or until the call is lost.
-                step = left
-            else:
-                # Could not arm (a call keeps failing fast): retry with backoff;
-                # an exit from the event stream still wakes us at once.
+            if pause:
+                # The Wait call could not be armed or keeps failing fast: pause
+                # before arming it again (an exit from the event stream still
+                # ends the pause at once).
                 step = backoff if left is None else min(backoff, left)
                 backoff = min(backoff * 2, _REARM_BACKOFF_MAX)
-            self._exit.wait_change(generation, step)
+                self._exit.wait_done(step)
+                pause = False
+                continue
+            generation = self._exit.generation
+            self._arm_wait()
+            if self._wait_call is None:
+                pause = True
+                continue
+            # Armed: sleep until the exit, or until the call is lost.
+            self._exit.wait_change(generation, left)
+            pause = self._quick_losses > _QUICK_LOSS_REARMS
 
     def on_exit(self, callback: Callable[[ExitStatus], None]) -> None:
         """Call ``callback(status)`` once, when the process exits (soon, if it has).
