@@ -629,3 +629,40 @@ def test_start_reports_subscription_and_reconnect_clears_connected(
         assert len(streams) == 2
     finally:
         d.close()
+
+
+def test_synthesised_exit_and_live_events_reach_handlers_in_decision_order(client: Client) -> None:
+    # Reconciliation (on the sync timer's thread) decides to deliver run 100's
+    # exit; meanwhile the reader gets the START of run 200. Handlers must see
+    # the exit first, and the live copy of the exit must not come again.
+    d = EventDispatcher(client)
+    seen: list[tuple[str, int]] = []
+    d._registrations.append(_Registration(lambda e: seen.append((e.topic, e.payload.pid)), None, None, None))
+    in_builtin = threading.Event()
+    release = threading.Event()
+    real_builtin = d._builtin
+
+    def slow_builtin(event: Event) -> None:
+        if event.synthesized:
+            in_builtin.set()
+            assert release.wait(BOUND)
+        real_builtin(event)
+
+    d._builtin = slow_builtin  # type: ignore[method-assign]
+    try:
+        d._dispatch(_start_event("c1", 100))
+        timer, _ = in_thread(lambda: d._dispatch(_exit_event("c1", 100, 3, synthesized=True)))
+        assert in_builtin.wait(BOUND)
+        reader, _ = in_thread(
+            lambda: (d._dispatch(_start_event("c1", 200)), d._dispatch(_exit_event("c1", 100, 3)))
+        )
+        reader.join(0.5)  # finishes at once without the dispatch lock; waits behind it with it
+        release.set()
+        timer.join(BOUND)
+        reader.join(BOUND)
+        assert not timer.is_alive()
+        assert not reader.is_alive()
+        assert d.wait_idle(BOUND)
+    finally:
+        d.close()
+    assert seen == [("/tasks/start", 100), ("/tasks/exit", 100), ("/tasks/start", 200)]
