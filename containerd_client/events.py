@@ -335,7 +335,7 @@ class EventDispatcher:
         reg = _Registration(fn, namespace, container_id, topic)
         with self._lock:
             self._registrations.append(reg)
-        self.start()
+        self._start_once()
 
         def remove() -> None:
             with self._lock:
@@ -356,7 +356,7 @@ class EventDispatcher:
     def _watch_container(self, namespace: str, container: Any) -> None:
         with self._lock:
             self._containers.setdefault((namespace, container.id), weakref.WeakSet()).add(container)
-        self.start()
+        self._start_once()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -396,6 +396,11 @@ class EventDispatcher:
                 )
                 self._thread.start()
         return self._connected.wait(timeout) and not self._closing.is_set()
+
+    def _start_once(self) -> None:
+        """Start the reader if it never was; never waits for a reconnect in progress."""
+        if self._thread is None:
+            self.start()
 
     def close(self, timeout: float | None = 10.0) -> list[Any]:
         """Stop reading, let queued handlers finish within ``timeout``, join threads.

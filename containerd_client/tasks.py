@@ -600,7 +600,7 @@ class _ProcessBase:
         object holds the callback, so the callback never keeps the process
         alive by itself.
         """
-        self._client.events.start()
+        self._client.events._start_once()
         self._exit.add_callback(callback)
 
     @property
