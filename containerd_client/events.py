@@ -626,6 +626,8 @@ class EventDispatcher:
             if proc is None:
                 return
             p = event.payload
+            if p.pid and proc.pid and p.pid != proc.pid:
+                return  # the exit of an earlier run of the same id, not of this process
             exited_at = p.exited_at.ToDatetime(tzinfo=_dt.timezone.utc) if p.HasField("exited_at") else None
             proc._notify_exit(ExitStatus(int(p.exit_status), exited_at))
             if isinstance(proc, Process) and proc._deleted is None:

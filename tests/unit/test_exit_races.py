@@ -666,3 +666,25 @@ def test_synthesised_exit_and_live_events_reach_handlers_in_decision_order(clien
     finally:
         d.close()
     assert seen == [("/tasks/start", 100), ("/tasks/exit", 100), ("/tasks/start", 200)]
+
+
+def test_reconcile_reports_a_run_replaced_meanwhile_without_touching_the_new_one(
+    client: Client, daemon: FakeDaemon
+) -> None:
+    # Run 100's exit was lost; by the time of the reconciliation the same id
+    # runs again as pid 300. Handlers learn that run 100 ended (code unknown),
+    # and the new run's task object is not completed by it.
+    d = EventDispatcher(client)
+    seen: list[Event] = []
+    d._registrations.append(_Registration(seen.append, None, None, None))
+    daemon.handlers["tasks.Get"] = lambda req: tasks_pb2.GetResponse(process=_process(pid=300, status=2))
+    task = new_task(client, "c1")
+    task._pid = 300
+    try:
+        d._dispatch(_start_event("c1", 100))
+        d._reconcile()
+        assert d.wait_idle(BOUND)
+    finally:
+        d.close()
+    assert [(e.payload.pid, e.payload.exit_status, e.synthesized) for e in seen[1:]] == [(100, 255, True)]
+    assert task.exit_status is None
