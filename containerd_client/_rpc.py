@@ -12,13 +12,21 @@ from __future__ import annotations
 import contextvars
 import importlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 
 from containerd_client._retry import RetryPolicy
-from containerd_client.errors import ClosedError, RPCError, StatusCode, error_for_status
+from containerd_client.errors import (
+    CancelledError,
+    ClosedError,
+    ContainerdError,
+    RPCError,
+    StatusCode,
+    error_for_status,
+)
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -45,6 +53,7 @@ __all__ = [
     "NAMESPACE_HEADER",
     "Caller",
     "Connection",
+    "Pending",
     "Services",
     "map_rpc_error",
 ]
@@ -315,6 +324,62 @@ class Caller:
         err.__cause__ = exc
         return err
 
+    def future(
+        self,
+        service: str,
+        method: str,
+        request: Message,
+        on_done: Callable[[Pending, Any, ContainerdError | None], None],
+        *,
+        timeout: float | None = None,
+        wait_for_ready: bool = False,
+    ) -> Pending:
+        """Start a unary call in the background (a gRPC future; no thread of ours).
+
+        ``on_done(pending, response, error)`` runs once, on a gRPC thread (or
+        at once on this thread when the call is already over), with either
+        the response or the mapped error: :class:`ClosedError` once the
+        client is closed, :class:`CancelledError` after :meth:`Pending.cancel`
+        (``pending.cancelled`` then says it was ours), else the
+        :class:`RPCError` for the status.
+
+        Args:
+            service: Key of the service (``"tasks"``).
+            method: The RPC's name on the stub (``"Wait"``).
+            request: The request message.
+            on_done: Called with the outcome; keep it short and non-blocking.
+            timeout: Deadline in seconds; ``None`` (the default) waits forever.
+            wait_for_ready: Queue the call until the channel connects instead
+                of failing at once while the daemon is unreachable.
+
+        Raises:
+            ClosedError: The client was closed.
+        """
+        fn = getattr(self.connection.stub(service), method).future
+        try:
+            call = fn(request, timeout=timeout, metadata=self.metadata, wait_for_ready=wait_for_ready)
+        except ValueError as exc:  # grpc's "Cannot invoke RPC on closed channel!"
+            raise ClosedError("the client is closed") from exc
+        pending = Pending(call)
+        connection = self.connection
+
+        def done(fut: Any) -> None:
+            resp: Any = None
+            err: ContainerdError | None = None
+            try:
+                resp = fut.result()
+            except grpc.FutureCancelledError:
+                err = ClosedError("the client is closed") if connection.closed else None
+                if err is None:
+                    err = CancelledError("the call was cancelled", StatusCode.CANCELLED)
+            except grpc.RpcError as exc:
+                err = ClosedError("the client is closed") if connection.closed else map_rpc_error(exc)
+                err.__cause__ = exc
+            on_done(pending, resp, err)
+
+        call.add_done_callback(done)
+        return pending
+
     def stream(
         self, service: str, method: str, request: Message, *, timeout: float | None = None
     ) -> Stream[Any]:
@@ -336,6 +401,31 @@ class Caller:
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
         return Stream(call, self)
+
+
+class Pending:
+    """A unary call running in the background (see :meth:`Caller.future`).
+
+    Attributes:
+        started: ``time.monotonic()`` when the call was made.
+        cancelled: Whether :meth:`cancel` was called.
+    """
+
+    __slots__ = ("_call", "cancelled", "started")
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self.started = time.monotonic()
+        self.cancelled = False
+
+    def done(self) -> bool:
+        """Whether the call is over (answered, failed or cancelled)."""
+        return bool(self._call.done())
+
+    def cancel(self) -> None:
+        """Cancel the call if it still runs; its callback then gets CancelledError."""
+        self.cancelled = True
+        self._call.cancel()
 
 
 class Stream(Generic[T]):

@@ -297,7 +297,13 @@ class EventDispatcher:
         self._client = client
         self._filters = filters
         self._executor = KeyedSerialExecutor(max_workers, name="containerd-events", slow_after=slow_after)
+        # Guards registrations, watched containers, seen exits and _running.
         self._lock = threading.Lock()
+        # Serialises dispatching: the reader's live events and the exits that
+        # reconciliation synthesises (possibly on the sync timer's thread) are
+        # each decided and queued atomically, so per container they reach the
+        # handlers in the order they were decided, and each exit once.
+        self._dispatch_lock = threading.RLock()
         self._registrations: list[_Registration] = []
         self._containers: dict[tuple[str, str], weakref.WeakSet[Any]] = {}
         self._seen_exits: collections.OrderedDict[tuple[str, str, str, int], None] = collections.OrderedDict()
@@ -329,7 +335,7 @@ class EventDispatcher:
         reg = _Registration(fn, namespace, container_id, topic)
         with self._lock:
             self._registrations.append(reg)
-        self.start()
+        self._start_once()
 
         def remove() -> None:
             with self._lock:
@@ -350,7 +356,7 @@ class EventDispatcher:
     def _watch_container(self, namespace: str, container: Any) -> None:
         with self._lock:
             self._containers.setdefault((namespace, container.id), weakref.WeakSet()).add(container)
-        self.start()
+        self._start_once()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -359,8 +365,24 @@ class EventDispatcher:
         """Whether the reader thread runs."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, timeout: float = 10.0) -> None:
+    @property
+    def connected(self) -> bool:
+        """Whether the subscription is live (cleared while reconnecting)."""
+        return self._connected.is_set() and not self._closing.is_set()
+
+    def start(self, timeout: float = 10.0) -> bool:
         """Start the reader thread (idempotent) and wait until it is subscribed.
+
+        Not being subscribed in time is not an error: the reader keeps trying
+        in the background (containerd may be restarting), and exits missed
+        meanwhile are reconciled once it is back. The result says which case
+        it is.
+
+        Args:
+            timeout: Seconds to wait for the subscription.
+
+        Returns:
+            True if subscribed within ``timeout``, False if not (yet).
 
         Raises:
             ClosedError: The dispatcher or client was closed.
@@ -373,7 +395,12 @@ class EventDispatcher:
                     target=self._run, name="containerd-events-reader", daemon=True
                 )
                 self._thread.start()
-        self._connected.wait(timeout)
+        return self._connected.wait(timeout) and not self._closing.is_set()
+
+    def _start_once(self) -> None:
+        """Start the reader if it never was; never waits for a reconnect in progress."""
+        if self._thread is None:
+            self.start()
 
     def close(self, timeout: float | None = 10.0) -> list[Any]:
         """Stop reading, let queued handlers finish within ``timeout``, join threads.
@@ -464,8 +491,9 @@ class EventDispatcher:
             except Exception:
                 logger.exception("event reader failed; reconnecting")
             reconnecting = True
+            self._disconnected()
             self._wait_serving()
-        self._connected.set()
+        self._connected.set()  # wakes start() callers; `connected` is false once closing
 
     def _send_sync(self) -> str | None:
         """Publish a marker event; seeing it come back proves the subscription is live.
@@ -488,6 +516,14 @@ class EventDispatcher:
             logger.debug("sync event not published; assuming the subscription is live", exc_info=True)
             return None
         return token
+
+    def _disconnected(self) -> None:
+        """The stream broke: not connected until the next subscription syncs."""
+        with self._lock:
+            self._connected.clear()
+            timer, self._sync_timer = self._sync_timer, None
+        if timer is not None and timer is not threading.current_thread():
+            timer.cancel()
 
     def _synced(self, attempt: int, reconnecting: bool) -> None:
         with self._lock:
@@ -518,16 +554,28 @@ class EventDispatcher:
     # -- dispatch -------------------------------------------------------------------
 
     def _dispatch(self, event: Event) -> None:
+        with self._dispatch_lock:
+            self._dispatch_locked(event)
+
+    def _dispatch_locked(self, event: Event) -> None:
         kind = event.kind
         ns, cid = event.namespace, event.container_id
         if kind is EventKind.EXIT:
             if not self._first_exit(event):
                 return
-            self._running.pop((ns, cid, "" if event.is_init else event.process_id), None)
+            key = (ns, cid, "" if event.is_init else event.process_id)
+            pid = int(getattr(event.payload, "pid", 0))
+            with self._lock:
+                # Only the run that exited: a new run of the same id may have
+                # started since (its START came first on the live stream).
+                if pid == 0 or self._running.get(key, pid) == pid:
+                    self._running.pop(key, None)
         elif kind is EventKind.START:
-            self._running[(ns, cid, "")] = int(event.payload.pid)
+            with self._lock:
+                self._running[(ns, cid, "")] = int(event.payload.pid)
         elif kind is EventKind.EXEC_STARTED:
-            self._running[(ns, cid, event.process_id)] = int(event.payload.pid)
+            with self._lock:
+                self._running[(ns, cid, event.process_id)] = int(event.payload.pid)
         self._builtin(event)
         with self._lock:
             regs = [r for r in self._registrations if r.matches(event)]
@@ -578,6 +626,8 @@ class EventDispatcher:
             if proc is None:
                 return
             p = event.payload
+            if p.pid and proc.pid and p.pid != proc.pid:
+                return  # the exit of an earlier run of the same id, not of this process
             exited_at = p.exited_at.ToDatetime(tzinfo=_dt.timezone.utc) if p.HasField("exited_at") else None
             proc._notify_exit(ExitStatus(int(p.exit_status), exited_at))
             if isinstance(proc, Process) and proc._deleted is None:
@@ -598,7 +648,8 @@ class EventDispatcher:
 
     def _reconcile(self) -> None:
         """Ask the daemon about every known task and synthesise the exits we missed."""
-        targets: dict[tuple[str, str, str], int] = dict(self._running)
+        with self._lock:
+            targets: dict[tuple[str, str, str], int] = dict(self._running)
         for (ns, cid, exec_id), proc in self._client._tracked_items():
             if proc.exit_status is None:
                 targets.setdefault((ns, cid, exec_id), proc.pid)
@@ -625,6 +676,13 @@ class EventDispatcher:
             logger.debug("reconcile: cannot get %s/%s/%s", ns, cid, exec_id, exc_info=True)
             return None
         else:
+            if pid and resp.process.pid and resp.process.pid != pid:
+                # Another run of the same id: the one we knew ended unseen.
+                exit_msg = events_pb2.TaskExit(
+                    container_id=cid, id=exec_id or cid, pid=pid, exit_status=UNKNOWN_EXIT_CODE
+                )
+                now = _dt.datetime.now(_dt.timezone.utc)
+                return Event("/tasks/exit", ns, now, exit_msg, "containerd.events.TaskExit", synthesized=True)
             if resp.process.status != 3:  # STOPPED
                 return None
             exit_msg = events_pb2.TaskExit(

@@ -4,7 +4,10 @@ A :class:`Task` is created by :meth:`Container.new_task` and started with
 :meth:`Task.start`; creation is split from start so callers can act in
 between (set up networking against ``/proc/<pid>/ns/net``). Its exit is
 watched from the moment it is created (a ``Tasks.Wait`` call is armed before
-start), so a fast exit is never missed.
+start), so a fast exit is never missed, and the call is armed again when
+containerd restarts. Each process has one exit record, completed once with
+everything known about the exit (code, time, OOM kill), whichever source saw
+it first (the Wait call, the event stream, reconciliation or delete).
 
 Both :class:`Task` and :class:`Process` are context managers: leaving the
 block kills and deletes what is still alive and closes the stdio, under a
@@ -13,6 +16,7 @@ deadline of its own that the caller's deadlines do not shorten.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import enum
 import logging
@@ -26,6 +30,7 @@ import attrs
 
 from containerd_client import _typeurl
 from containerd_client.errors import (
+    CancelledError,
     ClosedError,
     ContainerdError,
     DeadlineExceededError,
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from containerd_client import cio
+    from containerd_client._rpc import Pending
     from containerd_client.client import Client
     from containerd_client.containers import Container
 
@@ -67,6 +73,21 @@ IO_DRAIN_TIMEOUT = 2.0
 
 #: containerd reports this exit code when it cannot know the real one.
 UNKNOWN_EXIT_CODE = 255
+
+#: A Wait call lost sooner than this after it was armed counts as failing fast;
+#: after this many of those in a row, only wait() re-arms it (with backoff).
+_QUICK_LOSS = 1.0
+_QUICK_LOSS_REARMS = 3
+_REARM_BACKOFF_MIN = 0.05
+_REARM_BACKOFF_MAX = 1.0
+#: Bound of the check that completes an exit record (the OOM check).
+_EXIT_CHECK_TIMEOUT = 5.0
+#: Exit code of a process killed by SIGKILL, as an OOM kill is.
+_SIGKILL_EXIT = 128 + int(_signal.SIGKILL)
+
+
+class _DeleteInProgress(Exception):
+    """Another caller is deleting the process (internal to the auto-delete)."""
 
 
 class TaskStatus(enum.Enum):
@@ -103,7 +124,8 @@ class ExitStatus:
     Attributes:
         code: The exit code; ``128 + n`` when killed by signal ``n``.
         exited_at: When it exited, as the daemon saw it.
-        oom_killed: Whether an OOM event was seen for this run of the task.
+        oom_killed: Whether an OOM kill was seen for this run of the task (init
+            process only; see :attr:`Task.oom_killed`).
     """
 
     code: int
@@ -179,62 +201,113 @@ def _default_io(stdin: Any, stdout: Any, stderr: Any, terminal: bool) -> cio.IOC
 
 
 class _ExitSlot:
-    """Holds a process's exit once; the first source to see it wins."""
+    """The one exit record of a process: completed once, with everything known.
 
-    __slots__ = ("_callbacks", "_error", "_event", "_lock", "_value")
+    Every source that sees the exit (the Wait call, the event stream,
+    reconciliation, delete) offers it; the first completion wins and later
+    ones are ignored. A source that still has to learn something before the
+    record is complete (the OOM check of an init process killed by SIGKILL)
+    first *claims* it, so nobody else completes it meanwhile.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
+    Waiters sleep on one condition, woken by completion, by failure and by
+    :meth:`lost` (the Wait call broke and must be re-armed). Callbacks are
+    handed to ``post`` (the container's queue), never run inline.
+    """
+
+    __slots__ = ("_callbacks", "_claimed", "_cond", "_error", "_lost", "_post", "_value")
+
+    def __init__(self, post: Callable[[Callable[[ExitStatus], None], ExitStatus], None]) -> None:
+        self._cond = threading.Condition(threading.Lock())
         self._value: ExitStatus | None = None
         self._error: ContainerdError | None = None
+        self._claimed = False
+        self._lost = 0
         self._callbacks: list[Callable[[ExitStatus], None]] = []
+        self._post = post
 
     @property
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._value is not None or self._error is not None
 
     @property
     def value(self) -> ExitStatus | None:
         return self._value
 
+    @property
+    def generation(self) -> int:
+        """Bumped each time the Wait call is lost."""
+        return self._lost
+
+    def claim(self) -> bool:
+        """Reserve the completion for the caller; False if another source has it."""
+        with self._cond:
+            if self._claimed or self._value is not None:
+                return False
+            self._claimed = True
+            return True
+
     def set(self, status: ExitStatus) -> bool:
-        with self._lock:
+        with self._cond:
             if self._value is not None:
                 return False
             self._value = status
             self._error = None
+            self._claimed = True
             callbacks, self._callbacks = self._callbacks, []
-        self._event.set()
+            self._cond.notify_all()
         for cb in callbacks:
-            try:
-                cb(status)
-            except Exception:
-                logger.exception("exit callback %r failed", cb)
+            self._post(cb, status)
         return True
 
     def fail(self, error: ContainerdError) -> None:
-        with self._lock:
+        with self._cond:
             if self._value is not None or self._error is not None:
                 return
             self._error = error
-        self._event.set()
+            self._cond.notify_all()
+
+    def lost(self) -> None:
+        """The Wait call broke: wake the waiters so they re-arm it."""
+        with self._cond:
+            self._lost += 1
+            self._cond.notify_all()
 
     def add_callback(self, cb: Callable[[ExitStatus], None]) -> None:
-        with self._lock:
+        with self._cond:
             if self._value is None:
                 self._callbacks.append(cb)
                 return
             value = self._value
-        cb(value)
+        self._post(cb, value)
 
-    def wait(self, timeout: float | None) -> ExitStatus:
-        if not self._event.wait(timeout):
-            raise DeadlineExceededError(f"process did not exit within {timeout} s")
+    def wait_change(self, generation: int, timeout: float | None) -> None:
+        """Sleep until the record is done, the Wait call is lost again, or ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done or self._lost != generation, timeout)
+
+    def wait_done(self, timeout: float | None) -> None:
+        """Sleep until the record is done or ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done, timeout)
+
+    def result(self) -> ExitStatus:
         if self._value is not None:
             return self._value
         assert self._error is not None
         raise self._error
+
+    def wait(self, timeout: float | None) -> ExitStatus:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.done, timeout):
+                raise DeadlineExceededError(f"process did not exit within {timeout:g} s")
+        return self.result()
+
+
+def _run_callback(cb: Callable[[ExitStatus], None], status: ExitStatus) -> None:
+    try:
+        cb(status)
+    except Exception:
+        logger.exception("exit callback %r failed", cb)
 
 
 class _StdinCloser:
@@ -307,12 +380,18 @@ class _ProcessBase:
         self._exec_id = exec_id
         self._pid = pid
         self._io = io
-        self._exit = _ExitSlot()
+        self._exit = _ExitSlot(self._post_callback)
         self._stdin = _StdinCloser(self._send_close_io)
         self._deleted: ExitStatus | None = None
         self._started = False
         self._lock = threading.Lock()
-        self._wait_call: Any = None
+        # Guards _wait_call: arming is check-then-act, so it happens under it.
+        self._wait_lock = threading.Lock()
+        self._wait_call: Pending | None = None
+        self._quick_losses = 0
+        # Deletion is one-shot: _delete_cond guards _deleting and _deleted.
+        self._delete_cond = threading.Condition(threading.Lock())
+        self._deleting = False
         self._auto_deleted = False
         if io is not None:
             io.on_stdin_eof(self._stdin.request)
@@ -341,62 +420,128 @@ class _ProcessBase:
     # -- exit watching -------------------------------------------------------------
 
     def _arm_wait(self) -> None:
-        """Start a Tasks.Wait call in the background (a gRPC future, no thread)."""
+        """Arm the Tasks.Wait call unless one is armed or the exit is known.
+
+        Atomic: concurrent callers arm one call between them. The call is a
+        gRPC future (no thread) queued until the channel is ready, so one
+        armed while containerd restarts goes out when it serves again.
+        """
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
-        caller = self._client._caller
-        req = tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id)
-        stub = caller.stub("tasks")
-        try:
-            call = stub.Wait.future(req, metadata=caller.metadata)
-        except Exception as exc:  # grpc raises only for a closed channel here
-            self._exit.fail(ClosedError(f"cannot wait: {exc}"))
-            return
-        self._wait_call = call
-        call.add_done_callback(self._wait_done)
+        with self._wait_lock:
+            if self._wait_call is not None or self._exit.done or self._deleted is not None:
+                return
+            req = tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id)
+            try:
+                call = self._client._caller.future("tasks", "Wait", req, self._wait_done, wait_for_ready=True)
+            except ClosedError as exc:
+                self._exit.fail(ClosedError(f"cannot wait: {exc}"))
+                return
+            # A call over already (its callback ran, or waits for this lock) is
+            # not kept: the callback decides what comes next.
+            if not call.done():
+                self._wait_call = call
 
-    def _wait_done(self, call: Any) -> None:
-        import grpc
-
-        from containerd_client._rpc import map_rpc_error
-
-        try:
-            resp = call.result()
-        except grpc.FutureCancelledError:
-            if self._client.closed:
-                self._exit.fail(ClosedError("the wait was cancelled (client closed)"))
-            elif self._wait_call is call:
-                self._wait_call = None  # cancelled by us: wait() re-arms if it still needs to
-            return
-        except grpc.RpcError as exc:
-            err: ContainerdError = map_rpc_error(exc)
-            if isinstance(err, UnavailableError) and not self._client.closed:
-                # containerd went away (restart): wait() re-arms once it serves
-                # again, and the event dispatcher's reconciliation may report
-                # the exit first.
+    def _wait_done(self, call: Pending, resp: Any, err: ContainerdError | None) -> None:
+        with self._wait_lock:
+            if self._wait_call is call:
                 self._wait_call = None
-                return
-            if isinstance(err, NotFoundError):
-                # The task is gone (deleted elsewhere, or containerd >= 1.7 dropped
-                # it after a restart): it has exited, with a status nobody knows.
-                self._exit.set(ExitStatus(UNKNOWN_EXIT_CODE))
-                return
-            if err.code is StatusCode.CANCELLED or self._client.closed:  # type: ignore[attr-defined]
-                err = ClosedError("the wait was cancelled (client closed)")
-            self._exit.fail(err)
+        if err is None:
+            self._offer_exit(ExitStatus(resp.exit_status, _ts(resp.exited_at)))
             return
-        self._exit.set(ExitStatus(resp.exit_status, _ts(resp.exited_at)))
+        if isinstance(err, ClosedError) or self._client.closed:
+            self._exit.fail(ClosedError("the wait was cancelled (client closed)"))
+            return
+        if isinstance(err, NotFoundError):
+            # The task is gone (deleted elsewhere, or containerd >= 1.7 dropped
+            # it after a restart): it has exited, with a status nobody knows.
+            self._offer_exit(ExitStatus(UNKNOWN_EXIT_CODE))
+            return
+        if isinstance(err, CancelledError) and call.cancelled:
+            self._exit.lost()  # cancelled by us: a waiter re-arms if it still needs to
+            return
+        if isinstance(err, (UnavailableError, CancelledError)):
+            # containerd went away (restart) and took the call with it: wake the
+            # waiters and arm again; the new call goes out once it serves.
+            self._exit.lost()
+            self._rearm_after_loss(call)
+            return
+        self._exit.fail(err)
 
-    def _notify_exit(self, status: ExitStatus) -> bool:
+    def _rearm_after_loss(self, call: Pending) -> None:
+        # A call that lived long was lost to a restart: re-arm at once. Calls
+        # that keep failing fast are left to wait(), which backs off, and to
+        # the event dispatcher's reconciliation.
+        if time.monotonic() - call.started < _QUICK_LOSS:
+            self._quick_losses += 1
+        else:
+            self._quick_losses = 0
+        if self._quick_losses <= _QUICK_LOSS_REARMS:
+            self._arm_wait()
+
+    def _offer_exit(self, status: ExitStatus, *, inline: bool = False) -> None:
+        """A source saw the exit: complete the exit record once, with all that is known.
+
+        When one more fact is needed (see :meth:`_exit_check_needed`), the
+        check runs on the event dispatcher's executor (or on this thread
+        with ``inline``), never on a gRPC or reader thread.
+        """
+        if self._exit.done:
+            return
+        if not self._exit_check_needed(status):
+            self._exit.set(self._complete(status, False))
+            return
+        if not self._exit.claim():
+            return  # another source is completing it
+        if not inline:
+            try:
+                executor = self._client.events._executor
+                key = ("exit-check", self._client.namespace_name, self._container_id)
+                executor.submit(key, self._finish_exit, status)
+                return
+            except ClosedError:
+                pass
+        self._finish_exit(status)
+
+    def _finish_exit(self, status: ExitStatus) -> None:
+        try:
+            checked = self._exit_check(status)
+        except Exception:
+            logger.warning("exit check of %s %s failed", self._kind, self._ident(), exc_info=True)
+            checked = False
+        self._exit.set(self._complete(status, checked))
+
+    def _exit_check_needed(self, status: ExitStatus) -> bool:
+        return False
+
+    def _exit_check(self, status: ExitStatus) -> bool:
+        return False
+
+    def _complete(self, status: ExitStatus, checked: bool) -> ExitStatus:
+        return status
+
+    def _post_callback(self, cb: Callable[[ExitStatus], None], status: ExitStatus) -> None:
+        """Run an on_exit callback on this container's queue of the event executor."""
+        try:
+            executor = self._client.events._executor
+            executor.submit((self._client.namespace_name, self._container_id), _run_callback, cb, status)
+        except ClosedError:
+            _run_callback(cb, status)
+
+    def _notify_exit(self, status: ExitStatus) -> None:
         """Complete wait() from another source (the event stream). First wins."""
-        return self._exit.set(status)
+        self._offer_exit(status)
 
     def wait(self, timeout: float | None = None, *, drain_io: bool = True) -> ExitStatus:
         """Block until the process exits and return its status.
 
         The wait was armed when the process was created, so an exit that
-        happened before this call is reported too. By default output still in
-        the FIFOs is copied before returning (bounded, see IO_DRAIN_TIMEOUT).
+        happened before this call is reported too. When containerd restarts
+        meanwhile, the wait is armed again and completes with the real code,
+        or with ``UNKNOWN_EXIT_CODE`` (255) when containerd forgot the
+        process (1.7 and later forget tasks that exited while it was down).
+        By default output still in the FIFOs is copied before returning
+        (bounded, see IO_DRAIN_TIMEOUT).
 
         Args:
             timeout: Seconds to wait; None waits forever.
@@ -416,32 +561,46 @@ class _ProcessBase:
 
     def _wait_exit(self, timeout: float | None) -> ExitStatus:
         deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = _REARM_BACKOFF_MIN
+        pause = False
         while True:
-            if self._wait_call is None and not self._exit.done and self._client.is_serving(timeout=1.0):
-                self._arm_wait()
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            # Short slices while the wait call is broken, so it is re-armed soon.
-            step = left if self._wait_call is not None else min(left if left is not None else 0.5, 0.5)
-            try:
-                status = self._exit.wait(step)
-            except DeadlineExceededError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
+            if self._exit.done:
+                return self._exit.result()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise DeadlineExceededError(
+                    f"{self._kind} {self._ident()} did not exit within {timeout:g} s",
+                    StatusCode.DEADLINE_EXCEEDED,
+                )
+            if pause:
+                # The Wait call could not be armed or keeps failing fast: pause
+                # before arming it again (an exit from the event stream still
+                # ends the pause at once).
+                step = backoff if left is None else min(backoff, left)
+                backoff = min(backoff * 2, _REARM_BACKOFF_MAX)
+                self._exit.wait_done(step)
+                pause = False
                 continue
-            return self._decorate(status)
-
-    def _decorate(self, status: ExitStatus) -> ExitStatus:
-        return status
+            generation = self._exit.generation
+            self._arm_wait()
+            if self._wait_call is None:
+                pause = True
+                continue
+            # Armed: sleep until the exit, or until the call is lost.
+            self._exit.wait_change(generation, left)
+            pause = self._quick_losses > _QUICK_LOSS_REARMS
 
     def on_exit(self, callback: Callable[[ExitStatus], None]) -> None:
-        """Call ``callback(status)`` once, when the process exits (at once if it has).
+        """Call ``callback(status)`` once, when the process exits (soon, if it has).
 
         Starts the client's event dispatcher, so the exit is seen even across
-        a containerd restart. The callback runs on a gRPC or dispatcher
-        thread: keep it short. The process object holds the callback, so the
-        callback never keeps the process alive by itself.
+        a containerd restart. The callback runs on the container's queue of
+        the dispatcher's executor, in order with that container's event
+        handlers; a slow callback holds up only that container. The process
+        object holds the callback, so the callback never keeps the process
+        alive by itself.
         """
-        self._client.events.start()
+        self._client.events._start_once()
         self._exit.add_callback(callback)
 
     @property
@@ -527,7 +686,8 @@ class _ProcessBase:
             self._io.close()
 
     def _cancel_wait(self) -> None:
-        call = self._wait_call
+        with self._wait_lock:
+            call, self._wait_call = self._wait_call, None
         if call is not None and not call.done():
             call.cancel()
 
@@ -545,8 +705,7 @@ class _ProcessBase:
         if self._deleted is not None:
             return self._deleted
         deadline = time.monotonic() + timeout
-        if self._wait_call is None and not self._exit.done:
-            self._arm_wait()
+        self._arm_wait()
         try:
             self._kill_for_cleanup()
         except NotFoundError:
@@ -587,12 +746,48 @@ class _ProcessBase:
                     f"{self._kind} {self._ident()} must be stopped before deletion: {state.status.value}",
                     StatusCode.FAILED_PRECONDITION,
                 )
+            if state.status is TaskStatus.STOPPED:
+                # Complete the exit record before the delete takes the facts away.
+                self._offer_exit(ExitStatus(state.exit_status, state.exited_at), inline=True)
+        self._settle_exit()
         return self._delete(timeout=None, missing_ok=False)
+
+    def _settle_exit(self) -> None:
+        """Let an exit record that another source is completing finish (bounded)."""
+        if self._exit._claimed and not self._exit.done:
+            with contextlib.suppress(ContainerdError):
+                self._exit.wait(_EXIT_CHECK_TIMEOUT)
 
     def _ident(self) -> str:
         return self._exec_id or self._container_id
 
-    def _delete(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
+    def _delete(self, *, timeout: float | None, missing_ok: bool, wait_for_others: bool = True) -> ExitStatus:
+        """Delete once: concurrent callers share one DeleteProcess/Delete and its status.
+
+        A caller arriving while another deletes waits for it and returns its
+        status. With ``wait_for_others`` false (the auto-delete after an
+        exit) it raises ``_DeleteInProgress`` instead: that delete is left to
+        the caller running it, who gets the status.
+        """
+        with self._delete_cond:
+            while self._deleting:
+                if not wait_for_others:
+                    raise _DeleteInProgress
+                self._delete_cond.wait()
+            if self._deleted is not None:
+                return self._deleted
+            self._deleting = True
+            # Set before the status is published: a user's delete() seeing it
+            # returns the status instead of "already deleted".
+            self._auto_deleted = not wait_for_others
+        try:
+            return self._delete_rpc(timeout=timeout, missing_ok=missing_ok)
+        finally:
+            with self._delete_cond:
+                self._deleting = False
+                self._delete_cond.notify_all()
+
+    def _delete_rpc(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
         raise NotImplementedError
 
     def _mark_deleted(self, status: ExitStatus) -> ExitStatus:
@@ -737,8 +932,9 @@ class Process(_ProcessBase):
         if self._deleted is not None:
             return
         try:
-            self._delete(timeout=EXEC_DELETE_TIMEOUT, missing_ok=True)
-            self._auto_deleted = True
+            self._delete(timeout=EXEC_DELETE_TIMEOUT, missing_ok=True, wait_for_others=False)
+        except _DeleteInProgress:
+            return  # the user deletes it: they get the status
         except ContainerdError:
             logger.warning("could not delete exec %s after its exit", self._exec_id, exc_info=True)
             self._abort_io()
@@ -770,7 +966,7 @@ class Process(_ProcessBase):
             return self._delete(timeout=timeout, missing_ok=True)
         return super().force_delete(timeout=timeout)
 
-    def _delete(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
+    def _delete_rpc(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
         if self._io is not None:
@@ -789,6 +985,15 @@ class Process(_ProcessBase):
             self._io.close()
         self._task._forget_exec(self._exec_id)
         return self._mark_deleted(status)
+
+
+def _oom_kills(cgroup_version: int, raw: Any) -> int:
+    """The OOM kill counter of a cgroup metrics message (v1 ``memory.oom_control``, v2 ``memory.events``)."""
+    if cgroup_version == 1 and raw.HasField("memory_oom_control"):
+        return int(raw.memory_oom_control.oom_kill)
+    if cgroup_version == 2 and raw.HasField("memory_events"):
+        return int(raw.memory_events.oom_kill)
+    return 0
 
 
 class Task(_ProcessBase):
@@ -827,14 +1032,50 @@ class Task(_ProcessBase):
 
     @property
     def oom_killed(self) -> bool:
-        """Whether an OOM event was seen for this run (needs the event dispatcher)."""
-        return self._oom
+        """Whether an OOM kill was seen for this run.
+
+        Set by the event dispatcher's ``/tasks/oom`` event, and, without the
+        dispatcher, found when the exit is recorded: an init process killed
+        by SIGKILL has its cgroup's OOM kill counter checked (one
+        Tasks.Metrics call, made only for such exits). The exit status
+        (``wait()``, ``exit_status``, ``delete()``, ``on_exit``) carries the flag.
+        """
+        value = self._exit.value
+        return self._oom or (value is not None and value.oom_killed)
 
     def __repr__(self) -> str:
         return f"<Task {self._container_id!r} pid={self._pid}>"
 
-    def _decorate(self, status: ExitStatus) -> ExitStatus:
-        return attrs.evolve(status, oom_killed=True) if self._oom and not status.oom_killed else status
+    def _exit_check_needed(self, status: ExitStatus) -> bool:
+        # An OOM kill is a SIGKILL: only then can the flag be unknown, and only
+        # then is the cgroup asked (no RPC on the ordinary exit path).
+        return status.code == _SIGKILL_EXIT and not status.oom_killed and not self._oom
+
+    def _exit_check(self, status: ExitStatus) -> bool:
+        """Whether the task's cgroup counted an OOM kill (Tasks.Metrics, before delete)."""
+        from containerd_client import metrics
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+        req = tasks_pb2.MetricsRequest(filters=[f"id=={self._container_id}"])
+        try:
+            resp = self._client._caller.call("tasks", "Metrics", req, timeout=_EXIT_CHECK_TIMEOUT)
+        except ContainerdError:
+            logger.debug("OOM check of task %s failed", self._container_id, exc_info=True)
+            return self._oom
+        for m in resp.metrics:
+            if m.id != self._container_id:
+                continue
+            try:
+                sample = metrics.from_proto(m)
+            except ContainerdError:
+                return self._oom
+            return self._oom or _oom_kills(sample.cgroup_version, sample.raw) > 0
+        return self._oom
+
+    def _complete(self, status: ExitStatus, checked: bool) -> ExitStatus:
+        if (checked or self._oom) and not status.oom_killed:
+            return attrs.evolve(status, oom_killed=True)
+        return status
 
     def start(self) -> None:
         """Start the task's process (runc start).
@@ -1102,7 +1343,7 @@ class Task(_ProcessBase):
             self._execs.pop(proc.id, None)
         return super().force_delete(timeout=timeout)
 
-    def _delete(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
+    def _delete_rpc(self, *, timeout: float | None, missing_ok: bool) -> ExitStatus:
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
         if self._io is not None:
