@@ -20,11 +20,12 @@ import signal as _signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client._ids import validate_timeout
 from containerd_client.errors import (
     ClosedError,
     ContainerdError,
@@ -160,6 +161,9 @@ def parse_signal(sig: int | str | _signal.Signals) -> int:
     if isinstance(sig, str):
         text = sig.strip().upper()
         if text.isdigit():
+            # isdigit() also holds for "²" and other non-ASCII digits, which int() refuses.
+            if not text.isascii() or len(text) > 3:
+                raise UnknownSignalError(f"unknown signal {sig[:20]!r}")
             return parse_signal(int(text))
         name = text if text.startswith("SIG") else f"SIG{text}"
         try:
@@ -403,10 +407,12 @@ class _ProcessBase:
             drain_io: Also wait (briefly) for stdout/stderr to be fully copied.
 
         Raises:
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite.
             DeadlineExceededError: It did not exit within ``timeout``.
             ClosedError: The client was closed while waiting.
             RPCError: The daemon failed the wait.
         """
+        timeout = validate_timeout(timeout, what="wait timeout")
         if self._deleted is not None:
             return self._deleted
         status = self._wait_exit(timeout)
@@ -539,9 +545,12 @@ class _ProcessBase:
         that is already gone is not an error.
 
         Raises:
+            InvalidTimeoutError: ``timeout`` is not a positive, finite number.
             RPCError: The daemon failed the delete for another reason.
             DeadlineExceededError: The process did not die within ``timeout``.
         """
+        checked = validate_timeout(timeout, what="force_delete timeout", allow_none=False, positive=True)
+        timeout = cast(float, checked)
         if self._deleted is not None:
             return self._deleted
         deadline = time.monotonic() + timeout
@@ -1038,6 +1047,7 @@ class Task(_ProcessBase):
         The exec is always deleted, also on timeout or error.
 
         Raises:
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is started).
             DeadlineExceededError: It ran longer than ``timeout`` (it is killed).
             RPCError: The exec could not be created or started.
         """
@@ -1045,6 +1055,7 @@ class Task(_ProcessBase):
 
         from containerd_client import cio as _cio
 
+        timeout = validate_timeout(timeout, what="run timeout")
         out, err = _cio.Capture(), _cio.Capture()
         eid = exec_id or f"run-{uuid.uuid4().hex[:12]}"
         with self.exec(eid, args, stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd) as proc:
