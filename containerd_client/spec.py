@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PATH",
     "SpecOpt",
+    "check_exec_options",
     "generate",
     "parse_user_database",
     "resolve_user",
@@ -244,6 +245,24 @@ def _capability(name: object) -> str:
     if bare not in _CAPABILITY_NAMES:
         raise InvalidSpecError(f"unknown capability {_short(name)}")
     return f"CAP_{bare}"
+
+
+def check_exec_options(args: object, env: object = None, cwd: object = None, user: object = None) -> None:
+    """Check an exec's command line, environment, folder and ``(uid, gid)`` as the options do.
+
+    Raises:
+        InvalidSpecError: A value runc would refuse.
+    """
+    _arg_list([args] if isinstance(args, str) else args)
+    if env:
+        _env_items(env)
+    if cwd is not None:
+        _path(cwd, "working directory")
+    if user is not None:
+        if not isinstance(user, tuple) or len(user) != 2:
+            raise InvalidSpecError(f"user must be a (uid, gid) pair, not {_short(user)}")
+        _int(user[0], "uid", 0, _MAX_ID)
+        _int(user[1], "gid", 0, _MAX_ID)
 
 
 def _default_spec(container_id: str, namespace: str) -> Spec:

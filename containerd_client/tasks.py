@@ -973,15 +973,19 @@ class Task(_ProcessBase):
 
         Raises:
             InvalidIdError: ``exec_id`` is not a valid identifier.
+            InvalidSpecError: ``args``, ``env``, ``cwd`` or ``user`` would be refused by runc.
             ConflictError: ``exec_id`` is in use in this task.
             NotFoundError: The task is gone.
             RPCError: The daemon refused the exec.
         """
+        from containerd_client import spec as _spec
         from containerd_client._ids import validate_id
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
         from containerd_client.errors import AlreadyExistsError, ConflictError
 
         validate_id(exec_id, what="exec id")
+        if not isinstance(args, Mapping):
+            _spec.check_exec_options(args, env, cwd, user)
         if self._exit.done or self._deleted is not None:
             # containerd would answer UNKNOWN ("cannot exec in a stopped state").
             raise FailedPreconditionError(
