@@ -542,7 +542,10 @@ def with_cpu(
         value: object = cpus
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise InvalidSpecError(f"cpus must be a finite number, not {_short(cpus)}")
-        quota = int(cpus * (period or 100_000))
+        product = float(cpus) * (period or 100_000)
+        if not product < _INT64_MAX:
+            raise InvalidSpecError(f"cpus={cpus} is too large")
+        quota = int(product)
         if quota < _CFS_QUOTA_MIN:
             raise InvalidSpecError(f"cpus={cpus} is too small: quota {quota} us is below {_CFS_QUOTA_MIN}")
         period = period or 100_000
