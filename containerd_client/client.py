@@ -617,18 +617,28 @@ class Client:
 
         Raises:
             InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is done).
+            InvalidIdError: ``container_id`` breaks containerd's rules (nothing is done).
+            InvalidSpecError: ``env`` or ``cwd`` would be refused by runc (nothing is done).
             DeadlineExceededError: It ran longer than ``timeout`` (it was killed).
             NotFoundError: The image is not here and ``pull`` is False.
             RPCError: A step failed; nothing is left behind.
         """
         from containerd_client import cio
         from containerd_client import spec as _spec
-        from containerd_client._ids import validate_timeout
+        from containerd_client._ids import validate_id, validate_timeout
         from containerd_client.errors import NotFoundError as _NotFound
         from containerd_client.tasks import ExecResult as _ExecResult
 
         self._check_open()
         timeout = validate_timeout(timeout, what="run timeout")
+        # Every argument is checked before the image is looked up or pulled.
+        opts = list(spec)
+        if env:
+            opts.append(_spec.with_env(env))
+        if cwd:
+            opts.append(_spec.with_cwd(cwd))
+        if container_id is not None:
+            validate_id(container_id, what="container id")
         if isinstance(image, str):
             ref = image
             try:
@@ -638,11 +648,6 @@ class Client:
                     raise
                 image = self.pull(ref, platform=platform, snapshotter=snapshotter, **pull_args)
         cid = container_id or f"run-{uuid.uuid4().hex[:16]}"
-        opts = list(spec)
-        if env:
-            opts.append(_spec.with_env(env))
-        if cwd:
-            opts.append(_spec.with_cwd(cwd))
         out, err = cio.Capture(), cio.Capture()
         with self.create_container(
             cid,

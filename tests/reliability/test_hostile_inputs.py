@@ -158,6 +158,9 @@ CASES: dict[str, Case] = {
         lambda ctx: ctx.task.force_delete(timeout=math.nan), BadTimeout, needs_task=True
     ),
     "task-run-negative": Case(lambda ctx: ctx.task.run(["true"], timeout=-1), BadTimeout, needs_task=True),
+    "client-run-env": Case(lambda ctx: ctx.client.run("localhost/none:1", env={"A=B": "c"}), InvalidSpec),
+    "client-run-cwd": Case(lambda ctx: ctx.client.run("localhost/none:1", cwd="rel"), InvalidSpec),
+    "client-run-id": Case(lambda ctx: ctx.client.run("localhost/none:1", container_id="../c"), InvalidId),
     "client-run-nan": Case(lambda ctx: ctx.client.run("localhost/none:1", timeout=math.nan), BadTimeout),
     "client-timeout-inf": Case(lambda ctx: Client(ctx.client.address, "ns", timeout=math.inf), BadTimeout),
 }
