@@ -17,7 +17,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -158,6 +158,11 @@ class Client:
             Defaults to ``$CONTAINERD_CLIENT_STATE_DIR``, else ``/run/containerd-client``
             for root.
 
+    Raises:
+        InvalidIdError: The namespace breaks containerd's identifier rules
+            (checked here, as :meth:`namespace` checks it, not at the first call).
+        InvalidTimeoutError: ``timeout`` is not a positive, finite number of seconds.
+
     Example::
 
         with Client() as client:
@@ -174,8 +179,14 @@ class Client:
         channel_options: list[tuple[str, Any]] | None = None,
         state_dir: str | None = None,
     ) -> None:
+        from containerd_client._ids import validate_id, validate_timeout
+
         address = address or os.environ.get("CONTAINERD_ADDRESS") or DEFAULT_ADDRESS
         namespace = namespace or os.environ.get("CONTAINERD_NAMESPACE") or DEFAULT_NAMESPACE
+        # Before the channel exists: a refused argument leaves nothing to close.
+        validate_id(namespace, what="namespace")
+        checked = validate_timeout(timeout, what="client timeout", allow_none=False, positive=True)
+        timeout = cast(float, checked)
         self._connection = _rpc.Connection(address, options=channel_options)
         self._caller = _rpc.Caller(self._connection, namespace, timeout, retry or RetryPolicy())
         self._root: Client | None = None
@@ -504,6 +515,8 @@ class Client:
             sync_delete: Ask containerd to collect garbage before the delete returns.
 
         Raises:
+            InvalidIdError: ``lease_id`` breaks containerd's identifier rules.
+            InvalidTimeoutError: ``expire`` is not a positive, finite duration.
             RPCError: Creating the lease failed. Deleting it at the end is
                 best effort: a failure is logged, never raised over another error.
         """
@@ -603,16 +616,29 @@ class Client:
             **pull_args: Passed to :meth:`pull`.
 
         Raises:
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is done).
+            InvalidIdError: ``container_id`` breaks containerd's rules (nothing is done).
+            InvalidSpecError: ``env`` or ``cwd`` would be refused by runc (nothing is done).
             DeadlineExceededError: It ran longer than ``timeout`` (it was killed).
             NotFoundError: The image is not here and ``pull`` is False.
             RPCError: A step failed; nothing is left behind.
         """
         from containerd_client import cio
         from containerd_client import spec as _spec
+        from containerd_client._ids import validate_id, validate_timeout
         from containerd_client.errors import NotFoundError as _NotFound
         from containerd_client.tasks import ExecResult as _ExecResult
 
         self._check_open()
+        timeout = validate_timeout(timeout, what="run timeout")
+        # Every argument is checked before the image is looked up or pulled.
+        opts = list(spec)
+        if env:
+            opts.append(_spec.with_env(env))
+        if cwd:
+            opts.append(_spec.with_cwd(cwd))
+        if container_id is not None:
+            validate_id(container_id, what="container id")
         if isinstance(image, str):
             ref = image
             try:
@@ -622,11 +648,6 @@ class Client:
                     raise
                 image = self.pull(ref, platform=platform, snapshotter=snapshotter, **pull_args)
         cid = container_id or f"run-{uuid.uuid4().hex[:16]}"
-        opts = list(spec)
-        if env:
-            opts.append(_spec.with_env(env))
-        if cwd:
-            opts.append(_spec.with_cwd(cwd))
         out, err = cio.Capture(), cio.Capture()
         with self.create_container(
             cid,
@@ -839,14 +860,20 @@ class LeaseStore:
         """Create a lease labelled with this client's session.
 
         Raises:
+            InvalidIdError: ``lease_id`` breaks containerd's identifier rules.
+            InvalidTimeoutError: ``expire`` is not a positive, finite duration.
             AlreadyExistsError: ``lease_id`` is taken.
             RPCError: The call failed.
         """
+        from containerd_client._ids import validate_id, validate_timeout
         from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
 
+        if lease_id is not None:
+            validate_id(lease_id, what="lease id")
         all_labels = {SESSION_LABEL: self._client.session, **(labels or {})}
         if expire is not None:
-            seconds = expire.total_seconds() if isinstance(expire, _dt.timedelta) else float(expire)
+            raw = expire.total_seconds() if isinstance(expire, _dt.timedelta) else expire
+            seconds = cast(float, validate_timeout(raw, what="lease expiry", allow_none=False, positive=True))
             until = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
             # containerd's GC reads this label (RFC 3339) and drops the lease after it.
             all_labels["containerd.io/gc.expire"] = until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

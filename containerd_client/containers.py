@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -63,7 +63,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 #: Label recording the folder that holds a container's FIFOs (like Docker's
-#: ``com.docker/engine.bundle.path``), so that another process can find them.
+#: ``com.docker/engine.bundle.path``), for people and tools looking at the
+#: record. The SDK never trusts it: any client of the daemon can change it.
+#: The folder is always ``<state_dir>/<namespace>/<id>``, and cleanup removes
+#: that folder only when the label (if any) agrees.
 BUNDLE_LABEL = "containerd-client/bundle.path"
 #: Set to 1 to keep FIFO folders after delete, for debugging.
 NOCLEAN_ENV = "CONTAINERD_CLIENT_NOCLEAN"
@@ -180,6 +183,96 @@ class ContainerInfo:
         )
 
 
+#: How deep cleanup descends into a FIFO folder (they hold FIFOs, not trees).
+_MAX_BUNDLE_DEPTH = 4
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _remove_state_folder(state_root: str, namespace: str, name: str) -> bool:
+    """Remove ``<state_root>/<namespace>/<name>``, a folder the SDK made, following no link.
+
+    The state root is opened as configured (it may itself be a link, such as
+    ``/var/run``); below it each level is opened relative to the one above
+    with ``O_NOFOLLOW``, so a symlink planted at the namespace or container
+    level, or swapped in while this runs, is refused instead of followed.
+    The folder must be a real folder owned by this user. Refusals are
+    logged, never raised: cleanup goes on.
+
+    Returns:
+        Whether the folder is gone (or never existed).
+    """
+    where = os.path.join(state_root, namespace, name)
+    try:
+        root_fd = os.open(state_root, _DIR_FLAGS)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        logger.warning("not removing FIFO folder %s: cannot open the state folder: %s", where, exc)
+        return False
+    try:
+        try:
+            ns_fd = os.open(namespace, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=root_fd)
+        except FileNotFoundError:
+            return True
+        except OSError as exc:  # ELOOP/ENOTDIR: a link or a file where a folder should be
+            logger.warning("not removing FIFO folder %s: %s is no plain folder (%s)", where, namespace, exc)
+            return False
+        try:
+            try:
+                info = os.stat(name, dir_fd=ns_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return True
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                logger.warning("not removing %s: not a folder owned by this user (a link?)", where)
+                return False
+            return _remove_tree_at(ns_fd, name, where, 0)
+        finally:
+            os.close(ns_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _remove_tree_at(parent_fd: int, name: str, where: str, depth: int) -> bool:
+    """Remove folder ``name`` of ``parent_fd`` and its entries; links are unlinked, never followed."""
+    if depth > _MAX_BUNDLE_DEPTH:
+        logger.warning("not removing %s: nested deeper than a FIFO folder ever is", where)
+        return False
+    try:
+        fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        logger.warning("could not remove FIFO folder %s: %s", where, exc)
+        return False
+    ok = True
+    try:
+        with os.scandir(fd) as entries:
+            for entry in list(entries):
+                path = os.path.join(where, entry.name)
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        ok = _remove_tree_at(fd, entry.name, path, depth + 1) and ok
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    logger.warning("could not remove %s: %s", path, exc)
+                    ok = False
+    finally:
+        os.close(fd)
+    if not ok:
+        return False
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove FIFO folder %s: %s", where, exc)
+        return False
+    return True
+
+
 def _default_state_dir() -> str:
     env = os.environ.get("CONTAINERD_CLIENT_STATE_DIR")
     if env:
@@ -218,11 +311,12 @@ class Container:
     FIFO folder; a loaded container is left alone.
     """
 
-    def __init__(self, client: Client, info: ContainerInfo, *, owned: bool, bundle_dir: str) -> None:
+    def __init__(self, client: Client, info: ContainerInfo, *, owned: bool, state_root: str) -> None:
         self._client = client
         self._info = info
         self._owned = owned
-        self._bundle_dir = bundle_dir
+        self._state_root = state_root
+        self._bundle_dir = os.path.join(state_root, client.namespace_name, info.id)
         self._task: Task | None = None
         self._deleted = False
         self._lock = threading.Lock()
@@ -243,7 +337,11 @@ class Container:
 
     @property
     def bundle_dir(self) -> str:
-        """The folder holding this container's FIFOs."""
+        """The folder holding this container's FIFOs: ``<state_dir>/<namespace>/<id>``.
+
+        Derived from the client's state folder, never from the record's
+        :data:`BUNDLE_LABEL` (which any client of the daemon can change).
+        """
         return self._bundle_dir
 
     def __repr__(self) -> str:
@@ -494,14 +592,27 @@ class Container:
             logger.warning("could not remove snapshot %s", self._info.snapshot_key, exc_info=True)
 
     def _remove_bundle(self) -> None:
+        """Remove this container's FIFO folder if the SDK made it, else log and leave it.
+
+        A container this object created removes the folder it made. A loaded
+        one removes it only if the record's label is absent or names that
+        same folder: a label that disagrees means the record was made
+        elsewhere or tampered with, and either way the folder is not ours to judge.
+        """
         if os.environ.get(NOCLEAN_ENV) == "1":
             return
-        try:
-            shutil.rmtree(self._bundle_dir)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            logger.warning("could not remove bundle folder %s", self._bundle_dir, exc_info=True)
+        if not self._owned:
+            label = self._info.labels.get(BUNDLE_LABEL)
+            if label and os.path.normpath(label) != self._bundle_dir:
+                logger.warning(
+                    "not removing FIFO folder of container %s: its %s label names %r, not %s",
+                    self.id,
+                    BUNDLE_LABEL,
+                    label[:200],
+                    self._bundle_dir,
+                )
+                return
+        _remove_state_folder(self._state_root, self._client.namespace_name, self.id)
 
     def __enter__(self) -> Self:
         return self
@@ -545,9 +656,8 @@ def _get_info(client: Client, container_id: str) -> ContainerInfo:
     return ContainerInfo.from_proto(resp.container)
 
 
-def _bundle_for(client: Client, container_id: str, state_dir: str | None) -> str:
-    base = state_dir or _default_state_dir()
-    return os.path.join(base, client.namespace_name, container_id)
+def _state_root(state_dir: str | None) -> str:
+    return os.path.abspath(state_dir or _default_state_dir())
 
 
 def create_container(
@@ -636,7 +746,8 @@ def _create_record(
 ) -> Container:
     from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
-    bundle = _bundle_for(client, container_id, state_dir)
+    root = _state_root(state_dir)
+    bundle = os.path.join(root, client.namespace_name, container_id)
     all_labels = {**(labels or {}), BUNDLE_LABEL: bundle}
     record = containers_pb2.Container(
         id=container_id,
@@ -656,7 +767,7 @@ def _create_record(
     info = ContainerInfo.from_proto(resp.container, spec=spec_doc)
     # The folder is made now, not before the RPC, so a failed create leaves nothing.
     os.makedirs(bundle, mode=0o700, exist_ok=True)
-    return Container(client, info, owned=True, bundle_dir=bundle)
+    return Container(client, info, owned=True, state_root=root)
 
 
 def _create_from_image(
@@ -737,8 +848,7 @@ def load_container(client: Client, container_id: str, *, state_dir: str | None =
         info = _get_info(client, container_id)
     except NotFoundError as exc:
         raise NotFoundError(f"no such container {container_id!r}: {exc.message}", exc.code) from exc
-    bundle = info.labels.get(BUNDLE_LABEL) or _bundle_for(client, container_id, state_dir)
-    return Container(client, info, owned=False, bundle_dir=bundle)
+    return Container(client, info, owned=False, state_root=_state_root(state_dir))
 
 
 def list_containers(client: Client, *filters: str, state_dir: str | None = None) -> list[Container]:
@@ -748,9 +858,6 @@ def list_containers(client: Client, *filters: str, state_dir: str | None = None)
     resp = client.call(
         "containers", "List", containers_pb2.ListContainersRequest(filters=list(filters)), idempotent=True
     )
-    out = []
-    for c in resp.containers:
-        info = ContainerInfo.from_proto(c)
-        bundle = info.labels.get(BUNDLE_LABEL) or _bundle_for(client, info.id, state_dir)
-        out.append(Container(client, info, owned=False, bundle_dir=bundle))
-    return out
+    root = _state_root(state_dir)
+    infos = [ContainerInfo.from_proto(c) for c in resp.containers]
+    return [Container(client, info, owned=False, state_root=root) for info in infos]

@@ -18,7 +18,9 @@ The tree::
         ├── UnknownError             UNKNOWN
         ├── InvalidArgumentError     INVALID_ARGUMENT
         │   ├── InvalidIdError       an id fails containerd's rules (checked before any RPC)
-        │   └── UnknownSignalError   a signal name or number this host does not know
+        │   ├── UnknownSignalError   a signal name or number this host does not know
+        │   ├── InvalidSpecError     a spec option runc would refuse (checked before any RPC)
+        │   └── InvalidTimeoutError  a timeout or expiry that is negative, NaN, infinite or no number
         ├── DeadlineExceededError    DEADLINE_EXCEEDED
         ├── NotFoundError            NOT_FOUND
         ├── AlreadyExistsError       ALREADY_EXISTS
@@ -60,6 +62,8 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "InvalidIdError",
+    "InvalidSpecError",
+    "InvalidTimeoutError",
     "NotFoundError",
     "NotModifiedError",
     "NotSupportedError",
@@ -281,6 +285,14 @@ class InvalidIdError(InvalidArgumentError, ValueError):
 
 class UnknownSignalError(InvalidArgumentError, ValueError):
     """A signal name or number that this host does not know."""
+
+
+class InvalidSpecError(InvalidArgumentError, ValueError):
+    """A spec option has a value runc or the kernel would refuse; checked before any RPC."""
+
+
+class InvalidTimeoutError(InvalidArgumentError, ValueError):
+    """A timeout or lease expiry is negative, NaN, infinite, too large or not a number."""
 
 
 def error_for_status(code: int, message: str) -> RPCError:

@@ -769,6 +769,9 @@ class ImageStore:
             The images created, in archive order.
 
         Raises:
+            InvalidReferenceError: ``name`` is not an image reference
+                (``[host/]repository[:tag][@digest]``, at most 255 characters);
+                checked before the archive is opened.
             UnsafeArchiveError: A member escapes the archive; nothing was stored.
             ArchiveError: The archive is malformed or names no image.
             DigestMismatchError: A blob does not match its digest or size.
@@ -776,6 +779,15 @@ class ImageStore:
             RPCError: A call failed.
             OSError: The archive could not be read.
         """
+        if name is not None:
+            from containerd_client._registry import InvalidReferenceError, parse_reference
+
+            # The length first: parse_reference quotes the whole name in its messages.
+            if not isinstance(name, str) or not 0 < len(name) <= 255:
+                shown = repr(name[:40]) + "..." if isinstance(name, str) and name else repr(name)
+                raise InvalidReferenceError(f"image name {shown} must be a string of 1 to 255 characters")
+            # A short name ("app:1") gets no host: "localhost" only stands in for one while parsing.
+            parse_reference(name, default_host="localhost")
         want = _platform(platform)
         with ArchiveReader(src) as arc:
             if arc.has("index.json"):

@@ -24,11 +24,12 @@ import signal as _signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client._ids import validate_timeout
 from containerd_client.errors import (
     CancelledError,
     ClosedError,
@@ -182,6 +183,9 @@ def parse_signal(sig: int | str | _signal.Signals) -> int:
     if isinstance(sig, str):
         text = sig.strip().upper()
         if text.isdigit():
+            # isdigit() also holds for "²" and other non-ASCII digits, which int() refuses.
+            if not text.isascii() or len(text) > 3:
+                raise UnknownSignalError(f"unknown signal {sig[:20]!r}")
             return parse_signal(int(text))
         name = text if text.startswith("SIG") else f"SIG{text}"
         try:
@@ -548,10 +552,12 @@ class _ProcessBase:
             drain_io: Also wait (briefly) for stdout/stderr to be fully copied.
 
         Raises:
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite.
             DeadlineExceededError: It did not exit within ``timeout``.
             ClosedError: The client was closed while waiting.
             RPCError: The daemon failed the wait.
         """
+        timeout = validate_timeout(timeout, what="wait timeout")
         if self._deleted is not None:
             return self._deleted
         status = self._wait_exit(timeout)
@@ -699,9 +705,12 @@ class _ProcessBase:
         that is already gone is not an error.
 
         Raises:
+            InvalidTimeoutError: ``timeout`` is not a positive, finite number.
             RPCError: The daemon failed the delete for another reason.
             DeadlineExceededError: The process did not die within ``timeout``.
         """
+        checked = validate_timeout(timeout, what="force_delete timeout", allow_none=False, positive=True)
+        timeout = cast(float, checked)
         if self._deleted is not None:
             return self._deleted
         deadline = time.monotonic() + timeout
@@ -1205,15 +1214,19 @@ class Task(_ProcessBase):
 
         Raises:
             InvalidIdError: ``exec_id`` is not a valid identifier.
+            InvalidSpecError: ``args``, ``env``, ``cwd`` or ``user`` would be refused by runc.
             ConflictError: ``exec_id`` is in use in this task.
             NotFoundError: The task is gone.
             RPCError: The daemon refused the exec.
         """
+        from containerd_client import spec as _spec
         from containerd_client._ids import validate_id
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
         from containerd_client.errors import AlreadyExistsError, ConflictError
 
         validate_id(exec_id, what="exec id")
+        if not isinstance(args, Mapping):
+            _spec.check_exec_options(args, env, cwd, user)
         if self._exit.done or self._deleted is not None:
             # containerd would answer UNKNOWN ("cannot exec in a stopped state").
             raise FailedPreconditionError(
@@ -1279,6 +1292,7 @@ class Task(_ProcessBase):
         The exec is always deleted, also on timeout or error.
 
         Raises:
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is started).
             DeadlineExceededError: It ran longer than ``timeout`` (it is killed).
             RPCError: The exec could not be created or started.
         """
@@ -1286,6 +1300,7 @@ class Task(_ProcessBase):
 
         from containerd_client import cio as _cio
 
+        timeout = validate_timeout(timeout, what="run timeout")
         out, err = _cio.Capture(), _cio.Capture()
         eid = exec_id or f"run-{uuid.uuid4().hex[:12]}"
         with self.exec(eid, args, stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd) as proc:
