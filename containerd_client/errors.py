@@ -18,7 +18,9 @@ The tree::
         ├── UnknownError             UNKNOWN
         ├── InvalidArgumentError     INVALID_ARGUMENT
         │   ├── InvalidIdError       an id fails containerd's rules (checked before any RPC)
-        │   └── UnknownSignalError   a signal name or number this host does not know
+        │   ├── UnknownSignalError   a signal name or number this host does not know
+        │   └── DecompressionBombError  data expands past its client-side limit (a gzip
+        │                            or tar bomb, an oversized tar header); checked locally
         ├── DeadlineExceededError    DEADLINE_EXCEEDED
         ├── NotFoundError            NOT_FOUND
         ├── AlreadyExistsError       ALREADY_EXISTS
@@ -56,6 +58,7 @@ __all__ = [
     "DaemonStartError",
     "DataLossError",
     "DeadlineExceededError",
+    "DecompressionBombError",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
@@ -281,6 +284,15 @@ class InvalidIdError(InvalidArgumentError, ValueError):
 
 class UnknownSignalError(InvalidArgumentError, ValueError):
     """A signal name or number that this host does not know."""
+
+
+class DecompressionBombError(InvalidArgumentError, ValueError):
+    """Compressed or archived data expands past the limit set for it on the client.
+
+    Raised while reading image layers and archives: a gzip or zstd stream that
+    inflates beyond its ceiling, a tar with more entries or a larger header
+    than any image needs. Nothing is kept of the data read so far.
+    """
 
 
 def error_for_status(code: int, message: str) -> RPCError:
