@@ -88,10 +88,6 @@ class UnsafeArchiveError(ArchiveError):
     """An archive member has an absolute path, a ``..`` component, or a link leaving the archive."""
 
 
-class _LinkLoopError(ArchiveError):
-    """Too many symlinks on a path: a loop, which leads nowhere (so is no escape)."""
-
-
 # -- names and ids ---------------------------------------------------------------
 
 
@@ -171,8 +167,10 @@ def _walk(members: Mapping[str, tarfile.TarInfo], start: Sequence[str], path: st
 
     Components are taken one at a time as the kernel does: a symlink met on
     the way (the last component included) is replaced by its target, read
-    from the symlink's own folder; ``..`` goes up one folder. Going above the
-    archive's root, or an absolute target, is an escape.
+    from the symlink's own folder; ``..`` goes up one folder; a name the
+    archive lacks counts as a plain folder. Going above the archive's root,
+    or an absolute target, is an escape; more than 40 symlinks (the kernel's
+    limit) on one path is a loop.
 
     Raises:
         UnsafeArchiveError: The path leads outside the archive.
@@ -196,7 +194,7 @@ def _walk(members: Mapping[str, tarfile.TarInfo], start: Sequence[str], path: st
         if member is not None and member.issym():
             hops += 1
             if hops > _MAX_LINK_HOPS:
-                raise _LinkLoopError(f"{what}: too many levels of symbolic links")
+                raise ArchiveError(f"{what}: too many levels of symbolic links")
             target = member.linkname
             if target.startswith("/"):
                 raise UnsafeArchiveError(f"{what} passes through a symlink to the absolute path {target!r}")
@@ -209,15 +207,15 @@ def _walk(members: Mapping[str, tarfile.TarInfo], start: Sequence[str], path: st
 def _check_links(members: Mapping[str, tarfile.TarInfo]) -> None:
     """Refuse an archive if any of its symlinks or hard links leads outside it."""
     for clean, member in members.items():
-        # A loop leads nowhere: reading through it fails later, it cannot escape.
-        with contextlib.suppress(_LinkLoopError):
-            if member.issym():
-                what = f"archive member {member.name!r} (a symlink to {member.linkname!r})"
-                folder = _walk(members, (), posixpath.dirname(clean), what)
-                _walk(members, folder.split("/") if folder else (), member.linkname, what)
-            elif member.islnk():
-                what = f"archive member {member.name!r} (a hard link to {member.linkname!r})"
-                _walk(members, (), member.linkname, what)
+        # A loop (or a chain longer than the kernel follows) is refused too:
+        # no image needs one, and where it leads depends on who follows it.
+        if member.issym():
+            what = f"archive member {member.name!r} (a symlink to {member.linkname!r})"
+            folder = _walk(members, (), posixpath.dirname(clean), what)
+            _walk(members, folder.split("/") if folder else (), member.linkname, what)
+        elif member.islnk():
+            what = f"archive member {member.name!r} (a hard link to {member.linkname!r})"
+            _walk(members, (), member.linkname, what)
 
 
 class _HeaderBudget:
