@@ -23,7 +23,15 @@ Errors added here::
             └── UnsafeArchiveError a member escapes the archive (absolute, '..', links)
 
 plus :class:`~containerd_client.content.DigestMismatchError` for data that
-does not match its digest or size.
+does not match its digest or size, and
+:class:`~containerd_client.errors.DecompressionBombError` for archives and
+layers that expand past their limits.
+
+Reading archives and layers is bounded: decompressed data comes in pieces of
+at most 1 MiB, a compressed archive or layer may expand to at most
+:func:`expansion_limit` of its size (100 times, at least 64 MiB, at most
+64 GiB; ``max_uncompressed=`` changes it per call), tar headers are capped at
+1 MiB and archives at 65,536 entries.
 """
 
 from __future__ import annotations
@@ -95,6 +103,7 @@ __all__ = [
     "PlatformNotFoundError",
     "UnsafeArchiveError",
     "chain_ids",
+    "expansion_limit",
 ]
 
 logger = logging.getLogger(__name__)
@@ -648,8 +657,8 @@ class ImageStore:
             platform: ``Platform`` or ``"os/arch[/variant]"``; the host's by default.
             max_size: Largest file returned (16 MiB by default).
             max_uncompressed: Most bytes one compressed layer may expand to;
-                by default :func:`~containerd_client._archive.expansion_limit`
-                of the layer's size (100 times it, at least 64 MiB, at most 64 GiB).
+                by default :func:`expansion_limit` of the layer's size (100
+                times it, at least 64 MiB, at most 64 GiB).
 
         Returns:
             The file's bytes, or ``None`` if it does not exist, was deleted by
