@@ -20,7 +20,9 @@ The tree::
         │   ├── InvalidIdError       an id fails containerd's rules (checked before any RPC)
         │   ├── UnknownSignalError   a signal name or number this host does not know
         │   ├── InvalidSpecError     a spec option runc would refuse (checked before any RPC)
-        │   └── InvalidTimeoutError  a timeout or expiry that is negative, NaN, infinite or no number
+        │   ├── InvalidTimeoutError  a timeout or expiry that is negative, NaN, infinite or no number
+        │   └── DecompressionBombError  data expands past its client-side limit (a gzip
+        │                            or tar bomb, an oversized tar header); checked locally
         ├── DeadlineExceededError    DEADLINE_EXCEEDED
         ├── NotFoundError            NOT_FOUND
         ├── AlreadyExistsError       ALREADY_EXISTS
@@ -58,6 +60,7 @@ __all__ = [
     "DaemonStartError",
     "DataLossError",
     "DeadlineExceededError",
+    "DecompressionBombError",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
@@ -293,6 +296,15 @@ class InvalidSpecError(InvalidArgumentError, ValueError):
 
 class InvalidTimeoutError(InvalidArgumentError, ValueError):
     """A timeout or lease expiry is negative, NaN, infinite, too large or not a number."""
+
+
+class DecompressionBombError(InvalidArgumentError, ValueError):
+    """Compressed or archived data expands past the limit set for it on the client.
+
+    Raised while reading image layers and archives: a gzip or zstd stream that
+    inflates beyond its ceiling, a tar with more entries or a larger header
+    than any image needs. Nothing is kept of the data read so far.
+    """
 
 
 def error_for_status(code: int, message: str) -> RPCError:

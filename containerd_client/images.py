@@ -23,7 +23,15 @@ Errors added here::
             └── UnsafeArchiveError a member escapes the archive (absolute, '..', links)
 
 plus :class:`~containerd_client.content.DigestMismatchError` for data that
-does not match its digest or size.
+does not match its digest or size, and
+:class:`~containerd_client.errors.DecompressionBombError` for archives and
+layers that expand past their limits.
+
+Reading archives and layers is bounded: decompressed data comes in pieces of
+at most 1 MiB, a compressed archive or layer may expand to at most
+:func:`expansion_limit` of its size (100 times, at least 64 MiB, at most
+64 GiB; ``max_uncompressed=`` changes it per call), tar headers are capped at
+1 MiB and archives at 65,536 entries.
 """
 
 from __future__ import annotations
@@ -53,12 +61,12 @@ from containerd_client._archive import (
     IterReader,
     UnsafeArchiveError,
     chain_ids,
+    expansion_limit,
     find_file,
     normalize_reference,
     ref_tag,
 )
 from containerd_client.content import (
-    DEFAULT_MAX_READ,
     ContentStore,
     Descriptor,
     DigestMismatchError,
@@ -74,6 +82,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_REF_NAME",
+    "DEFAULT_MAX_FILE",
     "MEDIA_TYPE_DOCKER_CONFIG",
     "MEDIA_TYPE_DOCKER_LAYER",
     "MEDIA_TYPE_DOCKER_LAYER_GZIP",
@@ -94,6 +103,7 @@ __all__ = [
     "PlatformNotFoundError",
     "UnsafeArchiveError",
     "chain_ids",
+    "expansion_limit",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,6 +137,8 @@ _JSON_CACHE_SIZE = 256
 _MAX_JSON = 16 << 20
 _MAX_INDEX_DEPTH = 8
 _IMPORT_EPOCH = 0
+#: Largest file :meth:`ImageStore.read_file` returns unless told otherwise.
+DEFAULT_MAX_FILE = 16 << 20
 
 
 class PlatformNotFoundError(NotFoundError):
@@ -184,6 +196,8 @@ def _parse_json(data: bytes, what: str, error: type[ImageFormatError] = ImageFor
         return json.loads(data)
     except ValueError as exc:
         raise error(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise error(f"{what} nests too deeply to be an image document") from None
 
 
 def _kind_of(desc: Descriptor, doc: Mapping[str, Any]) -> str:
@@ -359,9 +373,17 @@ def _plan_docker(arc: ArchiveReader) -> _Plan:
         )
         config = _parse_json(config_bytes, item["Config"], ArchiveError)
         rootfs = config.get("rootfs") if isinstance(config, dict) else None
-        diff_ids = list(rootfs.get("diff_ids") or ()) if isinstance(rootfs, dict) else []
+        diff_ids = (rootfs.get("diff_ids") or []) if isinstance(rootfs, dict) else []
+        if not isinstance(diff_ids, list):
+            raise ArchiveError(f"{item['Config']}: rootfs.diff_ids is not a list")
+        members = item.get("Layers") or []
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ArchiveError(f"manifest.json entry {item['Config']!r}: Layers is not a list of file names")
+        tags = item.get("RepoTags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ArchiveError(f"manifest.json entry {item['Config']!r}: RepoTags is not a list of names")
         layers: list[Descriptor] = []
-        for i, member in enumerate(item.get("Layers") or ()):
+        for i, member in enumerate(members):
             digest, media_type = _layer_digest(arc, member)
             if not digest:
                 if i >= len(diff_ids):
@@ -389,7 +411,6 @@ def _plan_docker(arc: ArchiveReader) -> _Plan:
             MEDIA_TYPE_DOCKER_MANIFEST, "sha256:" + hashlib.sha256(manifest).hexdigest(), len(manifest)
         )
         plan.blobs.setdefault(manifest_desc.digest, _Blob(manifest_desc, data=manifest, labels=labels))
-        tags = [str(t) for t in item.get("RepoTags") or ()]
         if not tags:
             plan.entries.append((None, None, manifest_desc))
         for tag in tags:
@@ -613,13 +634,31 @@ class ImageStore:
         return _descriptors(manifest, "layers", f"manifest {mdesc.digest}")
 
     def read_file(
-        self, image: ImageRef, path: str, platform: PlatformLike = None, *, max_size: int = DEFAULT_MAX_READ
+        self,
+        image: ImageRef,
+        path: str,
+        platform: PlatformLike = None,
+        *,
+        max_size: int = DEFAULT_MAX_FILE,
+        max_uncompressed: int | None = None,
     ) -> bytes | None:
         """Read a file (``/etc/passwd``) from the image's layers, without mounting anything.
 
         Layers are read from the content store, top first, honouring
         whiteouts, opaque directories and symlinks as the container would see
-        them.
+        them. Each layer is streamed: only the file asked for is held in
+        memory, and a compressed layer may only expand so far (a gzip bomb
+        ends in :class:`~containerd_client.errors.DecompressionBombError`
+        within a bounded time and memory).
+
+        Args:
+            image: An :class:`Image`, its name, or a root descriptor.
+            path: The file's path in the image.
+            platform: ``Platform`` or ``"os/arch[/variant]"``; the host's by default.
+            max_size: Largest file returned (16 MiB by default).
+            max_uncompressed: Most bytes one compressed layer may expand to;
+                by default :func:`expansion_limit` of the layer's size (100
+                times it, at least 64 MiB, at most 64 GiB).
 
         Returns:
             The file's bytes, or ``None`` if it does not exist, was deleted by
@@ -627,17 +666,22 @@ class ImageStore:
 
         Raises:
             BlobTooLargeError: The file is larger than ``max_size``.
+            DecompressionBombError: A layer expands past its limit or has an
+                oversized tar header.
+            ArchiveError: A layer is not a tar, or its compression is corrupt.
             PlatformNotFoundError: No manifest matches the platform.
             NotSupportedError: A layer is zstd-compressed and no zstd decoder is installed.
             NotFoundError: The image or one of its blobs is missing.
             RPCError: A call failed.
         """
-        layers = self.layers(image, platform)
+        layers = builtins.list(reversed(self.layers(image, platform)))
 
         def opener(desc: Descriptor) -> Any:
-            return lambda: self._content.read(desc.digest)
+            # No more than the manifest declares, even if the store holds more.
+            return lambda: self._content.read(desc.digest, size=desc.size or None)
 
-        return find_file([opener(d) for d in reversed(layers)], path, max_size=max_size)
+        limits = [expansion_limit(d.size) if max_uncompressed is None else max_uncompressed for d in layers]
+        return find_file([opener(d) for d in layers], path, max_size=max_size, max_uncompressed=limits)
 
     # -- unpack --------------------------------------------------------------------
 
@@ -743,6 +787,7 @@ class ImageStore:
         platform: PlatformLike = None,
         unpack: bool = True,
         snapshotter: str = DEFAULT_SNAPSHOTTER,
+        max_uncompressed: int | None = None,
     ) -> builtins.list[Image]:
         """Import an OCI image layout tar or a ``docker save`` tar.
 
@@ -764,6 +809,10 @@ class ImageStore:
             platform: Platform to unpack (the host's by default).
             unpack: Unpack into snapshots, so containers can use the image at once.
             snapshotter: Snapshotter to unpack into.
+            max_uncompressed: Largest size a compressed archive may expand to
+                on the way into its temporary copy. By default 100 times the
+                compressed size (at least 64 MiB, at most 64 GiB); for a stream
+                that cannot seek, 100 times what was read so far.
 
         Returns:
             The images created, in archive order.
@@ -773,7 +822,11 @@ class ImageStore:
                 (``[host/]repository[:tag][@digest]``, at most 255 characters);
                 checked before the archive is opened.
             UnsafeArchiveError: A member escapes the archive; nothing was stored.
-            ArchiveError: The archive is malformed or names no image.
+            DecompressionBombError: The archive expands past ``max_uncompressed``,
+                has more than 65,536 entries or an oversized tar header;
+                nothing was stored.
+            ArchiveError: The archive is malformed (truncated, entries named
+                twice, bad JSON) or names no image.
             DigestMismatchError: A blob does not match its digest or size.
             PlatformNotFoundError: ``unpack`` and no manifest matches the platform.
             RPCError: A call failed.
@@ -789,7 +842,7 @@ class ImageStore:
             # A short name ("app:1") gets no host: "localhost" only stands in for one while parsing.
             parse_reference(name, default_host="localhost")
         want = _platform(platform)
-        with ArchiveReader(src) as arc:
+        with ArchiveReader(src, max_uncompressed=max_uncompressed) as arc:
             if arc.has("index.json"):
                 plan = _plan_oci(arc)
             elif arc.has("manifest.json"):
