@@ -15,11 +15,31 @@ TLS is the default; plain HTTP is used only when asked for, or for a
 registry on the loopback interface (``localhost``, ``127.0.0.1``, ``::1``)
 that does not speak TLS (HTTPS is tried first, as containerd does).
 
-Errors: 401 → :class:`~containerd_client.errors.UnauthenticatedError`,
-403 → :class:`~containerd_client.errors.PermissionDeniedError`, 404 →
-:class:`~containerd_client.errors.NotFoundError`, anything else →
-:class:`RegistryError`. Idempotent requests are retried on connection
-failures, 429 and 5xx answers under a :class:`~containerd_client.RetryPolicy`.
+Nothing a registry sends is trusted to be small or quick. A client may
+have one deadline (``deadline=``, a :func:`time.monotonic` instant): every
+connect, request, read of a status line, header or body, and retry backoff
+ends there with :class:`~containerd_client.errors.DeadlineExceededError`.
+Bodies of 401s, redirects and errors are read only when small (64 KiB);
+manifests are refused over 4 MiB (containerd's limit) before they are read;
+a blob may not run past its descriptor's size.
+
+Errors::
+
+    ContainerdError
+    ├── RegistryError                 unexpected status, unreachable, an answer too large
+    │   └── InvalidManifestError      malformed or unsupported manifest, index or config
+    ├── InvalidArgumentError
+    │   └── InvalidReferenceError     a malformed reference (never echoes user:password@)
+    ├── DeadlineExceededError         the deadline passed
+    ├── NotFoundError                 404
+    ├── PermissionDeniedError         403
+    ├── FailedPreconditionError
+    │   └── DigestMismatchError       bytes do not match their digest or size
+    └── UnauthenticatedError          401: credentials missing or refused
+        └── CredentialsError          the credentials callable raised (chained) or gave junk
+
+Idempotent requests are retried on connection failures, 429 and 5xx
+answers under a :class:`~containerd_client.RetryPolicy`.
 
 The client is not thread-safe: use one per thread.
 """

@@ -53,6 +53,7 @@ from containerd_client.content import ContentStore, Descriptor, Platform
 from containerd_client.errors import (
     CancelledError,
     ContainerdError,
+    InvalidArgumentError,
     NotFoundError,
     RPCError,
     UnauthenticatedError,
@@ -264,6 +265,7 @@ def pull_detailed(
         UnauthenticatedError: Credentials are missing or were refused.
         PermissionDeniedError: The credentials lack pull access.
         DigestMismatchError: Downloaded bytes did not match their digest.
+        InvalidArgumentError: ``timeout`` is not a positive number or None.
         DeadlineExceededError: The pull did not finish within ``timeout``.
         CredentialsError: ``auth`` is not a valid credentials source, or the
             callable raised (chained) or returned something else.
@@ -277,6 +279,10 @@ def pull_detailed(
     """
     reference = parse_reference(ref, default_host=default_host)
     _registry.check_credentials_source(auth)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise InvalidArgumentError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     target_platform = _platform_of(platform)
     chosen = _choose_path(client, via, reference, plain_http, ca_file)
     logger.info("pulling %s for %s via %s", reference, target_platform, chosen)
@@ -761,6 +767,12 @@ class _TransferPull:
             with self._lock:
                 self.credentials_error = exc
             creds = None
+        except Exception as exc:
+            # Docker's config or a credential helper failed in a way not foreseen.
+            logger.warning(
+                "looking up credentials for %s failed (%s); answering anonymously", host, type(exc).__name__
+            )
+            creds = None
         with self._lock:
             self.asks[host] = self.asks.get(host, 0) + 1
             self.had_credentials[host] = creds is not None
@@ -821,7 +833,8 @@ class _TransferPull:
                     self.client.call("transfer", "Transfer", req, timeout=self.timeout)
                 except RPCError as exc:
                     if self.credentials_error is not None:
-                        raise self.credentials_error from exc
+                        # Keeps its cause (what the callable raised); the daemon's error is its context.
+                        raise self.credentials_error  # noqa: B904
                     auth_error = self._auth_error(exc)
                     if auth_error is not None:
                         raise auth_error from exc

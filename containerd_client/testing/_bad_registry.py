@@ -64,6 +64,7 @@ MODES: dict[str, str] = {
     "blob-endless-chunked": "GET of the layer streams an endless chunked body",
     "blob-huge-length": "GET of the layer announces 10 GiB",
     "manifest-slow": "GET of the manifest sends its body at 1 byte per interval",
+    "blob-slow": "GET of the layer sends its body at 1 byte per interval",
     "headers-slow": "every answer sends its status line and headers at 1 byte per interval",
     "stall": "reads the request and never answers",
     "manifest-malformed-json": "the manifest is not JSON",
@@ -390,6 +391,15 @@ class BadRegistry:
             self._endless_chunked(h, 200, headers)
         elif mode == "blob-huge-length":
             self._huge(h, 200, headers)
+        elif mode == "blob-slow":
+            h.send_response(200)
+            for key, value in headers.items():
+                h.send_header(key, value)
+            h.send_header("Content-Length", str(len(image.layer)))
+            h.end_headers()
+            h.wfile.flush()
+            self._dribble(h, image.layer)
+            h.close_connection = True
         else:
             self._send(h, 200, image.layer, headers)
 

@@ -68,6 +68,7 @@ CASES = [
     Case("blob-endless-chunked", DigestMismatchError),
     Case("blob-huge-length", DigestMismatchError),
     Case("manifest-slow", errors.DeadlineExceededError, deadline_case=True),
+    Case("blob-slow", errors.DeadlineExceededError, deadline_case=True),
     Case("headers-slow", errors.DeadlineExceededError, deadline_case=True),
     Case("stall", errors.DeadlineExceededError, deadline_case=True),
     Case("manifest-malformed-json", InvalidManifestError),
@@ -180,3 +181,31 @@ def _report() -> Iterator[None]:
             f"{slowest[1][0]:.2f} s ({slowest[0]}); worst memory growth heap "
             f"{heaviest[1][1] / 2**20:.1f} MiB / rss {heaviest[1][2] / 2**20:.1f} MiB ({heaviest[0]})"
         )
+
+
+def test_transfer_path_reports_a_raising_credentials_callable(
+    containerd: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The daemon asks for credentials over a stream; a callable that raises is
+    # answered "anonymous" (the daemon must not hang) and reported once the
+    # daemon gives up, as on the client path.
+    if not containerd.features().has("transfer-pull-plain-http"):
+        pytest.skip(
+            f"containerd {containerd.version().version} cannot pull from a plain-HTTP registry itself"
+        )
+    caplog.set_level(logging.DEBUG, logger="containerd_client")
+    with BadRegistry("basic-auth") as registry:
+        started = time.monotonic()
+        with pytest.raises(CredentialsError) as info:
+            pull(
+                containerd,
+                registry.ref,
+                via="transfer",
+                timeout=DEADLINE * 3,
+                auth=_raise_for,
+                plain_http=True,
+            )
+        assert time.monotonic() - started < DEADLINE * 3
+    assert isinstance(info.value.__cause__, RuntimeError)
+    for text in (str(info.value), repr(info.value), caplog.text):
+        assert PASSWORD not in text
