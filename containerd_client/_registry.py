@@ -859,7 +859,7 @@ class BlobReader:
         try:
             while True:
                 try:
-                    chunk = self._response.resp.read1(CHUNK_BYTES)
+                    chunk = self._response.resp.read(CHUNK_BYTES)
                 except (OSError, http.client.HTTPException) as exc:
                     raise RegistryError(
                         f"{self._verifier.digest}: download from {self._host} broke off after "
