@@ -15,11 +15,31 @@ TLS is the default; plain HTTP is used only when asked for, or for a
 registry on the loopback interface (``localhost``, ``127.0.0.1``, ``::1``)
 that does not speak TLS (HTTPS is tried first, as containerd does).
 
-Errors: 401 → :class:`~containerd_client.errors.UnauthenticatedError`,
-403 → :class:`~containerd_client.errors.PermissionDeniedError`, 404 →
-:class:`~containerd_client.errors.NotFoundError`, anything else →
-:class:`RegistryError`. Idempotent requests are retried on connection
-failures, 429 and 5xx answers under a :class:`~containerd_client.RetryPolicy`.
+Nothing a registry sends is trusted to be small or quick. A client may
+have one deadline (``deadline=``, a :func:`time.monotonic` instant): every
+connect, request, read of a status line, header or body, and retry backoff
+ends there with :class:`~containerd_client.errors.DeadlineExceededError`.
+Bodies of 401s, redirects and errors are read only when small (64 KiB);
+manifests are refused over 4 MiB (containerd's limit) before they are read;
+a blob may not run past its descriptor's size.
+
+Errors::
+
+    ContainerdError
+    ├── RegistryError                 unexpected status, unreachable, an answer too large
+    │   └── InvalidManifestError      malformed or unsupported manifest, index or config
+    ├── InvalidArgumentError
+    │   └── InvalidReferenceError     a malformed reference (never echoes user:password@)
+    ├── DeadlineExceededError         the deadline passed
+    ├── NotFoundError                 404
+    ├── PermissionDeniedError         403
+    ├── FailedPreconditionError
+    │   └── DigestMismatchError       bytes do not match their digest or size
+    └── UnauthenticatedError          401: credentials missing or refused
+        └── CredentialsError          the credentials callable raised (chained) or gave junk
+
+Idempotent requests are retried on connection failures, 429 and 5xx
+answers under a :class:`~containerd_client.RetryPolicy`.
 
 The client is not thread-safe: use one per thread.
 """
@@ -28,8 +48,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import http.client
+import io
 import ipaddress
 import json
 import logging
@@ -48,9 +70,10 @@ from containerd_client._retry import RetryPolicy
 
 # One exception for "bytes do not match their digest", whether the daemon or
 # this client noticed it.
-from containerd_client.content import DigestMismatchError
+from containerd_client.content import Descriptor, DigestMismatchError, Platform
 from containerd_client.errors import (
     ContainerdError,
+    DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -67,16 +90,24 @@ __all__ = [
     "MANIFEST_MEDIA_TYPES",
     "Challenge",
     "Credentials",
+    "CredentialsError",
     "CredentialsSource",
     "DigestMismatchError",
+    "InvalidManifestError",
     "InvalidReferenceError",
     "Reference",
     "RegistryClient",
     "RegistryError",
     "Resolved",
+    "check_credentials_source",
     "docker_credentials",
+    "document_kind",
     "is_loopback",
     "load_docker_config",
+    "load_json_object",
+    "parse_descriptor",
+    "parse_index",
+    "parse_manifest",
     "parse_reference",
     "parse_www_authenticate",
 ]
@@ -136,6 +167,22 @@ class RegistryError(ContainerdError):
         return (type(self), (self.message, self.host, self.status, self.transient))
 
 
+class InvalidManifestError(RegistryError):
+    """The registry sent a manifest, index or config that is malformed or unsupported.
+
+    Bad JSON, fields of the wrong type or missing, an unknown media type, a
+    malformed digest or size in a descriptor.
+    """
+
+
+class CredentialsError(UnauthenticatedError):
+    """Credentials could not be obtained: the credentials callable raised or gave something else.
+
+    The callable's own exception is chained (``__cause__``); its text is not
+    repeated here, since it may hold a secret.
+    """
+
+
 # -- references -------------------------------------------------------------------
 
 # The grammar of distribution's reference package.
@@ -145,7 +192,8 @@ _COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_RE = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+# ASCII: Go's \w is [0-9A-Za-z_], Python's is any Unicode word character.
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
 _HASHES = {"sha256": 64, "sha384": 96, "sha512": 128}
 _MAX_NAME = 255
@@ -215,6 +263,27 @@ def parse_reference(ref: str, *, default_host: str | None = None) -> Reference:
     """
     if not isinstance(ref, str) or not ref:
         raise InvalidReferenceError("empty image reference")
+    if "@" not in ref:
+        return _parse_reference(ref, default_host)
+    try:
+        return _parse_reference(ref, default_host)
+    except InvalidReferenceError:
+        if _DIGEST_LIKE_RE.fullmatch(ref.partition("@")[2]):
+            raise  # name@digest: nothing in it is a secret
+    # "user:password@host/repo" is no reference, but the password is real: name
+    # neither it nor any part of the text around it (nor chain the detailed error).
+    raise InvalidReferenceError(f"invalid reference {_redacted_reference(ref)!r}")
+
+
+_DIGEST_LIKE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]*")
+
+
+def _redacted_reference(ref: str) -> str:
+    """``ref`` for an error message, with anything that may be user info (``user:pw@``) hidden."""
+    return "***@" + ref.rpartition("@")[2]
+
+
+def _parse_reference(ref: str, default_host: str | None) -> Reference:
     if "://" in ref:
         raise InvalidReferenceError(f"invalid reference {ref!r}: a reference has no scheme")
     if any(ch.isspace() for ch in ref):
@@ -433,12 +502,49 @@ def _ask_credential_helper(name: str, host: str) -> Credentials | None:
     return Credentials(user, secret)
 
 
+def check_credentials_source(source: object) -> None:
+    """Refuse ``auth=`` values that are neither credentials, a callable nor None.
+
+    Raises:
+        CredentialsError: It is something else (the value is not shown: it may be a secret).
+    """
+    if source is None or callable(source):
+        return
+    try:
+        _as_credentials(source)
+    except TypeError:
+        raise CredentialsError(
+            f"auth must be a (user, password) pair of strings, Credentials, a callable or None, "
+            f"not {type(source).__name__}"
+        ) from None
+
+
 def _credentials_for(source: CredentialsSource, host: str, docker_config: str | None) -> Credentials | None:
+    """The credentials for ``host``.
+
+    Raises:
+        CredentialsError: The callable raised (chained), or gave something
+            that is not credentials; ``source`` is not a valid source.
+    """
     if source is None:
         return docker_credentials(host, docker_config)
-    if callable(source):
-        return _as_credentials(source(host))
-    return _as_credentials(source)
+    if not callable(source):
+        check_credentials_source(source)
+        return _as_credentials(source)
+    try:
+        value = source(host)
+    except Exception as exc:
+        # The callable's message is not repeated: it may quote a secret.
+        raise CredentialsError(
+            f"the credentials callable failed for registry {host} ({type(exc).__name__})"
+        ) from exc
+    try:
+        return _as_credentials(value)
+    except TypeError:
+        raise CredentialsError(
+            f"the credentials callable for registry {host} returned {type(value).__name__}, "
+            "not a (user, password) pair, Credentials or None"
+        ) from None
 
 
 # -- WWW-Authenticate ---------------------------------------------------------------
@@ -573,6 +679,82 @@ class Resolved:
     size: int
 
 
+#: Most bytes read of an answer that is not wanted (401, redirect, error).
+_SMALL_BODY = 64 << 10
+
+
+class _Deadline:
+    """The one deadline of a pull: every connect, request and read checks it."""
+
+    def __init__(self, at: float | None) -> None:
+        self.at = at
+
+    def remaining(self, what: str) -> float | None:
+        """Seconds left (None: no deadline).
+
+        Raises:
+            DeadlineExceededError: None are left.
+        """
+        if self.at is None:
+            return None
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceededError(f"{what}: the pull deadline passed")
+        return left
+
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+
+class _GuardedRaw(io.RawIOBase):
+    """A socket's reading side that re-arms the socket timeout to the deadline before each read.
+
+    ``http.client`` reads status line, headers and body through this, so a
+    server sending one byte a second cannot stretch any read past the
+    deadline (the per-read socket timeout alone restarts with every byte).
+    """
+
+    def __init__(
+        self, sock: socket.socket, guard: Callable[[socket.socket], None], on_timeout: Callable[[], None]
+    ):
+        super().__init__()
+        # makefile() holds a reference on the socket, as http.client's own reader does.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._sock = sock
+        self._guard = guard
+        self._on_timeout = on_timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._guard(self._sock)
+        try:
+            return self._raw.readinto(buffer)
+        except TimeoutError:
+            self._on_timeout()
+            raise
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _GuardedResponse(http.client.HTTPResponse):
+    def __init__(
+        self,
+        sock: socket.socket,
+        *args: Any,
+        guard: Callable[[socket.socket], None],
+        on_timeout: Callable[[], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()
+        self.fp = io.BufferedReader(_GuardedRaw(sock, guard, on_timeout), 1 << 16)
+
+
 class _Response:
     """An open HTTP response and the connection it must be read from."""
 
@@ -588,14 +770,47 @@ class _Response:
     def header(self, name: str) -> str | None:
         return self.resp.getheader(name)
 
-    def read(self, limit: int | None = None) -> bytes:
-        if limit is not None:
-            data = self.resp.read(limit + 1)
-            if len(data) > limit:
-                self.close()
-                raise RegistryError(f"{self.url}: the answer is larger than {limit} bytes")
-            return data
-        return self.resp.read()
+    @property
+    def length(self) -> int | None:
+        """The announced body length; None when chunked or unknown."""
+        return self.resp.length
+
+    def read(self, limit: int) -> bytes:
+        """The whole body, refused (unread) when it is announced, or turns out, larger than ``limit``."""
+        announced = self.length
+        if announced is not None and announced > limit:
+            self.close()
+            raise RegistryError(f"{self.url}: the answer ({announced} bytes) is larger than {limit} bytes")
+        data = self._read(limit + 1)
+        if len(data) > limit:
+            self.close()
+            raise RegistryError(f"{self.url}: the answer is larger than {limit} bytes")
+        return data
+
+    def read_some(self, limit: int = _SMALL_BODY) -> bytes:
+        """At most ``limit`` bytes of the body; the connection is dropped when more remain."""
+        data = self._read(limit)
+        if not self.resp.isclosed():
+            self.close()
+        return data
+
+    def discard(self) -> None:
+        """Finish with an unwanted body: read a small one (to keep the connection), else drop it."""
+        if self.resp.isclosed():
+            return
+        announced = self.length
+        if announced is not None and announced <= _SMALL_BODY:
+            self._read(announced)
+            if self.resp.isclosed():
+                return
+        self.close()
+
+    def _read(self, amount: int) -> bytes:
+        try:
+            return self.resp.read(amount)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise RegistryError(f"{self.url}: the answer broke off: {exc}", transient=True) from exc
 
     def close(self) -> None:
         # A half-read response leaves the connection unusable: drop it.
@@ -608,18 +823,26 @@ class BlobReader:
 
     Iteration raises :class:`DigestMismatchError` after the last chunk when
     the bytes do not match (so a consumer writing them elsewhere must treat
-    the write as failed), and :class:`RegistryError` when the connection breaks.
+    the write as failed), and as soon as more bytes arrive than the
+    descriptor's size; :class:`RegistryError` when the connection breaks.
     """
 
-    def __init__(self, response: _Response, digest: str, size: int | None, host: str) -> None:
+    def __init__(
+        self, response: _Response, digest: str, size: int | None, host: str, limit: int | None = None
+    ):
         self._response = response
         self._verifier = _Verifier(digest, size)
         self._host = host
+        self._limit = limit
         self._done = False
-        length = response.header("Content-Length")
-        self.total: int | None = (
-            size if size is not None else (int(length) if length and length.isdigit() else None)
-        )
+        announced = response.length
+        if size is not None and announced is not None and announced != size:
+            response.close()
+            raise DigestMismatchError(f"{digest}: the registry announces {announced} bytes, {size} expected")
+        if limit is not None and announced is not None and announced > limit:
+            response.close()
+            raise RegistryError(f"{digest}: {announced} bytes is too large to read into memory", host)
+        self.total: int | None = size if size is not None else announced
 
     @property
     def bytes_read(self) -> int:
@@ -647,6 +870,12 @@ class BlobReader:
                 if not chunk:
                     break
                 self._verifier.update(chunk)
+                if self._limit is not None and self._verifier.count > self._limit:
+                    raise RegistryError(
+                        f"{self._verifier.digest}: more than {self._limit} bytes is too large "
+                        "to read into memory",
+                        self._host,
+                    )
                 yield chunk
             self._verifier.finish()
             self._done = True
@@ -685,6 +914,10 @@ class RegistryClient:
         retry: How idempotent requests are retried after connection
             failures, 429 and 5xx answers.
         docker_config: Path of Docker's config file (for ``auth=None``).
+        deadline: A :func:`time.monotonic` instant after which every
+            operation fails with :class:`DeadlineExceededError`: connects,
+            requests, each read of status line, headers and body, and retry
+            backoffs all stop there. None for no overall deadline.
     """
 
     def __init__(
@@ -697,8 +930,10 @@ class RegistryClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         docker_config: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.host = host
+        self._deadline = _Deadline(deadline)
         self._auth_source = auth
         self._docker_config = docker_config
         self._credentials: Credentials | None = None
@@ -736,6 +971,19 @@ class RegistryClient:
             conn.close()
 
     @property
+    def deadline(self) -> float | None:
+        """The :func:`time.monotonic` instant every operation must finish by (None: none)."""
+        return self._deadline.at
+
+    @deadline.setter
+    def deadline(self, at: float | None) -> None:
+        self._deadline = _Deadline(at)
+
+    def check_deadline(self, what: str) -> None:
+        """Raise :class:`DeadlineExceededError` if the deadline has passed."""
+        self._deadline.remaining(what)
+
+    @property
     def scheme(self) -> str | None:
         """``"https"`` or ``"http"`` once known (after the first request for loopback hosts)."""
         return self._scheme
@@ -759,7 +1007,7 @@ class RegistryClient:
         path = f"/v2/{ref.repository}/manifests/{ref.object}"
         headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
         resp = self._request("HEAD", path, ref.repository, headers=headers, what=str(ref))
-        resp.read()
+        resp.discard()
         digest = resp.header("Docker-Content-Digest") or ""
         media_type = (resp.header("Content-Type") or "").split(";", 1)[0].strip()
         length = resp.header("Content-Length") or ""
@@ -788,6 +1036,12 @@ class RegistryClient:
         target = digest or ref.object
         path = f"/v2/{ref.repository}/manifests/{target}"
         headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        if size is not None and size > MAX_MANIFEST_BYTES:
+            raise InvalidManifestError(
+                f"{ref.name}@{target}: a manifest of {size} bytes is larger than "
+                f"the {MAX_MANIFEST_BYTES} allowed",
+                self.host,
+            )
         resp = self._request("GET", path, ref.repository, headers=headers, what=f"{ref.name}@{target}")
         data = resp.read(MAX_MANIFEST_BYTES)
         media_type = (resp.header("Content-Type") or "").split(";", 1)[0].strip()
@@ -805,10 +1059,13 @@ class RegistryClient:
             NotFoundError: The registry has no such blob.
             UnauthenticatedError, PermissionDeniedError, RegistryError: As for :meth:`resolve`.
         """
+        return self._open_blob(repository, digest, size, None)
+
+    def _open_blob(self, repository: str, digest: str, size: int | None, limit: int | None) -> BlobReader:
         _check_digest(digest, "blob request")
         path = f"/v2/{repository}/blobs/{digest}"
         resp = self._request("GET", path, repository, what=f"{self.host}/{repository}@{digest}")
-        return BlobReader(resp, digest, size, self.host)
+        return BlobReader(resp, digest, size, self.host, limit)
 
     def fetch_blob(self, repository: str, digest: str, size: int | None = None) -> bytes:
         """Download a whole blob into memory (for configs and other small blobs), verified.
@@ -820,7 +1077,7 @@ class RegistryClient:
         """
         if size is not None and size > MAX_MANIFEST_BYTES:
             raise RegistryError(f"{digest}: {size} bytes is too large to read into memory", self.host)
-        with self.open_blob(repository, digest, size) as reader:
+        with self._open_blob(repository, digest, size, MAX_MANIFEST_BYTES) as reader:
             return reader.read()
 
     # -- HTTP ------------------------------------------------------------------
@@ -828,6 +1085,14 @@ class RegistryClient:
     def _check_host(self, ref: Reference) -> None:
         if ref.host != self.host:
             raise ValueError(f"this client talks to {self.host}, not {ref.host}")
+
+    def _timeout(self, what: str) -> float:
+        """The socket timeout for the next step: the per-read timeout, cut to the deadline."""
+        left = self._deadline.remaining(what)
+        return self.timeout if left is None else min(self.timeout, left)
+
+    def _deadline_error(self, what: str) -> DeadlineExceededError:
+        return DeadlineExceededError(f"{what}: the pull deadline passed")
 
     def _get_credentials(self) -> Credentials | None:
         if not self._credentials_loaded:
@@ -844,10 +1109,23 @@ class RegistryClient:
         key = (scheme, netloc)
         conn = self._conns.get(key)
         if conn is None:
+            timeout = self._timeout(netloc)
             if scheme == "https":
-                conn = http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._ssl_context())
+                conn = http.client.HTTPSConnection(netloc, timeout=timeout, context=self._ssl_context())
             else:
-                conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
+                conn = http.client.HTTPConnection(netloc, timeout=timeout)
+            what = f"reading from {netloc}"
+
+            def guard(sock: socket.socket) -> None:
+                sock.settimeout(self._timeout(what))
+
+            def on_timeout() -> None:
+                if self._deadline.expired():
+                    raise self._deadline_error(what)
+
+            conn.response_class = functools.partial(  # type: ignore[assignment]
+                _GuardedResponse, guard=guard, on_timeout=on_timeout
+            )
             self._conns[key] = conn
         return conn
 
@@ -864,6 +1142,10 @@ class RegistryClient:
         for attempt in (0, 1):
             conn = self._connection(parts.scheme, parts.netloc)
             reused = conn.sock is not None
+            # Connect, TLS handshake and sending end at the deadline too.
+            conn.timeout = self._timeout(f"{method} {parts.netloc}")
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
             try:
                 conn.request(method, target, headers=all_headers)
                 resp = conn.getresponse()
@@ -874,8 +1156,13 @@ class RegistryClient:
                     "(pass ca_file= with its CA)",
                     parts.netloc,
                 ) from exc
+            except DeadlineExceededError:
+                self._drop(parts.scheme, parts.netloc)
+                raise
             except (OSError, http.client.HTTPException) as exc:
                 self._drop(parts.scheme, parts.netloc)
+                if self._deadline.expired():
+                    raise self._deadline_error(f"{method} {parts.netloc}") from exc
                 if reused and attempt == 0 and not isinstance(exc, socket.timeout):
                     # The server closed an idle keep-alive connection: try once on a fresh one.
                     continue
@@ -923,7 +1210,7 @@ class RegistryClient:
                     f"cannot reach registry {exc.netloc}: {exc.cause}", exc.netloc, transient=True
                 ) from exc.cause
 
-        return _retrying(self.retry, attempt)
+        return _retrying(self.retry, attempt, self._deadline, what)
 
     def _exchange(
         self, method: str, path: str, repository: str, headers: dict[str, str], what: str
@@ -938,7 +1225,7 @@ class RegistryClient:
             resp = self._open(method, path, sent)
             if resp.status == 401 and not tried_auth:
                 challenge_header = resp.header("WWW-Authenticate") or ""
-                resp.read()
+                resp.discard()
                 authorization = self._answer_challenge(challenge_header, scope, what)
                 tried_auth = True
                 continue
@@ -946,7 +1233,7 @@ class RegistryClient:
         redirects = 0
         while resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
             location = resp.header("Location")
-            resp.read()
+            resp.discard()
             if not location or redirects >= _MAX_REDIRECTS:
                 raise RegistryError(f"{what}: too many or broken redirects", self.host, resp.status)
             redirects += 1
@@ -1017,7 +1304,8 @@ class RegistryClient:
                 "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             )
         resp = self._send("GET", url, headers)
-        body = resp.read(1 << 20)
+        # A refusal's body is only looked at; a token answer is read whole, within a bound.
+        body = resp.read_some(_SMALL_BODY) if resp.status != 200 else resp.read(1 << 20)
         if resp.status in (401, 403):
             if creds is None:
                 raise UnauthenticatedError(
@@ -1036,7 +1324,7 @@ class RegistryClient:
             )
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         if not isinstance(doc, dict):
             doc = {}
@@ -1052,7 +1340,7 @@ class RegistryClient:
 
     def _raise_for_status(self, resp: _Response, what: str) -> None:
         status = resp.status
-        body = b"" if resp.resp.getheader("Content-Length") == "0" else resp.read(64 << 10)
+        body = resp.read_some(_SMALL_BODY)
         detail = _registry_message(body)
         suffix = f": {detail}" if detail else ""
         if status == 401:
@@ -1092,7 +1380,7 @@ def _registry_message(body: bytes) -> str:
     """The message of a distribution error body (``{"errors": [{"code", "message"}]}``)."""
     try:
         doc = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(doc, dict) or not isinstance(doc.get("errors"), list):
         return ""
@@ -1104,11 +1392,146 @@ def _registry_message(body: bytes) -> str:
     return "; ".join(parts)[:500]
 
 
+# -- manifests and indexes -----------------------------------------------------------
+
+_MANIFEST_TYPES = (MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST)
+_INDEX_TYPES = (MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST)
+_MAX_SIZE = (1 << 63) - 1
+
+
+def load_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Parse a registry document that must be a JSON object.
+
+    Raises:
+        InvalidManifestError: It is not JSON, or not an object.
+    """
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8 too; RecursionError a document nested too deep.
+        raise InvalidManifestError(f"{what} is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(doc, dict):
+        raise InvalidManifestError(f"{what} is not a JSON object")
+    return doc
+
+
+def _string_map(value: object, field: str, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidManifestError(f"{what}: {field} must map strings to strings")
+    return dict(value)
+
+
+def parse_descriptor(value: object, what: str) -> Descriptor:
+    """Check and convert one OCI descriptor of a registry document.
+
+    Raises:
+        InvalidManifestError: It is not an object, or a field is missing or of the wrong type.
+    """
+    if not isinstance(value, dict):
+        raise InvalidManifestError(f"{what}: a descriptor is not a JSON object")
+    media_type = value.get("mediaType", "")
+    if not isinstance(media_type, str):
+        raise InvalidManifestError(f"{what}: a descriptor's mediaType is not a string")
+    digest = value.get("digest")
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise InvalidManifestError(f"{what}: a descriptor has no valid digest")
+    algorithm, _, hex_part = digest.partition(":")
+    if algorithm not in _HASHES or len(hex_part) != _HASHES[algorithm] or hex_part != hex_part.lower():
+        raise InvalidManifestError(f"{what}: unsupported or malformed digest {digest!r}")
+    size = value.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= _MAX_SIZE:
+        raise InvalidManifestError(f"{what}: descriptor {digest} has no valid size")
+    urls = value.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise InvalidManifestError(f"{what}: descriptor {digest} has malformed urls")
+    platform = value.get("platform")
+    plat = None
+    if platform is not None:
+        fields = _string_map(platform, "platform", what) if isinstance(platform, dict) else None
+        if fields is None or not fields.get("os") or not fields.get("architecture"):
+            raise InvalidManifestError(f"{what}: descriptor {digest} has a malformed platform")
+        plat = Platform(fields["os"], fields["architecture"], fields.get("variant", ""))
+    return Descriptor(
+        media_type=media_type,
+        digest=digest,
+        size=size,
+        annotations=_string_map(value.get("annotations"), "annotations", what),
+        platform=plat,
+        urls=tuple(urls),
+    )
+
+
+def _check_document(doc: Mapping[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    version = doc.get("schemaVersion", 2)
+    if not isinstance(version, int) or isinstance(version, bool) or version != 2:
+        raise InvalidManifestError(f"{what}: unsupported schemaVersion {version!r} (only 2 is supported)")
+    media_type = doc.get("mediaType")
+    if media_type is not None and media_type not in allowed:
+        shown = media_type if isinstance(media_type, str) else type(media_type).__name__
+        raise InvalidManifestError(f"{what}: unsupported media type {shown[:100]!r}")
+
+
+def parse_manifest(data: bytes, digest: str) -> tuple[Descriptor, list[Descriptor]]:
+    """The config and layer descriptors of an image manifest (OCI or Docker schema 2).
+
+    Raises:
+        InvalidManifestError: The manifest is malformed or of another kind.
+    """
+    what = f"manifest {digest}"
+    doc = load_json_object(data, what)
+    _check_document(doc, _MANIFEST_TYPES, what)
+    if "config" not in doc:
+        raise InvalidManifestError(f"{what} has no config")
+    config = parse_descriptor(doc["config"], what)
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise InvalidManifestError(f"{what}: layers is not a list")
+    return config, [parse_descriptor(layer, what) for layer in layers]
+
+
+def parse_index(data: bytes, digest: str) -> list[Descriptor]:
+    """The manifest descriptors of an image index (OCI or Docker manifest list).
+
+    Raises:
+        InvalidManifestError: The index is malformed or of another kind.
+    """
+    what = f"index {digest}"
+    doc = load_json_object(data, what)
+    _check_document(doc, _INDEX_TYPES, what)
+    manifests = doc.get("manifests")
+    if not isinstance(manifests, list):
+        raise InvalidManifestError(f"{what}: manifests is not a list")
+    return [parse_descriptor(m, what) for m in manifests]
+
+
+def document_kind(media_type: str, data: bytes, digest: str) -> str:
+    """``"index"`` or ``"manifest"``: what a fetched document is, by its media type.
+
+    The registry's Content-Type counts when it is a known manifest type;
+    otherwise the document's own ``mediaType`` (or its shape) decides.
+
+    Raises:
+        InvalidManifestError: It is of no supported kind (schema 1, an unknown type).
+    """
+    if media_type not in MANIFEST_MEDIA_TYPES:
+        media_type = _sniff_media_type(data) or media_type
+    if media_type in _INDEX_TYPES:
+        return "index"
+    if media_type in _MANIFEST_TYPES:
+        return "manifest"
+    shown = media_type[:100] or "none"
+    raise InvalidManifestError(f"{digest}: unsupported manifest media type {shown!r}")
+
+
 def _sniff_media_type(data: bytes) -> str | None:
     """The media type a manifest names itself, or guessed from its shape."""
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None
@@ -1122,23 +1545,41 @@ def _sniff_media_type(data: bytes) -> str | None:
     return None
 
 
-def _retrying(policy: RetryPolicy, fn: Callable[[], T]) -> T:
+def _retrying(
+    policy: RetryPolicy, fn: Callable[[], T], deadline: _Deadline | None = None, what: str = ""
+) -> T:
     """Call ``fn``; retry transient registry errors under ``policy``'s limits.
 
     The policy's status codes describe gRPC errors; registry errors carry
     their own ``transient`` flag, so only the attempt and backoff settings
-    are taken from it. tenacity is imported on the first retry only.
+    are taken from it. tenacity is imported on the first retry only. A
+    backoff that would end past ``deadline`` is not slept:
+    :class:`DeadlineExceededError` is raised instead, chained to the last error.
     """
+    deadline = deadline or _Deadline(None)
+
+    def check_sleep(seconds: float, error: BaseException | None) -> None:
+        if deadline.at is not None and time.monotonic() + seconds >= deadline.at:
+            raise DeadlineExceededError(f"{what}: the pull deadline passes before another attempt") from error
+
     try:
         return fn()
     except RegistryError as exc:
         if not exc.transient or policy.attempts <= 1:
             raise
         logger.debug("retrying after a transient registry error: %s", exc)
+        check_sleep(policy.initial, exc)
     import tenacity as _t
+
+    def before_sleep(state: Any) -> None:
+        outcome = state.outcome
+        check_sleep(
+            state.next_action.sleep if state.next_action else 0.0, outcome.exception() if outcome else None
+        )
 
     time.sleep(policy.initial)
     retrying = _t.Retrying(
+        before_sleep=before_sleep,
         stop=_t.stop_after_attempt(policy.attempts - 1),
         wait=_t.wait_exponential(multiplier=policy.initial, max=policy.maximum)
         + _t.wait_random(0, policy.jitter),

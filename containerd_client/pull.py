@@ -25,20 +25,21 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import json
 import logging
 import queue
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from containerd_client import _registry
+from containerd_client import _registry, _rpc
 from containerd_client._registry import (
     MEDIA_TYPE_DOCKER_LIST,
     MEDIA_TYPE_OCI_INDEX,
@@ -52,6 +53,8 @@ from containerd_client.content import ContentStore, Descriptor, Platform
 from containerd_client.errors import (
     CancelledError,
     ContainerdError,
+    InvalidArgumentError,
+    NotFoundError,
     RPCError,
     UnauthenticatedError,
     UnknownError,
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
     from containerd_client.client import Client
 
 __all__ = [
+    "DEFAULT_PULL_TIMEOUT",
     "ProgressCallback",
     "ProgressEvent",
     "PullResult",
@@ -87,9 +91,14 @@ _REFUSED_AFTER_ASKS = 3
 # How long to wait, after Transfer returned, for the daemon's last progress messages.
 _PROGRESS_DRAIN_SECONDS = 2.0
 _PROBE_SECONDS = 2.0
-# Long enough for any pull; containerd drops the lease by itself if this
+# For a pull without deadline; containerd drops the lease by itself if this
 # process dies half-way (the Go client's default is the same 24 h).
 _LEASE_EXPIRE = 24 * 3600.0
+# A pull with a deadline keeps its lease this much longer (the unpack's own
+# calls are not cut by the pull deadline).
+_LEASE_MARGIN = 3600.0
+#: The deadline of a whole pull, in seconds, when the caller gives none.
+DEFAULT_PULL_TIMEOUT = 1800.0
 
 
 # -- values ----------------------------------------------------------------------------
@@ -160,7 +169,7 @@ def pull(
     via: Via = "auto",
     default_host: str | None = None,
     labels: Mapping[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_PULL_TIMEOUT,
     retry: RetryPolicy | None = None,
     docker_config: str | None = None,
 ) -> Image:
@@ -202,7 +211,7 @@ def pull_detailed(
     via: Via = "auto",
     default_host: str | None = None,
     labels: Mapping[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_PULL_TIMEOUT,
     retry: RetryPolicy | None = None,
     docker_config: str | None = None,
 ) -> PullResult:
@@ -236,7 +245,11 @@ def pull_detailed(
         via: ``"client"``, ``"transfer"`` or ``"auto"`` (see the module docs).
         default_host: Registry host for references without one.
         labels: Labels for the image record.
-        timeout: Deadline of the daemon-side transfer in seconds (None: no deadline).
+        timeout: Deadline of the whole pull in seconds (None: none). On the
+            client path every connect, request, read of the registry's
+            answers and retry backoff stops there; on the transfer path it
+            is the Transfer call's deadline. A failed pull leaves nothing
+            behind (no image, blob, ingest or lease).
         retry: Retry policy for registry requests on the client path.
         docker_config: Path of Docker's config file, for ``auth=None``.
 
@@ -252,6 +265,12 @@ def pull_detailed(
         UnauthenticatedError: Credentials are missing or were refused.
         PermissionDeniedError: The credentials lack pull access.
         DigestMismatchError: Downloaded bytes did not match their digest.
+        InvalidArgumentError: ``timeout`` is not a positive number or None.
+        DeadlineExceededError: The pull did not finish within ``timeout``.
+        CredentialsError: ``auth`` is not a valid credentials source, or the
+            callable raised (chained) or returned something else.
+        InvalidManifestError: The registry sent a malformed or unsupported
+            manifest, index or config (client path; a ``RegistryError``).
         RegistryError: Any other registry failure (client path).
         NotSupportedError: ``via="transfer"`` on a daemon without the
             transfer service, or a plain-HTTP registry on containerd 1.7.
@@ -259,6 +278,11 @@ def pull_detailed(
             registry failures this way, with the daemon's message).
     """
     reference = parse_reference(ref, default_host=default_host)
+    _registry.check_credentials_source(auth)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise InvalidArgumentError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     target_platform = _platform_of(platform)
     chosen = _choose_path(client, via, reference, plain_http, ca_file)
     logger.info("pulling %s for %s via %s", reference, target_platform, chosen)
@@ -290,6 +314,7 @@ def pull_detailed(
             labels=labels,
             retry=retry,
             docker_config=docker_config,
+            timeout=timeout,
         ).run()
     logger.info("pulled %s (%s) via %s", result.name, result.target.digest, result.via)
     return result
@@ -393,11 +418,15 @@ class _ClientPull:
         labels: Mapping[str, str] | None,
         retry: RetryPolicy | None,
         docker_config: str | None,
+        timeout: float | None,
     ) -> None:
         self.client = client
         self.ref = ref
         self.platform = platform
         self.unpack = unpack
+        self.timeout = timeout
+        # Ingest refs this pull wrote to, aborted if it fails.
+        self.refs: list[str] = []
         self.snapshotter = snapshotter
         self.progress = progress
         self.labels = dict(labels or {})
@@ -409,6 +438,7 @@ class _ClientPull:
             ca_file=ca_file,
             retry=retry,
             docker_config=docker_config,
+            deadline=None if timeout is None else time.monotonic() + timeout,
         )
         self.source_label = {f"{_DISTRIBUTION_SOURCE}.{ref.host}": ref.repository}
 
@@ -422,10 +452,7 @@ class _ClientPull:
 
     def run(self) -> PullResult:
         name = str(self.ref)
-        with (
-            self.registry,
-            self.client.lease(expire=_LEASE_EXPIRE, labels={"containerd-client/pull": name[:4000]}),
-        ):
+        with self.registry, self._lease():
             self.emit(name, 0, 0, "resolving")
             resolved = self.registry.resolve(self.ref)
             root = Descriptor(resolved.media_type, resolved.digest, resolved.size)
@@ -433,14 +460,18 @@ class _ClientPull:
             manifest = self._fetch_root(root)
             chain_id = None
             images = ImageStore(self.client)
+            if self.unpack:
+                # Unpacked, and so verified against the config's diff ids, before
+                # the image record exists: a failure leaves no half-pulled image.
+                self.registry.check_deadline(name)
+                self.emit(name, 0, 0, "unpacking")
+                chain_id = images.unpack(root, snapshotter=self.snapshotter, platform=self.platform)
+                self.emit(name, 0, 0, "unpacked")
+            self.registry.check_deadline(name)
             # As `ctr pull`: pulling a name again points it at what the registry has now.
             image = images.create(name, root, labels=self.labels or None)
-            if self.unpack:
-                self.emit(name, 0, 0, "unpacking")
-                chain_id = images.unpack(image, snapshotter=self.snapshotter, platform=self.platform)
-                self.emit(name, 0, 0, "unpacked")
             result = PullResult(
-                image=images.get(name),
+                image=image,
                 via="client",
                 name=name,
                 target=root,
@@ -451,16 +482,57 @@ class _ClientPull:
         self.emit(name, 0, 0, "complete")
         return result
 
+    @contextlib.contextmanager
+    def _lease(self) -> Iterator[None]:
+        """The pull's lease; on failure, what the pull wrote is aborted and collected before returning."""
+        expire = _LEASE_EXPIRE if self.timeout is None else self.timeout + _LEASE_MARGIN
+        lease = self.client.leases.create(
+            expire=expire, labels={"containerd-client/pull": str(self.ref)[:4000]}
+        )
+        token = _rpc.set_lease(self.client._connection, lease.id)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            _rpc.reset_lease(token)
+            if failed:
+                self._abort_writes()
+            try:
+                # Synchronous collection on failure: what only this lease held
+                # (blobs, snapshots) is gone when the error reaches the caller.
+                self.client.leases.delete(lease.id, sync=failed)
+            except ContainerdError:
+                logger.warning("could not delete pull lease %s", lease.id, exc_info=True)
+
+    def _abort_writes(self) -> None:
+        for ref in self.refs:
+            try:
+                self.content.abort(ref)
+            except NotFoundError:
+                pass
+            except ContainerdError:
+                logger.warning("could not abort write %s of a failed pull", ref, exc_info=True)
+
     def _fetch_root(self, root: Descriptor) -> Descriptor:
         """Store the index (if any), the chosen manifest and its blobs; return the manifest."""
         data, media_type = self.registry.fetch_manifest(self.ref, root.digest, root.size)
-        if media_type in _INDEX_TYPES or root.media_type in _INDEX_TYPES:
-            index = _json(data, root.digest)
-            children = [Descriptor.from_oci(m) for m in index.get("manifests") or []]
+        kind = _registry.document_kind(media_type or root.media_type, data, root.digest)
+        if kind == "index":
+            children = _registry.parse_index(data, root.digest)
             manifest_desc = self._select(children)
-            manifest_data, _ = self.registry.fetch_manifest(
+            manifest_data, child_type = self.registry.fetch_manifest(
                 self.ref, manifest_desc.digest, manifest_desc.size
             )
+            if (
+                _registry.document_kind(
+                    child_type or manifest_desc.media_type, manifest_data, manifest_desc.digest
+                )
+                != "manifest"
+            ):
+                raise _registry.InvalidManifestError(
+                    f"{root.digest}: nested indexes are not supported", self.ref.host
+                )
             self._store_manifest(manifest_desc, manifest_data)
             gc = {f"{_GC_CONTENT}.m.{i}": child.digest for i, child in enumerate(children)}
             self._write_small("index", root, data, gc)
@@ -481,12 +553,8 @@ class _ClientPull:
         )
 
     def _store_manifest(self, desc: Descriptor, data: bytes) -> None:
-        manifest = _json(data, desc.digest)
-        config_obj = manifest.get("config")
-        if not isinstance(config_obj, dict):
-            raise _registry.RegistryError(f"{desc.digest}: the manifest has no config", self.ref.host)
-        config = Descriptor.from_oci(config_obj)
-        layers = [Descriptor.from_oci(layer) for layer in manifest.get("layers") or []]
+        # Every descriptor is checked before anything is fetched or written.
+        config, layers = _registry.parse_manifest(data, desc.digest)
         config_data = self.registry.fetch_blob(self.ref.repository, config.digest, config.size)
         self._check_platform(config_data, config.digest)
         self._write_small("config", config, config_data, {})
@@ -503,6 +571,8 @@ class _ClientPull:
 
     def _write_small(self, kind: str, desc: Descriptor, data: bytes, gc: Mapping[str, str]) -> None:
         labels = {**gc, **self.source_label}
+        self.registry.check_deadline(str(self.ref))
+        self.refs.append(_ref_key(kind, desc.digest))
         self.content.write(
             _ref_key(kind, desc.digest),
             data,
@@ -519,6 +589,7 @@ class _ClientPull:
             self.emit(key, layer.size, layer.size, "exists")
             return
         with self.registry.open_blob(self.ref.repository, layer.digest, layer.size) as blob:
+            self.refs.append(key)
             self.content.write(
                 key,
                 self._counted(key, blob, layer.size),
@@ -540,22 +611,17 @@ class _ClientPull:
 
 
 def _config_platform(config_data: bytes, digest: str) -> Platform | None:
-    """The platform an image config names, None when it names none."""
-    config = _json(config_data, digest)
+    """The platform an image config names, None when it names none.
+
+    Raises:
+        InvalidManifestError: The config is not a JSON object.
+    """
+    config = _registry.load_json_object(config_data, f"config {digest}")
     os_name, arch = config.get("os"), config.get("architecture")
     if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
         return None
-    return Platform(os_name, arch, str(config.get("variant") or ""))
-
-
-def _json(data: bytes, digest: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise _registry.RegistryError(f"{digest} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise _registry.RegistryError(f"{digest} is not a JSON object")
-    return doc
+    variant = config.get("variant")
+    return Platform(os_name, arch, variant if isinstance(variant, str) else "")
 
 
 # -- the transfer path ------------------------------------------------------------------
@@ -678,6 +744,7 @@ class _TransferPull:
         # Per host: how often the daemon asked, and whether we had credentials to give.
         self.asks: dict[str, int] = {}
         self.had_credentials: dict[str, bool] = {}
+        self.credentials_error: _registry.CredentialsError | None = None
 
     def _on_auth(self, request: Any) -> Any:
         from containerd_client._pb.containerd.types.transfer import registry_pb2
@@ -692,9 +759,19 @@ class _TransferPull:
                 creds = None
             else:
                 creds = _registry._credentials_for(self.auth, host, self.docker_config)
-        except Exception:
-            # A failing credentials callable must not leave the daemon waiting for an answer.
-            logger.warning("looking up credentials for %s failed; answering anonymously", host, exc_info=True)
+        except _registry.CredentialsError as exc:
+            # A failing credentials callable must not leave the daemon waiting for an
+            # answer; the pull reports it once the daemon gives up. Not logged with
+            # the traceback: the callable's own message may quote a secret.
+            logger.warning("%s; answering anonymously", exc)
+            with self._lock:
+                self.credentials_error = exc
+            creds = None
+        except Exception as exc:
+            # Docker's config or a credential helper failed in a way not foreseen.
+            logger.warning(
+                "looking up credentials for %s failed (%s); answering anonymously", host, type(exc).__name__
+            )
             creds = None
         with self._lock:
             self.asks[host] = self.asks.get(host, 0) + 1
@@ -755,6 +832,9 @@ class _TransferPull:
                 try:
                     self.client.call("transfer", "Transfer", req, timeout=self.timeout)
                 except RPCError as exc:
+                    if self.credentials_error is not None:
+                        # Keeps its cause (what the callable raised); the daemon's error is its context.
+                        raise self.credentials_error  # noqa: B904
                     auth_error = self._auth_error(exc)
                     if auth_error is not None:
                         raise auth_error from exc
