@@ -7,6 +7,7 @@ attaches to an existing one without owning it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -19,6 +20,7 @@ import attrs
 
 from containerd_client import _typeurl
 from containerd_client._ids import validate_id
+from containerd_client.client import OPERATION_LABEL, SESSION_LABEL
 from containerd_client.errors import (
     AlreadyExistsError,
     ClosedError,
@@ -27,6 +29,7 @@ from containerd_client.errors import (
     FailedPreconditionError,
     NotFoundError,
     StatusCode,
+    UnavailableError,
 )
 from containerd_client.tasks import (
     CLEANUP_TIMEOUT,
@@ -637,7 +640,8 @@ def _create_record(
     from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
     bundle = _bundle_for(client, container_id, state_dir)
-    all_labels = {**(labels or {}), BUNDLE_LABEL: bundle}
+    # The session label names the process that made it, for a sweep after a crash.
+    all_labels = {SESSION_LABEL: client.session, **(labels or {}), BUNDLE_LABEL: bundle}
     record = containers_pb2.Container(
         id=container_id,
         labels=all_labels,
@@ -699,12 +703,21 @@ def _create_from_image(
         raise InvalidArgumentError(f"image {img.name}: {exc}") from exc
     spec_doc = _build_spec(client, container_id, spec, [], first=[image_opt])
     snapshots = client.snapshots(snapshotter)
-    with client.lease(expire=600):
+    nbytes = sum(layer.size for layer in images.layers(img, platform))
+    with client.lease(expire=client._operation_expiry(nbytes)) as lease:
+        # This attempt's own snapshot and record carry its lease id, so a
+        # cleanup that runs late (after the daemon came back) removes only
+        # what this attempt made, never a retry's.
+        mine = {SESSION_LABEL: client.session, OPERATION_LABEL: lease.id}
         chain_id = images.unpack(img, snapshotter=snapshotter, platform=platform)
         try:
-            snapshots.prepare(container_id, chain_id)
+            snapshots.prepare(container_id, chain_id, labels=mine)
         except AlreadyExistsError as exc:
             raise ConflictError(f"snapshot {container_id!r} already exists: {exc.message}", exc.code) from exc
+        except UnavailableError:
+            # The daemon may have made it before it went away.
+            _defer_undo_create(client, container_id, snapshotter, lease.id)
+            raise
         try:
             return _create_record(
                 client,
@@ -712,22 +725,56 @@ def _create_from_image(
                 spec_doc,
                 runtime=runtime,
                 runtime_options=runtime_options,
-                labels=labels,
+                labels={**(labels or {}), OPERATION_LABEL: lease.id},
                 image=img.name,
                 snapshotter=snapshotter,
                 snapshot_key=container_id,
                 state_dir=state_dir,
             )
+        except UnavailableError:
+            # Unknown whether the record was made: undo both once the daemon is back.
+            _defer_undo_create(client, container_id, snapshotter, lease.id)
+            raise
         except BaseException:
             try:
                 snapshots.remove(container_id)
             except _NotFound:
                 pass
+            except UnavailableError:
+                _defer_undo_create(client, container_id, snapshotter, lease.id)
             except ContainerdError:
                 logger.warning(
                     "could not remove snapshot %s after a failed create", container_id, exc_info=True
                 )
             raise
+
+
+def _defer_undo_create(client: Client, container_id: str, snapshotter: str, operation: str) -> None:
+    """Once the daemon is back, remove the record and snapshot that this attempt made, if any.
+
+    Only what carries this attempt's :data:`OPERATION_LABEL` goes: a retry of
+    ``create_container`` that ran in between made its own, under another label.
+    """
+    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
+    def undo(view: Client) -> None:
+        try:
+            info = _get_info(view, container_id)
+        except NotFoundError:
+            pass
+        else:
+            if info.labels.get(OPERATION_LABEL) == operation:
+                # Made by the lost Create: it never got a task from this client.
+                with contextlib.suppress(NotFoundError):
+                    view.call("containers", "Delete", containers_pb2.DeleteContainerRequest(id=container_id))
+        snapshots = view.snapshots(snapshotter)
+        try:
+            if snapshots.stat(container_id).labels.get(OPERATION_LABEL) == operation:
+                snapshots.remove(container_id)
+        except NotFoundError:
+            pass
+
+    client._defer(f"undo create of container {container_id}", undo)
 
 
 def load_container(client: Client, container_id: str, *, state_dir: str | None = None) -> Container:
