@@ -533,10 +533,41 @@ class Container:
         except NotFoundError:
             self._deleted = True
             self._remove_bundle()
+        except UnavailableError:
+            self._defer_cleanup()
         except ClosedError:
             logger.warning("client closed before container %s could be deleted", self.id)
         except ContainerdError:
             logger.warning("cleanup of container %s failed", self.id, exc_info=True)
+
+    def _defer_cleanup(self) -> None:
+        """The daemon is away: delete this container (task, snapshot, FIFOs) once it is back.
+
+        Only the very record this object created goes (same creation time), so
+        a container created later under the same id is left alone.
+        """
+        info, bundle = self._info, self._bundle_dir
+        self._deleted = True  # from here on the deferred job owns the deletion
+
+        def delete(view: Client) -> None:
+            try:
+                current = _get_info(view, info.id)
+            except NotFoundError:
+                current = None
+            if current is not None and current.created_at == info.created_at:
+                Container(view, current, owned=True, bundle_dir=bundle).delete(force=True)
+                return
+            if current is None and info.snapshot_key:
+                snapshots = view.snapshots(info.snapshotter)
+                with contextlib.suppress(NotFoundError):
+                    if snapshots.stat(info.snapshot_key).labels.get(OPERATION_LABEL) == info.labels.get(
+                        OPERATION_LABEL, "-"
+                    ):
+                        snapshots.remove(info.snapshot_key)
+            if current is None:
+                Container(view, info, owned=True, bundle_dir=bundle)._remove_bundle()
+
+        self._client._defer(f"delete container {info.id}", delete)
 
 
 def _get_info(client: Client, container_id: str) -> ContainerInfo:

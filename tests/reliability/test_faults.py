@@ -53,18 +53,20 @@ TALLY: dict[str, int] = {"faults": 0, "survived": 0, "exits_lost": 0, "exits_dup
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerdDaemon]:
+def daemon(request: pytest.FixtureRequest) -> Iterator[ContainerdDaemon]:
     d = ContainerdDaemon(bin_dir=os.environ.get("CONTAINERD_BIN_DIR") or None)
     d.start()
     try:
         yield d
     finally:
         d.stop()
-        print(
-            f"\nfaults on containerd {d.version}: survived {TALLY['survived']}/{TALLY['faults']}, "
-            f"exits lost {TALLY['exits_lost']}, duplicated {TALLY['exits_duplicated']}, "
-            f"leaks {TALLY['leaks']}"
+        line = (
+            f"faults on containerd {d.version}: survived {TALLY['survived']}/{TALLY['faults']}, "
+            f"exits lost {TALLY['exits_lost']}, duplicated {TALLY['exits_duplicated']}, leaks {TALLY['leaks']}"
         )
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +136,11 @@ def survived() -> None:
 class Faults:
     """Makes a chosen RPC SIGKILL the daemon just before it is sent; restarts it."""
 
-    def __init__(self, daemon: ContainerdDaemon, client: Client) -> None:
+    def __init__(self, daemon: ContainerdDaemon, client: Client, *, restart: bool = True) -> None:
         self.daemon = daemon
         self.client = client
+        #: Start the daemon again at once (a supervisor); else the test does it.
+        self.restart = restart
         self._real_stub = client._connection.stub
         self._armed: dict[tuple[str, str], int] = {}
         self._restarts: list[threading.Thread] = []
@@ -159,6 +163,8 @@ class Faults:
     def crash(self) -> None:
         self.crashes += 1
         self.daemon.kill(signal.SIGKILL)
+        if not self.restart:
+            return
         restarter = threading.Thread(target=self.daemon.start, name="faults-restart")
         restarter.start()
         self._restarts.append(restarter)
@@ -495,6 +501,27 @@ def test_crash_during_run(env: Env, archive: ImageArchive, method: tuple[str, st
     # The retry reuses the id: the crashed run's container must be gone by then.
     result = env.client.run(env.image, ["sh", "-c", "echo ok; exit 7"], container_id="r1", timeout=BOUND)
     assert (result.exit_code, result.stdout) == (7, b"ok\n")
+    assert leaks(env) == {}
+    survived()
+
+
+def test_daemon_down_through_the_cleanup_of_a_failed_run(env: Env, archive: ImageArchive) -> None:
+    """No supervisor: the daemon stays away while run() cleans up, so the cleanup waits for it."""
+    env.import_image(archive)
+    with Client(
+        env.daemon.address, env.client.namespace_name, timeout=2.0, state_dir=str(env.state_dir)
+    ) as client:
+        faults = Faults(env.daemon, client, restart=False)
+        faults.crash_before("tasks", "Start")
+        with pytest.raises(errors.UnavailableError):
+            client.run(env.image, ["sh", "-c", "exit 7"], container_id="r1")
+        assert client.deferred_cleanups, "the failed cleanup should wait for the daemon"
+        env.daemon.start()
+        client.wait_ready(BOUND)  # seeing the daemon serve again runs the deferred cleanup
+        assert client.deferred_cleanups == []
+        result = client.run(env.image, ["sh", "-c", "echo ok; exit 7"], container_id="r1", timeout=BOUND)
+        assert (result.exit_code, result.stdout) == (7, b"ok\n")
+        assert client.deferred_cleanups == []
     assert leaks(env) == {}
     survived()
 
