@@ -62,11 +62,14 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[ContainerdDaemon]:
         d.stop()
         line = (
             f"faults on containerd {d.version}: survived {TALLY['survived']}/{TALLY['faults']}, "
-            f"exits lost {TALLY['exits_lost']}, duplicated {TALLY['exits_duplicated']}, leaks {TALLY['leaks']}"
+            f"exits lost {TALLY['exits_lost']}, duplicated {TALLY['exits_duplicated']}, "
+            f"leaks {TALLY['leaks']}"
         )
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(line)
+        plugins = request.config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line("\n" + line)
 
 
 @pytest.fixture(scope="module")
