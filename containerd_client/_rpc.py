@@ -383,7 +383,13 @@ class Caller:
             request: The request message.
             timeout: Deadline in seconds; ``None`` waits forever; the default
                 uses the caller's default deadline.
-            idempotent: Whether the call may be retried on UNAVAILABLE.
+            idempotent: Whether the call may be retried on UNAVAILABLE: it
+                then rides out a daemon restart, retrying with backoff until
+                its deadline (see :class:`~containerd_client._retry.RetryPolicy`).
+                Other calls fail at once.
+
+        After a successful call, cleanup that was deferred while the daemon
+        was away runs first (see :class:`DeferredCleanup`).
 
         Raises:
             RPCError: The daemon answered with a non-OK status (the subclass

@@ -3,6 +3,15 @@
 A client owns a gRPC channel. ``client.namespace("x")`` returns a view that
 shares the channel but sends another namespace; closing a view leaves the
 channel open, closing the root client closes it for every view.
+
+When containerd dies mid-operation, cleanup that needs it (deleting the
+operation's lease, removing a snapshot or container it made) is queued on the
+channel and done once the daemon answers again: after the next successful
+call, from :meth:`Client.is_serving` / :meth:`Client.wait_ready`, or at
+:meth:`Client.close`. The SDK's own leases expire on the scale of their
+operation (minutes), and everything it creates carries
+:data:`SESSION_LABEL` (see :func:`session_id`), so a later sweep can tell
+what a dead process left.
 """
 
 from __future__ import annotations
@@ -196,7 +205,9 @@ class Client:
         namespace: Namespace for every call. Defaults to
             ``$CONTAINERD_NAMESPACE``, else ``default``.
         timeout: Default deadline of unary calls, in seconds.
-        retry: How idempotent calls are retried while the daemon is unavailable.
+        retry: How idempotent calls are retried while the daemon is
+            unavailable: by default with backoff until each call's deadline,
+            so a daemon restart is ridden out; other calls fail at once.
         channel_options: Extra gRPC channel options.
         state_dir: Folder for containers' FIFO folders (``<state_dir>/<namespace>/<id>``).
             Defaults to ``$CONTAINERD_CLIENT_STATE_DIR``, else ``/run/containerd-client``
