@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from containerd_client import _rpc
-from containerd_client._retry import RetryPolicy
+from containerd_client._retry import NO_RETRY, RetryPolicy
 from containerd_client.errors import (
     ClosedError,
     ContainerdError,
@@ -398,6 +398,9 @@ class Client:
             # the shared channel stays open until the root's close() has drained.
             view = Client._view(base, namespace)
             view._caller.timeout = _DEFERRED_TIMEOUT
+            # The daemon just answered: a job that meets UNAVAILABLE again
+            # stays queued at once instead of holding up the caller's thread.
+            view._caller.retry = NO_RETRY
             job(view)
 
         self._connection.deferred.add(f"{what} (namespace {namespace})", run)

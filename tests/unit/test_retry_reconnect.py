@@ -301,3 +301,16 @@ def test_session_id_names_this_process() -> None:
     assert host == socket.gethostname()
     with Client("/nonexistent/containerd.sock", "ns") as client:
         assert client.session == value
+
+
+def test_close_with_the_daemon_still_away_does_not_wait_on_retries() -> None:
+    method = Flaky(failures=10**9)
+    stub = FakeStub(Get=method)
+    client = Client("/nonexistent/containerd.sock", "ns", timeout=30.0)  # default retry policy
+    client._connection.stub = lambda name: stub  # type: ignore[method-assign]
+    client._defer("look", lambda c: c.call("containers", "Get", None, idempotent=True))
+    start = time.monotonic()
+    client.close()
+    # One attempt: the job stays for lease expiry instead of retrying for 10-30 s.
+    assert time.monotonic() - start < 2.0
+    assert method.calls == 1
