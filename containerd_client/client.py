@@ -1014,5 +1014,7 @@ class LeaseStore:
         """
         from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
 
-        resp = self._client.call("leases", "ListResources", leases_pb2.ListResourcesRequest(id=lease_id))
+        resp = self._client.call(
+            "leases", "ListResources", leases_pb2.ListResourcesRequest(id=lease_id), idempotent=True
+        )
         return [(r.type, r.id) for r in resp.resources]
