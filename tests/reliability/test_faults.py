@@ -46,7 +46,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Bound for anything that must not hang: a wait, a cleanup, a restart.
 BOUND = 30.0
 
-TALLY: dict[str, int] = {"faults": 0, "survived": 0, "exits_lost": 0, "exits_duplicated": 0, "leaks": 0}
+TALLY: dict[str, int] = {
+    "faults": 0,
+    "survived": 0,
+    "exits": 0,
+    "exits_lost": 0,
+    "exits_duplicated": 0,
+    "leaks": 0,
+}
 
 
 # -- fixtures ----------------------------------------------------------------------
@@ -62,7 +69,8 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[ContainerdDaemon]:
         d.stop()
         line = (
             f"faults on containerd {d.version}: survived {TALLY['survived']}/{TALLY['faults']}, "
-            f"exits lost {TALLY['exits_lost']}, duplicated {TALLY['exits_duplicated']}, "
+            f"exits checked {TALLY['exits']}: lost {TALLY['exits_lost']}, "
+            f"duplicated {TALLY['exits_duplicated']}, "
             f"leaks {TALLY['leaks']}"
         )
         plugins = request.config.pluginmanager
@@ -321,6 +329,7 @@ class ExitCounter:
             self.arrived.wait_for(lambda: all(self.seen[n] for n in self.expected), timeout)
             lost = sum(1 for n in self.expected if not self.seen[n])
             dup = sum(len(self.seen[n]) - 1 for n in self.expected if len(self.seen[n]) > 1)
+        TALLY["exits"] += len(self.expected)
         TALLY["exits_lost"] += lost
         TALLY["exits_duplicated"] += dup
         return lost, dup
