@@ -19,8 +19,10 @@ the end of the module.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -611,9 +613,9 @@ def test_stuck_stdout_consumer_does_not_block_kill_and_delete(env: Env, archive:
 
 CHILD = textwrap.dedent(
     """
+    import os
     import sys
     from containerd_client import Client
-    from containerd_client.client import session_id
 
     address, namespace, image = sys.argv[1:4]
     client = Client(address, namespace)
@@ -627,7 +629,7 @@ CHILD = textwrap.dedent(
             if name != "Create":
                 return real
             def create(*args, **kwargs):
-                print("READY", session_id(), flush=True)
+                print("READY", os.getpid(), flush=True)
                 sys.stdin.read()  # the parent kills us here
             return create
 
@@ -649,12 +651,15 @@ def test_client_killed_mid_create_leaves_labelled_leftovers(env: Env, archive: I
         try:
             assert child.stdout is not None
             line = child.stdout.readline().split()
-            assert line[:1] == ["READY"], line
-            session = line[1]
-            assert session.startswith(f"{child.pid}-")
+            assert line == ["READY", str(child.pid)], line
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait(BOUND)
+    leases = env.client.leases.list()
+    assert len(leases) == 1, leases
+    # "<pid>-<start time>@<host>": a sweep can tell this dead process from a live one.
+    session = leases[0].labels.get(SESSION_LABEL, "")
+    assert re.fullmatch(rf"{child.pid}-[0-9]+@{re.escape(socket.gethostname())}", session), session
     left = leaks(env)
     TALLY["leaks"] -= sum(len(v) for v in left.values())  # expected: they are the sweep's to take
     assert left.get("leases"), "the killed client's lease should still be there"
