@@ -370,7 +370,7 @@ def test_crash_during_import_leaves_nothing_after_the_retry(
 # -- 2. create --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", [("snapshots", "Prepare"), ("containers", "Create")])
+@pytest.mark.parametrize("method", [("snapshots", "Prepare"), ("containers", "Create")], ids="/".join)
 def test_crash_during_create_from_image(env: Env, archive: ImageArchive, method: tuple[str, str]) -> None:
     env.import_image(archive)
     env.faults.crash_before(*method)
@@ -441,7 +441,7 @@ def test_crash_during_exec(env: Env, archive: ImageArchive) -> None:
 # -- 5. delete --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", [("tasks", "Delete"), ("containers", "Delete")])
+@pytest.mark.parametrize("method", [("tasks", "Delete"), ("containers", "Delete")], ids="/".join)
 def test_crash_during_delete(env: Env, archive: ImageArchive, method: tuple[str, str]) -> None:
     env.import_image(archive)
     c = env.client.create_container("c1", image=env.image, args=["sh", "-c", "exit 6"])
@@ -500,7 +500,7 @@ def test_crash_during_pull(env: Env, registry_ref: str) -> None:
 # -- 7. run -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", [("tasks", "Create"), ("tasks", "Start")])
+@pytest.mark.parametrize("method", [("tasks", "Create"), ("tasks", "Start")], ids="/".join)
 def test_crash_during_run(env: Env, archive: ImageArchive, method: tuple[str, str]) -> None:
     env.import_image(archive)
     env.faults.crash_before(*method)
