@@ -1,8 +1,12 @@
 """The SDK's retry policy; tenacity stays behind it.
 
 Only idempotent calls are retried, and only on UNAVAILABLE (the daemon is
-restarting or the socket is not there yet). tenacity is imported on the first
-retry, never on the success path, so it costs nothing at import or per call.
+restarting or the socket is not there yet). Such a call keeps trying, with
+capped exponential backoff, until its own deadline: a daemon restart (which
+takes a second or two before the channel reconnects) is ridden out, and a
+daemon that stays away still surfaces as ``UnavailableError`` once the
+deadline is spent. tenacity is imported on the first retry, never on the
+success path, so it costs nothing at import or per call.
 """
 
 from __future__ import annotations
@@ -25,42 +29,82 @@ class RetryPolicy:
     """How idempotent calls are retried.
 
     Attributes:
-        attempts: Total attempts, the first included; 1 disables retries.
+        attempts: Most attempts, the first included; 1 disables retries.
+            With ``reconnect``, calls that have a deadline are bounded by
+            that deadline instead.
         initial: First backoff in seconds.
         maximum: Largest backoff in seconds.
         jitter: Random extra backoff in seconds, to spread reconnect storms.
         codes: Status codes that are worth another attempt.
+        reconnect: Keep retrying until the call's deadline (a daemon
+            restart takes seconds), not just ``attempts`` times.
+        sleep: How to wait between attempts (tests inject a fake).
     """
 
     attempts: int = 4
     initial: float = 0.05
-    maximum: float = 1.0
+    maximum: float = 0.5
     jitter: float = 0.05
     codes: frozenset[StatusCode] = frozenset({StatusCode.UNAVAILABLE})
+    reconnect: bool = True
+    sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
 
     def should_retry(self, exc: BaseException) -> bool:
         """Tell whether ``exc`` is one of the retryable statuses."""
         return isinstance(exc, RPCError) and exc.code in self.codes
 
-    def call(self, fn: Callable[[], T], first_error: RPCError) -> T:
+    def call(
+        self, fn: Callable[[float | None], T], first_error: RPCError, deadline: float | None = None
+    ) -> T:
         """Retry ``fn`` after its first attempt failed with ``first_error``.
 
+        Args:
+            fn: One attempt; it gets the seconds left before ``deadline``
+                (``None`` without one) to use as that attempt's own timeout.
+            first_error: What the first attempt raised.
+            deadline: ``time.monotonic()`` value after which no attempt
+                starts; ``None`` for calls without a deadline (then
+                ``attempts`` alone bounds the retries).
+
         Raises:
-            RPCError: The last error once attempts run out, unchanged.
+            RPCError: The last error once attempts or time run out, unchanged.
         """
         if self.attempts <= 1 or not self.should_retry(first_error):
             raise first_error
         import tenacity as _t
 
-        time.sleep(self.initial)  # the first attempt already failed: back off before the next
+        attempts = 0 if self.reconnect and deadline is not None else self.attempts
+
+        def remaining() -> float | None:
+            return None if deadline is None else deadline - time.monotonic()
+
+        def out_of_time(state: _t.RetryCallState) -> bool:
+            if attempts and state.attempt_number >= attempts - 1:
+                return True
+            left = remaining()
+            # The next wait would end past the deadline: give up now with the
+            # real error rather than a DEADLINE_EXCEEDED of our own making.
+            return left is not None and left <= min(self.maximum, self.initial * 2**state.attempt_number)
+
+        def attempt() -> T:
+            left = remaining()
+            if left is not None and left <= 0:
+                raise first_error
+            return fn(left)
+
+        left = remaining()
+        if left is not None and left <= self.initial:
+            raise first_error
+        self.sleep(self.initial)  # the first attempt already failed: back off before the next
         retrying = _t.Retrying(
-            stop=_t.stop_after_attempt(self.attempts - 1),
+            stop=out_of_time,
             wait=_t.wait_exponential(multiplier=self.initial, max=self.maximum)
             + _t.wait_random(0, self.jitter),
             retry=_t.retry_if_exception(self.should_retry),
+            sleep=self.sleep,
             reraise=True,
         )
-        return retrying(fn)
+        return retrying(attempt)
 
 
 #: A policy that never retries; tests inject it to keep failures immediate.

@@ -9,8 +9,10 @@ default deadline, and retries idempotent calls through the SDK's
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import importlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from containerd_client.errors import (
     ContainerdError,
     RPCError,
     StatusCode,
+    UnavailableError,
     error_for_status,
 )
 
@@ -53,10 +56,13 @@ __all__ = [
     "NAMESPACE_HEADER",
     "Caller",
     "Connection",
+    "DeferredCleanup",
     "Pending",
     "Services",
     "map_rpc_error",
 ]
+
+logger = logging.getLogger(__name__)
 
 NAMESPACE_HEADER = "containerd-namespace"
 LEASE_HEADER = "containerd-lease"
@@ -66,6 +72,9 @@ MAX_MESSAGE_BYTES = 16 << 20
 #: Deadline of a unary call when the caller gives none. Long enough for a
 #: loaded daemon creating a task, short enough that a wedged daemon surfaces.
 DEFAULT_TIMEOUT = 60.0
+#: Cleanup jobs kept for a daemon that is away; past this the oldest is
+#: dropped (its lease still expires by itself).
+MAX_DEFERRED = 256
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -124,12 +133,20 @@ class Connection:
             # out of the way of ours.
             ("grpc.enable_http_proxy", 0),
             ("grpc.enable_retries", 0),
+            # grpc's reconnect backoff (1 s growing to 120 s) is made for
+            # remote servers; a local daemon that restarts in well under a
+            # second should be found again at once, for retried calls to see it.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         opts.extend(options or ())
         self.channel = grpc.insecure_channel(target, options=opts)
         self._stubs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: Cleanup that failed because the daemon was away, retried once it answers.
+        self.deferred = DeferredCleanup()
 
     @property
     def closed(self) -> bool:
@@ -159,6 +176,84 @@ class Connection:
             self._closed = True
             self._stubs.clear()
         self.channel.close()
+
+
+class DeferredCleanup:
+    """Cleanup jobs that failed with UNAVAILABLE, run again once the daemon answers.
+
+    A job is a callable that undoes what a failed operation left (delete its
+    lease, remove its snapshot); it must be safe to run late and more than
+    once (NOT_FOUND counts as done). :meth:`drain` runs after the next
+    successful call on the connection, from ``Client.is_serving`` and at
+    ``close()``: a job that fails with UNAVAILABLE again stays queued, one
+    that fails otherwise is logged and dropped. No thread of its own: the
+    drain runs in the thread whose call just succeeded, one drain at a time.
+
+    Its truth value says whether jobs wait (the only cost on a call's
+    success path).
+    """
+
+    def __init__(self, limit: int = MAX_DEFERRED) -> None:
+        self._jobs: collections.deque[tuple[str, Callable[[], None]]] = collections.deque()
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._draining = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._jobs)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def describe(self) -> list[str]:
+        """What waits, in order (for logs and tests)."""
+        with self._lock:
+            return [what for what, _ in self._jobs]
+
+    def add(self, what: str, job: Callable[[], None]) -> None:
+        """Queue ``job`` (described by ``what``); the oldest is dropped past the limit."""
+        with self._lock:
+            if len(self._jobs) >= self._limit:
+                dropped, _ = self._jobs.popleft()
+                logger.warning("too many deferred cleanups; dropping %s", dropped)
+            self._jobs.append((what, job))
+        logger.info("containerd unavailable; will retry cleanup later: %s", what)
+
+    def drain(self) -> int:
+        """Run the queued jobs once each; return how many are still queued.
+
+        A drain already running (in any thread, or further up this one's
+        stack) makes this a no-op.
+        """
+        if not self._draining.acquire(blocking=False):
+            return len(self._jobs)
+        try:
+            # Run outside any lease the caller has active: cleanup belongs to no operation.
+            return contextvars.Context().run(self._drain)
+        finally:
+            self._draining.release()
+
+    def _drain(self) -> int:
+        with self._lock:
+            pending = len(self._jobs)
+        for _ in range(pending):
+            with self._lock:
+                if not self._jobs:
+                    break
+                what, job = self._jobs.popleft()
+            try:
+                job()
+            except UnavailableError:
+                with self._lock:
+                    self._jobs.appendleft((what, job))
+                break  # still away: keep the rest for the next drain
+            except ClosedError:
+                logger.warning("client closed before deferred cleanup ran: %s", what)
+            except ContainerdError:
+                logger.warning("deferred cleanup failed: %s", what, exc_info=True)
+            else:
+                logger.debug("deferred cleanup done: %s", what)
+        return len(self._jobs)
 
 
 class Services:
@@ -290,7 +385,13 @@ class Caller:
             request: The request message.
             timeout: Deadline in seconds; ``None`` waits forever; the default
                 uses the caller's default deadline.
-            idempotent: Whether the call may be retried on UNAVAILABLE.
+            idempotent: Whether the call may be retried on UNAVAILABLE: it
+                then rides out a daemon restart, retrying with backoff until
+                its deadline (see :class:`~containerd_client._retry.RetryPolicy`).
+                Other calls fail at once.
+
+        After a successful call, cleanup that was deferred while the daemon
+        was away runs first (see :class:`DeferredCleanup`).
 
         Raises:
             RPCError: The daemon answered with a non-OK status (the subclass
@@ -298,22 +399,32 @@ class Caller:
             ClosedError: The client was closed.
         """
         fn = getattr(self.connection.stub(service), method)
-        deadline = self.timeout if timeout is not None and timeout < 0 else timeout
+        timeout = self.timeout if timeout is not None and timeout < 0 else timeout
         metadata = self.metadata
+        started = time.monotonic()
         try:
-            return fn(request, timeout=deadline, metadata=metadata)
+            resp = fn(request, timeout=timeout, metadata=metadata)
         except grpc.RpcError as exc:
             err = self._error(exc)
             if not idempotent:
                 raise err from exc
+        else:
+            if self.connection.deferred:
+                self.connection.deferred.drain()
+            return resp
+        # The first attempt's time counts: retries end at the call's deadline.
+        deadline = None if timeout is None else started + timeout
 
-        def again() -> Any:
+        def again(left: float | None) -> Any:
             try:
-                return fn(request, timeout=deadline, metadata=metadata)
+                return fn(request, timeout=left, metadata=metadata)
             except grpc.RpcError as exc2:
                 raise self._error(exc2) from exc2
 
-        return self.retry.call(again, err)
+        resp = self.retry.call(again, err, deadline)
+        if self.connection.deferred:
+            self.connection.deferred.drain()
+        return resp
 
     def _error(self, exc: grpc.RpcError) -> RPCError:
         if self.connection.closed:

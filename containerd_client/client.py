@@ -3,6 +3,15 @@
 A client owns a gRPC channel. ``client.namespace("x")`` returns a view that
 shares the channel but sends another namespace; closing a view leaves the
 channel open, closing the root client closes it for every view.
+
+When containerd dies mid-operation, cleanup that needs it (deleting the
+operation's lease, removing a snapshot or container it made) is queued on the
+channel and done once the daemon answers again: after the next successful
+call, from :meth:`Client.is_serving` / :meth:`Client.wait_ready`, or at
+:meth:`Client.close`. The SDK's own leases expire on the scale of their
+operation (minutes), and everything it creates carries
+:data:`SESSION_LABEL` (see :func:`session_id`), so a later sweep can tell
+what a dead process left.
 """
 
 from __future__ import annotations
@@ -13,16 +22,17 @@ import datetime as _dt
 import enum
 import logging
 import os
+import socket as _socket
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
 from containerd_client import _rpc
-from containerd_client._retry import RetryPolicy
+from containerd_client._retry import NO_RETRY, RetryPolicy
 from containerd_client.errors import (
     ClosedError,
     ContainerdError,
@@ -30,6 +40,7 @@ from containerd_client.errors import (
     NotFoundError,
     RPCError,
     StatusCode,
+    UnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -61,8 +72,50 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "default"
-#: Label put on leases the SDK creates, naming the client session that made them.
+#: Label on what the SDK creates (leases, containers, the snapshots it
+#: prepares), naming the process that made them: see :func:`session_id`.
 SESSION_LABEL = "containerd-client/session"
+#: Label tying what one operation created to that operation (its lease id), so
+#: a cleanup that runs late removes only what that very attempt made.
+OPERATION_LABEL = "containerd-client/operation"
+# Lease expiry of the SDK's own multi-step operations: what the steps' own
+# deadlines add up to, never a day. The floor covers the small calls; the
+# rate is the slowest layer throughput the SDK's own deadlines accept
+# (``Diff.Apply`` gets 120 s + 1 s per 8 MiB).
+_LEASE_FLOOR = 300.0
+_LEASE_BYTES_PER_SECOND = float(8 << 20)
+# Deadline of each call a deferred cleanup makes: it runs on someone else's call.
+_DEFERRED_TIMEOUT = 10.0
+
+# (pid, session) of this process; a list so a fork's child recomputes without `global`.
+_session_cache: list[tuple[int, str]] = []
+
+
+def session_id() -> str:
+    """This process's session: ``"<pid>-<start time>@<hostname>"``.
+
+    Written as :data:`SESSION_LABEL` on what the SDK creates, so that a sweep
+    can find the leftovers of a process that died mid-operation and tell a
+    dead process from a live one (the pid alone may be reused; pid and start
+    time in clock ticks since boot, as ``/proc/<pid>/stat`` gives them, are
+    not). Computed once per process (again after a fork).
+    """
+    pid = os.getpid()
+    if _session_cache and _session_cache[0][0] == pid:
+        return _session_cache[0][1]
+    value = f"{pid}-{_process_start(pid)}@{_socket.gethostname()}"
+    _session_cache[:] = [(pid, value)]
+    return value
+
+
+def _process_start(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        # Field 22 (starttime); the command name before it may hold spaces.
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
 
 
 @attrs.frozen
@@ -152,7 +205,9 @@ class Client:
         namespace: Namespace for every call. Defaults to
             ``$CONTAINERD_NAMESPACE``, else ``default``.
         timeout: Default deadline of unary calls, in seconds.
-        retry: How idempotent calls are retried while the daemon is unavailable.
+        retry: How idempotent calls are retried while the daemon is
+            unavailable: by default with backoff until each call's deadline,
+            so a daemon restart is ridden out; other calls fail at once.
         channel_options: Extra gRPC channel options.
         state_dir: Folder for containers' FIFO folders (``<state_dir>/<namespace>/<id>``).
             Defaults to ``$CONTAINERD_CLIENT_STATE_DIR``, else ``/run/containerd-client``
@@ -192,7 +247,6 @@ class Client:
         self._root: Client | None = None
         self._state = _State.OPEN
         self._lock = threading.Lock()
-        self._session = uuid.uuid4().hex[:12]
         self._state_dir = state_dir
         # Live task/exec objects of this client (and its views), for the event
         # dispatcher: exits complete their waits, reconciliation asks about them.
@@ -217,7 +271,6 @@ class Client:
         view._root = root._root or root
         view._state = _State.OPEN
         view._lock = threading.Lock()
-        view._session = root._session
         view._state_dir = root._state_dir
         return view
 
@@ -285,8 +338,8 @@ class Client:
 
     @property
     def session(self) -> str:
-        """A short id for this client, written on the leases it creates."""
-        return self._session
+        """This process's :func:`session_id`, labelled on what this client creates."""
+        return session_id()
 
     @property
     def services(self) -> _rpc.Services:
@@ -332,7 +385,46 @@ class Client:
         dispatcher = self._dispatcher
         if dispatcher is not None:
             dispatcher.close(timeout)
+        deferred = self._connection.deferred
+        if deferred and deferred.drain():
+            logger.warning(
+                "containerd is unavailable; cleanup left to lease expiry: %s", "; ".join(deferred.describe())
+            )
         self._connection.close()
+
+    # -- deferred cleanup ---------------------------------------------------------
+
+    def _defer(self, what: str, job: Callable[[Client], None]) -> None:
+        """Queue cleanup that failed because the daemon was away (see ``_rpc.DeferredCleanup``).
+
+        ``job`` gets a client for this namespace with a short deadline; it
+        runs after the next successful call, from :meth:`is_serving` and at
+        :meth:`close`, and must be safe to run late and twice.
+        """
+        base = self._base
+        namespace = self.namespace_name
+
+        def run() -> None:
+            # A fresh view: the one that queued the job may be closed by now;
+            # the shared channel stays open until the root's close() has drained.
+            view = Client._view(base, namespace)
+            view._caller.timeout = _DEFERRED_TIMEOUT
+            # The daemon just answered: a job that meets UNAVAILABLE again
+            # stays queued at once instead of holding up the caller's thread.
+            view._caller.retry = NO_RETRY
+            job(view)
+
+        self._connection.deferred.add(f"{what} (namespace {namespace})", run)
+
+    @property
+    def deferred_cleanups(self) -> builtins.list[str]:
+        """Cleanup still waiting for the daemon to come back (see :meth:`lease`)."""
+        return self._connection.deferred.describe()
+
+    def _operation_expiry(self, nbytes: int = 0) -> float:
+        """Lease expiry for an SDK operation moving ``nbytes``: its deadlines added up."""
+        timeout = self._caller.timeout or _rpc.DEFAULT_TIMEOUT
+        return max(_LEASE_FLOOR, 3 * timeout) + nbytes / _LEASE_BYTES_PER_SECOND
 
     def __enter__(self) -> Self:
         self._check_open()
@@ -441,7 +533,10 @@ class Client:
             resp = self._caller.call("health", "Check", health_pb2.HealthCheckRequest(), timeout=timeout)
         except RPCError:
             return False
-        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+        serving = bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+        if serving and self._connection.deferred:
+            self._connection.deferred.drain()
+        return serving
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the daemon is serving, backing off between checks.
@@ -518,7 +613,12 @@ class Client:
             InvalidIdError: ``lease_id`` breaks containerd's identifier rules.
             InvalidTimeoutError: ``expire`` is not a positive, finite duration.
             RPCError: Creating the lease failed. Deleting it at the end is
-                best effort: a failure is logged, never raised over another error.
+                best effort: a failure is logged, never raised over another
+                error. When the daemon is unavailable (it crashed mid-block),
+                the deletion is queued and done once the daemon answers again
+                (after the next successful call, :meth:`is_serving` or
+                :meth:`close`; see :attr:`deferred_cleanups`), so a retry of
+                the operation does not find this attempt's leftovers.
         """
         lease = self.leases.create(lease_id=lease_id, expire=expire, labels=labels)
         token = _rpc.set_lease(self._connection, lease.id)
@@ -526,10 +626,21 @@ class Client:
             yield lease
         finally:
             _rpc.reset_lease(token)
-            try:
-                self.leases.delete(lease.id, sync=sync_delete)
-            except ContainerdError:
-                logger.warning("could not delete lease %s", lease.id, exc_info=True)
+            self._delete_lease(lease.id, sync_delete)
+
+    def _delete_lease(self, lease_id: str, sync: bool) -> None:
+        try:
+            self.leases.delete(lease_id, sync=sync, missing_ok=True)
+        except UnavailableError:
+            # sync: what only this lease held is collected before the job
+            # counts as done, so a retry that runs after it finds nothing.
+            self._defer(
+                f"delete lease {lease_id}", lambda c: c.leases.delete(lease_id, sync=True, missing_ok=True)
+            )
+        except ClosedError:
+            logger.warning("client closed before lease %s could be deleted", lease_id)
+        except ContainerdError:
+            logger.warning("could not delete lease %s", lease_id, exc_info=True)
 
     # -- content, snapshots, images ---------------------------------------------
 
@@ -930,5 +1041,7 @@ class LeaseStore:
         """
         from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
 
-        resp = self._client.call("leases", "ListResources", leases_pb2.ListResourcesRequest(id=lease_id))
+        resp = self._client.call(
+            "leases", "ListResources", leases_pb2.ListResourcesRequest(id=lease_id), idempotent=True
+        )
         return [(r.type, r.id) for r in resp.resources]

@@ -7,6 +7,7 @@ attaches to an existing one without owning it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -19,6 +20,7 @@ import attrs
 
 from containerd_client import _typeurl
 from containerd_client._ids import validate_id
+from containerd_client.client import OPERATION_LABEL, SESSION_LABEL
 from containerd_client.errors import (
     AlreadyExistsError,
     ClosedError,
@@ -27,6 +29,7 @@ from containerd_client.errors import (
     FailedPreconditionError,
     NotFoundError,
     StatusCode,
+    UnavailableError,
 )
 from containerd_client.tasks import (
     CLEANUP_TIMEOUT,
@@ -641,10 +644,41 @@ class Container:
         except NotFoundError:
             self._deleted = True
             self._remove_bundle()
+        except UnavailableError:
+            self._defer_cleanup()
         except ClosedError:
             logger.warning("client closed before container %s could be deleted", self.id)
         except ContainerdError:
             logger.warning("cleanup of container %s failed", self.id, exc_info=True)
+
+    def _defer_cleanup(self) -> None:
+        """The daemon is away: delete this container (task, snapshot, FIFOs) once it is back.
+
+        Only the very record this object created goes (same creation time), so
+        a container created later under the same id is left alone.
+        """
+        info, state_root = self._info, self._state_root
+        self._deleted = True  # from here on the deferred job owns the deletion
+
+        def delete(view: Client) -> None:
+            try:
+                current = _get_info(view, info.id)
+            except NotFoundError:
+                current = None
+            if current is not None and current.created_at == info.created_at:
+                Container(view, current, owned=True, state_root=state_root).delete(force=True)
+                return
+            if current is None and info.snapshot_key:
+                snapshots = view.snapshots(info.snapshotter)
+                with contextlib.suppress(NotFoundError):
+                    if snapshots.stat(info.snapshot_key).labels.get(OPERATION_LABEL) == info.labels.get(
+                        OPERATION_LABEL, "-"
+                    ):
+                        snapshots.remove(info.snapshot_key)
+            if current is None:
+                Container(view, info, owned=True, state_root=state_root)._remove_bundle()
+
+        self._client._defer(f"delete container {info.id}", delete)
 
 
 def _get_info(client: Client, container_id: str) -> ContainerInfo:
@@ -748,7 +782,8 @@ def _create_record(
 
     root = _state_root(state_dir)
     bundle = os.path.join(root, client.namespace_name, container_id)
-    all_labels = {**(labels or {}), BUNDLE_LABEL: bundle}
+    # The session label names the process that made it, for a sweep after a crash.
+    all_labels = {SESSION_LABEL: client.session, **(labels or {}), BUNDLE_LABEL: bundle}
     record = containers_pb2.Container(
         id=container_id,
         labels=all_labels,
@@ -810,12 +845,21 @@ def _create_from_image(
         raise InvalidArgumentError(f"image {img.name}: {exc}") from exc
     spec_doc = _build_spec(client, container_id, spec, [], first=[image_opt])
     snapshots = client.snapshots(snapshotter)
-    with client.lease(expire=600):
+    nbytes = sum(layer.size for layer in images.layers(img, platform))
+    with client.lease(expire=client._operation_expiry(nbytes)) as lease:
+        # This attempt's own snapshot and record carry its lease id, so a
+        # cleanup that runs late (after the daemon came back) removes only
+        # what this attempt made, never a retry's.
+        mine = {SESSION_LABEL: client.session, OPERATION_LABEL: lease.id}
         chain_id = images.unpack(img, snapshotter=snapshotter, platform=platform)
         try:
-            snapshots.prepare(container_id, chain_id)
+            snapshots.prepare(container_id, chain_id, labels=mine)
         except AlreadyExistsError as exc:
             raise ConflictError(f"snapshot {container_id!r} already exists: {exc.message}", exc.code) from exc
+        except UnavailableError:
+            # The daemon may have made it before it went away.
+            _defer_undo_create(client, container_id, snapshotter, lease.id)
+            raise
         try:
             return _create_record(
                 client,
@@ -823,22 +867,56 @@ def _create_from_image(
                 spec_doc,
                 runtime=runtime,
                 runtime_options=runtime_options,
-                labels=labels,
+                labels={**(labels or {}), OPERATION_LABEL: lease.id},
                 image=img.name,
                 snapshotter=snapshotter,
                 snapshot_key=container_id,
                 state_dir=state_dir,
             )
+        except UnavailableError:
+            # Unknown whether the record was made: undo both once the daemon is back.
+            _defer_undo_create(client, container_id, snapshotter, lease.id)
+            raise
         except BaseException:
             try:
                 snapshots.remove(container_id)
             except _NotFound:
                 pass
+            except UnavailableError:
+                _defer_undo_create(client, container_id, snapshotter, lease.id)
             except ContainerdError:
                 logger.warning(
                     "could not remove snapshot %s after a failed create", container_id, exc_info=True
                 )
             raise
+
+
+def _defer_undo_create(client: Client, container_id: str, snapshotter: str, operation: str) -> None:
+    """Once the daemon is back, remove the record and snapshot that this attempt made, if any.
+
+    Only what carries this attempt's :data:`OPERATION_LABEL` goes: a retry of
+    ``create_container`` that ran in between made its own, under another label.
+    """
+    from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+
+    def undo(view: Client) -> None:
+        try:
+            info = _get_info(view, container_id)
+        except NotFoundError:
+            pass
+        else:
+            if info.labels.get(OPERATION_LABEL) == operation:
+                # Made by the lost Create: it never got a task from this client.
+                with contextlib.suppress(NotFoundError):
+                    view.call("containers", "Delete", containers_pb2.DeleteContainerRequest(id=container_id))
+        snapshots = view.snapshots(snapshotter)
+        try:
+            if snapshots.stat(container_id).labels.get(OPERATION_LABEL) == operation:
+                snapshots.remove(container_id)
+        except NotFoundError:
+            pass
+
+    client._defer(f"undo create of container {container_id}", undo)
 
 
 def load_container(client: Client, container_id: str, *, state_dir: str | None = None) -> Container:

@@ -73,7 +73,7 @@ from containerd_client.content import (
     Platform,
     _ts,
 )
-from containerd_client.errors import AlreadyExistsError, ContainerdError, NotFoundError
+from containerd_client.errors import AlreadyExistsError, ContainerdError, NotFoundError, UnavailableError
 from containerd_client.snapshots import DEFAULT_SNAPSHOTTER, SnapshotStore
 
 if TYPE_CHECKING:
@@ -129,9 +129,6 @@ _INDEX_TYPES = frozenset({MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_MANIFEST_LIST}
 _MANIFEST_TYPES = frozenset({MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST})
 _GC_SNAPSHOT_LABEL = "containerd.io/gc.ref.snapshot."
 _UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
-# A lease outlives any sane import; containerd drops it by itself if this
-# process dies half-way (as the Go client's 24 h default does).
-_LEASE_EXPIRE = 24 * 3600.0
 # Indexes, manifests and configs are small; anything bigger is not one.
 _JSON_CACHE_SIZE = 256
 _MAX_JSON = 16 << 20
@@ -685,14 +682,26 @@ class ImageStore:
 
     # -- unpack --------------------------------------------------------------------
 
+    def _lease_id(self) -> str:
+        """The lease active for this client's calls in this context, or ``""``."""
+        return next((value for key, value in self._client.metadata if key == _rpc.LEASE_HEADER), "")
+
     @contextlib.contextmanager
-    def _leased(self, *, sync: bool = False) -> Iterator[None]:
-        """Run the block in the caller's lease if one is active, else in a new one."""
-        if any(key == _rpc.LEASE_HEADER for key, _ in self._client.metadata):
-            yield
+    def _leased(self, *, sync: bool = False, nbytes: int = 0) -> Iterator[str]:
+        """Run the block in the caller's lease if one is active, else in a new one; yield its id.
+
+        A new lease expires on the scale of the operation moving ``nbytes``
+        (its steps' deadlines added up), not a day: if this process dies
+        half-way, containerd collects what the attempt left soon after. If
+        the daemon dies half-way, the lease's deletion is retried once it is
+        back (see ``Client.lease``).
+        """
+        active = self._lease_id()
+        if active:
+            yield active
             return
-        with self._client.lease(expire=_LEASE_EXPIRE, sync_delete=sync):
-            yield
+        with self._client.lease(expire=self._client._operation_expiry(nbytes), sync_delete=sync) as lease:
+            yield lease.id
 
     def unpack(
         self, image: ImageRef, *, snapshotter: str = DEFAULT_SNAPSHOTTER, platform: PlatformLike = None
@@ -714,8 +723,10 @@ class ImageStore:
             RPCError: A call failed.
         """
         target = self._target(image)
-        with self._leased():
-            return self._unpack(target, snapshotter, _platform(platform))
+        want = _platform(platform)
+        nbytes = 0 if self._lease_id() else sum(layer.size for layer in self.layers(target, want))
+        with self._leased(nbytes=nbytes):
+            return self._unpack(target, snapshotter, want)
 
     def _unpack(self, target: Descriptor, snapshotter: str, platform: Platform | None) -> str:
         mdesc, manifest = self._resolve(target, platform)
@@ -750,11 +761,17 @@ class ImageStore:
         self, snapshots: SnapshotStore, layer: Descriptor, diff_id: str, chain_id: str, parent: str
     ) -> None:
         from containerd_client._pb.containerd.services.diff.v1 import diff_pb2
+        from containerd_client.client import SESSION_LABEL
 
         # A unique key: two unpacks of the same image must not share an active snapshot.
         key = f"extract-{uuid.uuid4().hex[:16]} {chain_id}"
-        mounts = snapshots.prepare(key, parent)
         committed = False
+        try:
+            mounts = snapshots.prepare(key, parent, labels={SESSION_LABEL: self._client.session})
+        except UnavailableError:
+            # The daemon may have made it before it went away.
+            self._defer_remove(snapshots, key)
+            raise
         try:
             req = diff_pb2.ApplyRequest(diff=layer.to_proto(), mounts=[m.to_proto() for m in mounts])
             # Applying streams the whole layer through the daemon: give big
@@ -774,8 +791,20 @@ class ImageStore:
             if not committed:
                 try:
                     snapshots.remove(key)
+                except UnavailableError:
+                    self._defer_remove(snapshots, key)
                 except ContainerdError:
                     logger.debug("could not remove snapshot %s", key, exc_info=True)
+
+    def _defer_remove(self, snapshots: SnapshotStore, key: str) -> None:
+        """Remove the (randomly named) snapshot ``key`` once the daemon is back."""
+        name = snapshots.snapshotter
+
+        def remove(client: Client) -> None:
+            with contextlib.suppress(NotFoundError):
+                SnapshotStore(client, name).remove(key)
+
+        self._client._defer(f"remove snapshot {name}/{key}", remove)
 
     # -- import --------------------------------------------------------------------
 
@@ -850,7 +879,8 @@ class ImageStore:
             else:
                 raise ArchiveError("not an image archive: no index.json or manifest.json")
             named = _name_entries(plan, name)
-            with self._leased(sync=True):
+            nbytes = sum(blob.desc.size for blob in plan.blobs.values())
+            with self._leased(sync=True, nbytes=2 * nbytes if unpack else nbytes):
                 for blob in plan.blobs.values():
                     self._import_blob(arc, blob)
                 if unpack:
