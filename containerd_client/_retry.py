@@ -1,12 +1,16 @@
 """The SDK's retry policy; tenacity stays behind it.
 
 Only idempotent calls are retried, and only on UNAVAILABLE (the daemon is
-restarting or the socket is not there yet). Such a call keeps trying, with
-capped exponential backoff, until its own deadline: a daemon restart (which
-takes a second or two before the channel reconnects) is ridden out, and a
-daemon that stays away still surfaces as ``UnavailableError`` once the
-deadline is spent. tenacity is imported on the first retry, never on the
-success path, so it costs nothing at import or per call.
+restarting or the socket is not there yet). Once the client has talked to
+the daemon, such a call keeps trying, with capped exponential backoff, until
+its own deadline or the reconnect window (15 s) ends, whichever is first: a
+daemon restart (which takes a second or two before the channel reconnects)
+is ridden out, and a daemon that stays away still surfaces as
+``UnavailableError``. A client that never reached its daemon (a wrong
+address, no daemon yet) fails after ``attempts`` quick tries instead, so the
+commonest first-day mistake is reported at once, not after the deadline.
+tenacity is imported on the first retry, never on the success path, so it
+costs nothing at import or per call.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ class RetryPolicy:
         maximum: Largest backoff in seconds.
         jitter: Random extra backoff in seconds, to spread reconnect storms.
         codes: Status codes that are worth another attempt.
-        reconnect: Keep retrying until the call's deadline (a daemon
-            restart takes seconds), not just ``attempts`` times.
+        reconnect: Keep retrying until the call's deadline or ``window``
+            (a daemon restart takes seconds), not just ``attempts`` times,
+            once the daemon has answered this client before.
+        window: Longest time, in seconds from the first failure, spent
+            riding out a reconnect.
         sleep: How to wait between attempts (tests inject a fake).
     """
 
@@ -47,6 +54,7 @@ class RetryPolicy:
     jitter: float = 0.05
     codes: frozenset[StatusCode] = frozenset({StatusCode.UNAVAILABLE})
     reconnect: bool = True
+    window: float = 15.0
     sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
 
     def should_retry(self, exc: BaseException) -> bool:
@@ -54,7 +62,12 @@ class RetryPolicy:
         return isinstance(exc, RPCError) and exc.code in self.codes
 
     def call(
-        self, fn: Callable[[float | None], T], first_error: RPCError, deadline: float | None = None
+        self,
+        fn: Callable[[float | None], T],
+        first_error: RPCError,
+        deadline: float | None = None,
+        *,
+        reconnecting: bool = True,
     ) -> T:
         """Retry ``fn`` after its first attempt failed with ``first_error``.
 
@@ -65,6 +78,9 @@ class RetryPolicy:
             deadline: ``time.monotonic()`` value after which no attempt
                 starts; ``None`` for calls without a deadline (then
                 ``attempts`` alone bounds the retries).
+            reconnecting: Whether the daemon answered this client before, so
+                an UNAVAILABLE means it is coming back; without that only
+                ``attempts`` tries are made.
 
         Raises:
             RPCError: The last error once attempts or time run out, unchanged.
@@ -73,7 +89,10 @@ class RetryPolicy:
             raise first_error
         import tenacity as _t
 
-        attempts = 0 if self.reconnect and deadline is not None else self.attempts
+        ride_out = self.reconnect and reconnecting and deadline is not None
+        attempts = 0 if ride_out else self.attempts
+        if ride_out and deadline is not None:
+            deadline = min(deadline, time.monotonic() + self.window)
 
         def remaining() -> float | None:
             return None if deadline is None else deadline - time.monotonic()

@@ -147,6 +147,9 @@ class Connection:
         self._closed = False
         #: Cleanup that failed because the daemon was away, retried once it answers.
         self.deferred = DeferredCleanup()
+        #: Whether the daemon ever answered a call on this channel: only then is
+        #: UNAVAILABLE a restart worth riding out (see RetryPolicy.reconnecting).
+        self.answered = False
 
     @property
     def closed(self) -> bool:
@@ -409,6 +412,8 @@ class Caller:
             if not idempotent:
                 raise err from exc
         else:
+            if not self.connection.answered:
+                self.connection.answered = True
             if self.connection.deferred:
                 self.connection.deferred.drain()
             return resp
@@ -421,7 +426,8 @@ class Caller:
             except grpc.RpcError as exc2:
                 raise self._error(exc2) from exc2
 
-        resp = self.retry.call(again, err, deadline)
+        resp = self.retry.call(again, err, deadline, reconnecting=self.connection.answered)
+        self.connection.answered = True
         if self.connection.deferred:
             self.connection.deferred.drain()
         return resp

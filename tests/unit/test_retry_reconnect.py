@@ -59,10 +59,43 @@ def connection() -> Any:
     conn.close()
 
 
-def caller_with(connection: Connection, policy: RetryPolicy, **methods: Any) -> Caller:
+def caller_with(
+    connection: Connection, policy: RetryPolicy, *, answered: bool = True, **methods: Any
+) -> Caller:
+    """A caller on fake stubs; ``answered``: the daemon served this client before."""
     stub = FakeStub(**methods)
     connection.stub = lambda name: stub  # type: ignore[method-assign]
+    connection.answered = answered
     return Caller(connection, "ns", 5.0, policy)
+
+
+def test_a_daemon_never_reached_fails_after_the_quick_attempts(connection: Connection) -> None:
+    # A wrong address or no daemon yet: report it at once, not after the
+    # 60 s default deadline (the commonest first-day mistake).
+    method = Flaky(failures=10**9)
+    caller = caller_with(connection, NO_BACKOFF, answered=False, Version=method)
+    start = time.monotonic()
+    with pytest.raises(errors.UnavailableError):
+        caller.call("version", "Version", None, idempotent=True, timeout=60.0)
+    assert method.calls == NO_BACKOFF.attempts
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_success_marks_the_daemon_answered(connection: Connection) -> None:
+    method = Flaky(failures=0)
+    caller = caller_with(connection, NO_BACKOFF, answered=False, Version=method)
+    caller.call("version", "Version", None, idempotent=True)
+    assert connection.answered
+
+
+def test_riding_out_stops_at_the_reconnect_window(connection: Connection) -> None:
+    method = Flaky(failures=10**9)
+    policy = RetryPolicy(initial=0.001, maximum=0.01, jitter=0.0, window=0.3)
+    caller = caller_with(connection, policy, Version=method)
+    start = time.monotonic()
+    with pytest.raises(errors.UnavailableError):
+        caller.call("version", "Version", None, idempotent=True, timeout=60.0)
+    assert 0.2 <= time.monotonic() - start < 1.5
 
 
 def test_idempotent_call_rides_out_a_long_reconnect(connection: Connection) -> None:
