@@ -94,9 +94,6 @@ _PROBE_SECONDS = 2.0
 # For a pull without deadline; containerd drops the lease by itself if this
 # process dies half-way (the Go client's default is the same 24 h).
 _LEASE_EXPIRE = 24 * 3600.0
-# A pull with a deadline keeps its lease this much longer (the unpack's own
-# calls are not cut by the pull deadline).
-_LEASE_MARGIN = 3600.0
 #: The deadline of a whole pull, in seconds, when the caller gives none.
 DEFAULT_PULL_TIMEOUT = 1800.0
 
@@ -485,7 +482,11 @@ class _ClientPull:
     @contextlib.contextmanager
     def _lease(self) -> Iterator[None]:
         """The pull's lease; on failure, what the pull wrote is aborted and collected before returning."""
-        expire = _LEASE_EXPIRE if self.timeout is None else self.timeout + _LEASE_MARGIN
+        # A pull with a deadline keeps its lease that long plus the margin the
+        # SDK gives its other operations (the unpack's calls have their own
+        # deadlines), so a crash leaves nothing for longer than that.
+        margin = self.client._operation_expiry()
+        expire = _LEASE_EXPIRE if self.timeout is None else self.timeout + margin
         lease = self.client.leases.create(
             expire=expire, labels={"containerd-client/pull": str(self.ref)[:4000]}
         )
