@@ -188,6 +188,8 @@ class FakeConnection:
         self.address = "fake"
         self.daemon = daemon
         self.closed = False
+        self.answered = True
+        self.deferred = _rpc.DeferredCleanup()
 
     def stub(self, name: str) -> Any:
         return self.daemon.stub(name)
