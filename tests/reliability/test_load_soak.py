@@ -10,6 +10,8 @@ Sizes:
 - ``CONTAINERD_SOAK_CYCLES``: sequential lifecycles (default 1000 on the
   machine's containerd 1.6, 100 on the other versions, which the matrix
   runs too: 1,000 take about a minute each).
+- ``CONTAINERD_SOAK_IMAGE_CYCLES``: lifecycles from an image (snapshot, lease
+  and content each time; default 50 on 1.6, 20 on the other versions).
 - ``CONTAINERD_LOAD_THREADS`` (default 32) x ``CONTAINERD_LOAD_CYCLES``
   (default 2) lifecycles, each with execs fed from stdin.
 """
@@ -23,11 +25,12 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from containerd_client import Client, cio
-from containerd_client.testing import ContainerdDaemon
+from containerd_client.testing import ContainerdDaemon, build_busybox_archive
 from containerd_client.testing._census import census, differences, format_table
 
 #: Growth of resident memory accepted over the soak: allocator arenas and
@@ -67,9 +70,13 @@ def _check(before: dict[str, int], after: dict[str, int]) -> None:
     assert growth < RSS_BOUND_KIB, f"RSS grew by {growth} KiB (bound {RSS_BOUND_KIB} KiB)"
 
 
-def _lifecycle(client: Client, rootfs: str, cid: str) -> None:
+def _lifecycle(client: Client, rootfs: str | None, cid: str, image: str | None = None) -> None:
     out = cio.Capture()
-    with client.create_container(cid, rootfs=rootfs, args=["echo", cid]) as c:
+    if image:
+        container = client.create_container(cid, image=image, args=["echo", cid])
+    else:
+        container = client.create_container(cid, rootfs=rootfs, args=["echo", cid])
+    with container as c:
         task = c.new_task(stdout=out)
         task.start()
         assert task.wait(timeout=60).code == 0
@@ -100,6 +107,34 @@ def test_sequential_lifecycles_leak_nothing(
         f"in {took:.1f} s ({took / max(cycles, 1) * 1000:.0f} ms each)"
     )
     _report(capsys, format_table(before, after, title=title))
+    _check(before, after)
+
+
+@pytest.mark.containerd_leaks_ok("images", reason="the image is the test's setup")
+def test_lifecycles_from_an_image_leak_nothing(
+    containerd: Client,
+    containerd_daemon: ContainerdDaemon,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    own_version = containerd_daemon.version_info[:2] == (1, 6)
+    cycles = _int_env("CONTAINERD_SOAK_IMAGE_CYCLES", 50 if own_version else 20)
+    archive = build_busybox_archive(tmp_path / "busybox.tar", name="localhost/soak/busybox:1")
+    [image] = containerd.images.import_archive(archive.path)
+    _lifecycle(containerd, None, "warm", image=image.name)
+    before = _settled_census(containerd)
+    started = time.monotonic()
+    for i in range(cycles):
+        _lifecycle(containerd, None, f"img{i}", image=image.name)
+    took = time.monotonic() - started
+    after = _settled_census(containerd)
+    title = (
+        f"{cycles} lifecycles from an image on containerd {containerd_daemon.version} "
+        f"in {took:.1f} s ({took / max(cycles, 1) * 1000:.0f} ms each)"
+    )
+    _report(capsys, format_table(before, after, title=title))
+    assert before["images"] == 1
+    assert before["snapshots"] >= 1  # the unpacked layer, there before and after
     _check(before, after)
 
 
