@@ -6,7 +6,16 @@ point). Nothing starts until a test asks for a fixture:
 - ``containerd_daemon`` (session): a private daemon in a temp folder, stopped
   by PID at the end. ``CONTAINERD_BIN`` / ``CONTAINERD_BIN_DIR`` choose the binary.
 - ``containerd`` (function): a :class:`~containerd_client.Client` bound to a
-  fresh namespace; everything left in it is swept after the test.
+  fresh namespace. After the test, what is still in the namespace is a leak:
+  the fixture sweeps it and fails the test at teardown, naming every
+  container, task, image, lease, snapshot, blob, unfinished write and bundle
+  folder left behind. Snapshots and content that nothing references any more
+  are not leaks (containerd's garbage collector removes them; the check runs
+  a collection first). A test that leaves things on purpose says so with
+  ``@pytest.mark.containerd_leaks_ok(reason=...)`` (any kind) or
+  ``@pytest.mark.containerd_leaks_ok("images", reason=...)`` (those kinds only;
+  allowing images allows what only they hold: their blobs and snapshots).
+  A test that failed is not also reported for leaks.
 - ``busybox_rootfs`` (session): a host folder with busybox, usable as a rootfs.
 
 Example::
@@ -18,16 +27,19 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pytest
 
 from containerd_client import Client
 from containerd_client.errors import ContainerdError, NotFoundError
+from containerd_client.testing._census import INVENTORY_KINDS, collect_garbage, inventory, state_folder
 
 if TYPE_CHECKING:
     from containerd_client.containers import Container
@@ -35,9 +47,30 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Marker that lets a test leave things in its namespace (all kinds, or those named).
+LEAKS_OK_MARKER = "containerd_leaks_ok"
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "integration: needs a real containerd started by the test session")
+    config.addinivalue_line(
+        "markers",
+        f"{LEAKS_OK_MARKER}(*kinds, reason): the test may leave these kinds "
+        f"({', '.join(INVENTORY_KINDS)}; every kind when none is named) in the namespace of "
+        "the containerd fixture; they are swept without failing the test",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -54,17 +87,90 @@ def containerd_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cont
 
 
 @pytest.fixture
-def containerd(containerd_daemon: ContainerdDaemon) -> Iterator[Client]:
-    """A client on the session daemon, in a namespace of its own that is swept afterwards."""
+def containerd(request: pytest.FixtureRequest, containerd_daemon: ContainerdDaemon) -> Iterator[Client]:
+    """A client on the session daemon, in a namespace of its own that is checked for leaks and swept."""
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     client = Client(containerd_daemon.address, namespace)
     try:
         yield client
     finally:
+        # A client of our own: the test may have closed its client.
+        checker = Client(containerd_daemon.address, namespace)
         try:
-            sweep_namespace(client)
+            leaks = find_leaks(checker, drop_images="images" in allowed_leaks(request.node))
+            sweep_namespace(checker)
         finally:
+            checker.close()
             client.close()
+    allowed = allowed_leaks(request.node)
+    leaks = {kind: names for kind, names in leaks.items() if kind not in allowed}
+    if leaks and not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail(format_leaks(namespace, leaks), pytrace=False)
+
+
+def allowed_leaks(node: pytest.Item) -> frozenset[str]:
+    """The kinds a test's ``containerd_leaks_ok`` marker allows.
+
+    Every kind when it names none, even a namespace that could not be listed.
+    """
+    marker = node.get_closest_marker(LEAKS_OK_MARKER)
+    if marker is None:
+        return frozenset()
+    if not marker.args:
+        return frozenset(INVENTORY_KINDS) | {"unlisted"}
+    kinds = frozenset(marker.args)
+    unknown = kinds - set(INVENTORY_KINDS)
+    if unknown:
+        raise pytest.UsageError(
+            f"{LEAKS_OK_MARKER} names unknown kinds {sorted(unknown)}; known: {', '.join(INVENTORY_KINDS)}"
+        )
+    return kinds
+
+
+def find_leaks(client: Client, *, drop_images: bool = False) -> dict[str, list[str]]:
+    """What the client's namespace still holds, by kind, after a garbage collection.
+
+    Args:
+        client: A client in the namespace to look at.
+        drop_images: Delete the images first (they are still reported), so
+            that the blobs and unpacked snapshots only they held are
+            collected and not reported; whatever else holds on to them is.
+
+    Returns:
+        Only the kinds that are not empty: ``{"containers": ["c1"], "leases": [...]}``.
+        A namespace that cannot be listed reports ``{"unlisted": [reason]}``.
+    """
+    try:
+        found = inventory(client)
+        images = found["images"]
+        if drop_images:
+            for name in images:
+                with contextlib.suppress(NotFoundError):
+                    client.images.delete(name)
+        if found["snapshots"] or found["content"]:
+            # A deleted container's snapshot, a deleted image's blobs: the
+            # collector removes them asynchronously. Collect now, then look again.
+            collect_garbage(client)
+            found = inventory(client)
+            found["images"] = images
+    except ContainerdError as exc:
+        logger.warning("leak check: namespace %s", client.namespace_name, exc_info=True)
+        return {"unlisted": [f"{type(exc).__name__}: {exc}"]}
+    return {kind: names for kind, names in found.items() if names}
+
+
+def format_leaks(namespace: str, leaks: Mapping[str, Sequence[str]], *, limit: int = 10) -> str:
+    """The message a leaking test fails with: every kind, and up to ``limit`` names of each."""
+    lines = [f"the test left these behind in containerd namespace {namespace} (now swept):"]
+    for kind, names in leaks.items():
+        more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+        shown = ", ".join(names[:limit]) + more
+        lines.append(f"  {kind} ({len(names)}): {shown}")
+    lines.append(
+        f"Clean up in the test, or mark it @pytest.mark.{LEAKS_OK_MARKER}(<kinds>, reason=...) "
+        "if it leaves them on purpose."
+    )
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +216,17 @@ def sweep_namespace(client: Client) -> list[str]:
         except ContainerdError:
             logger.warning("sweep: container %s", cid, exc_info=True)
     removed.extend(_sweep_rest(client))
+    for status in _safe(client.content.statuses):
+        try:
+            client.content.abort(status.ref)
+            removed.append(f"ingest:{status.ref}")
+        except ContainerdError:
+            logger.warning("sweep: ingest %s", status.ref, exc_info=True)
+    # Only the folder the SDK computes for this namespace, never a path from a label.
+    folder = state_folder(client)
+    if os.path.isdir(folder):
+        removed.extend(f"bundle:{name}" for name in sorted(os.listdir(folder)))
+        shutil.rmtree(folder, ignore_errors=True)
     try:
         client.namespaces.delete(client.namespace_name)
     except NotFoundError:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -29,18 +32,38 @@ def _threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.is_alive()}
 
 
+READY_TOPIC = "/test/ready"
+
+
+def _until_received(client: Client, seen: threading.Event, timeout: float = 10.0) -> None:
+    """Publish a marker on READY_TOPIC until the reader says it saw one: the subscription is live.
+
+    containerd registers a subscription a moment after the call starts; an
+    event published before that is never delivered, so publish again.
+    """
+    deadline = time.monotonic() + timeout
+    while not seen.is_set():
+        assert time.monotonic() < deadline, "the subscription never delivered the marker"
+        _publish(client, READY_TOPIC, container_events.ContainerUpdate(id="marker"))
+        seen.wait(0.05)
+
+
 def test_subscribe_yields_typed_task_events(containerd: Client, busybox_rootfs: str) -> None:
     ns = containerd.namespace_name
     got: list[Event] = []
-    with containerd.subscribe(f'namespace=={ns},topic~="^/tasks/"') as sub:
+    live = threading.Event()
+    with containerd.subscribe(f'namespace=={ns},topic~="^/tasks/"', f'topic=="{READY_TOPIC}"') as sub:
 
         def read() -> None:
             for ev in sub:
-                got.append(ev)
+                if ev.topic == READY_TOPIC:
+                    live.set()
+                else:
+                    got.append(ev)
 
         reader = threading.Thread(target=read)
         reader.start()
-        time.sleep(0.2)  # let the daemon register the subscription
+        _until_received(containerd, live)
         with containerd.create_container("sub1", rootfs=busybox_rootfs, args=["sh", "-c", "exit 3"]) as c:
             task = c.new_task()
             task.start()
@@ -64,17 +87,18 @@ def test_subscribe_yields_typed_task_events(containerd: Client, busybox_rootfs: 
 
 
 def test_subscription_close_from_another_thread_ends_iteration(containerd: Client) -> None:
-    sub = containerd.subscribe('topic=="/never"')
+    sub = containerd.subscribe(f'topic=="{READY_TOPIC}"')
+    live = threading.Event()
     ended = threading.Event()
 
     def read() -> None:
         for _ in sub:
-            pass
+            live.set()
         ended.set()
 
     t = threading.Thread(target=read)
     t.start()
-    time.sleep(0.2)
+    _until_received(containerd, live)  # the reader is inside the iteration now
     sub.close()
     assert ended.wait(5)
     t.join(5)
@@ -188,7 +212,7 @@ def test_close_client_with_events_in_flight(containerd_daemon: ContainerdDaemon)
             _publish(client, "/containers/update", container_events.ContainerUpdate(id=f"k{i % 4}"))
     finally:
         client.close()
-    time.sleep(0.2)
+    # close() joins the dispatcher's threads: none may outlive it.
     leftover = {n for n in _threads() - before if n.startswith("containerd")}
     assert leftover == set()
 
@@ -209,31 +233,48 @@ def test_survives_containerd_sigkill_and_reconciles(
     client = Client(own_daemon.address, own_daemon.namespace)
     exits: dict[str, list[int]] = collections.defaultdict(list)
     lock = threading.Lock()
+    starts: set[str] = set()
+    all_started = threading.Event()
 
     def on_exit(event: Event) -> None:
         with lock:
             exits[event.container_id].append(event.payload.exit_status)
 
+    def on_start(event: Event) -> None:
+        starts.add(event.container_id)
+        if len(starts) == 10:
+            all_started.set()
+
+    # The containers exit when the test opens their gate (a file in their root):
+    # five while containerd is down, five after it is back.
+    token = uuid.uuid4().hex[:8]
+    gates = [os.path.join(busybox_rootfs, f".gate-{token}-{half}") for half in ("down", "back")]
     try:
         client.events.add_handler(on_exit, topic="/tasks/exit")
+        client.events.add_handler(on_start, topic="/tasks/start")
         containers = []
         tasks = []
         for i in range(10):
-            # Five exit while containerd is down, five after it is back.
-            delay = 1.5 if i < 5 else 5
-            c = client.create_container(
-                f"r{i}", rootfs=busybox_rootfs, args=["sh", "-c", f"sleep {delay}; exit {i}"]
+            gate = "/" + os.path.basename(gates[0 if i < 5 else 1])
+            script = (
+                f"n=0; while [ ! -e {gate} ] && [ $n -lt 6000 ]; do n=$((n+1)); usleep 10000; done; exit {i}"
             )
+            c = client.create_container(f"r{i}", rootfs=busybox_rootfs, args=["sh", "-c", script])
             t = c.new_task()
             t.start()
             containers.append(c)
             tasks.append(t)
-        time.sleep(0.3)
+        assert all_started.wait(10), sorted(starts)  # the dispatcher knows them all as running
         own_daemon.kill()
-        time.sleep(2.5)  # the short ones exit now, with nobody to tell
+        open(gates[0], "w").close()  # the first five exit now, with nobody to tell
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{t.pid}") for t in tasks[:5]):
+            assert time.monotonic() < deadline, "the first five did not exit"
+            time.sleep(0.02)  # polling a condition with a deadline
         own_daemon.start()
         client.wait_ready(10)
         serving_at = time.monotonic()
+        open(gates[1], "w").close()  # the other five exit now, with containerd back
         deadline = serving_at + 5
         while time.monotonic() < deadline:
             with lock:
@@ -258,21 +299,30 @@ def test_survives_containerd_sigkill_and_reconciles(
             c.cleanup()
     finally:
         client.close()
+        for gate in gates:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(gate)
 
 
 def test_ctrl_c_while_iterating_stops_and_closes_the_subscription(containerd: Client) -> None:
     import _thread
 
+    # A run started in the background of a non-interactive shell inherits SIGINT
+    # ignored, and then interrupt_main() does nothing: install Python's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     sub = containerd.subscribe('topic=="/never"')
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        for _ in sub:
-            pass
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in sub:
+                pass
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 5
     assert list(sub) == []  # closed: iteration ends at once
-    timer.join()
 
 
 def test_backend_protocol_sees_task_events_in_order(containerd: Client, busybox_rootfs: str) -> None:

@@ -67,15 +67,17 @@ def test_killed_reports_137(containerd: Client, busybox_rootfs: str) -> None:
 
 def test_kill_by_name_and_number(containerd: Client, busybox_rootfs: str) -> None:
     # sh as PID 1 ignores SIGTERM; a trap makes TERM observable.
-    script = "trap 'echo got-term; exit 7' TERM; while true; do sleep 0.1; done"
-    out = cio.Capture()
+    # It says "ready" once the trap is set: a TERM before that would kill nothing.
+    script = "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done"
+    lines = cio.Lines()
     with containerd.create_container("killnames", rootfs=busybox_rootfs, args=["sh", "-c", script]) as c:
-        task = c.new_task(stdout=out)
+        task = c.new_task(stdout=lines)
         task.start()
-        time.sleep(0.3)
+        it = iter(lines)
+        assert next(it) == "ready"
         task.kill("TERM")
         assert task.wait(timeout=30).code == 7
-    assert "got-term" in out.text()
+        assert list(it) == ["got-term"]
     with containerd.create_container("killnum", rootfs=busybox_rootfs, args=["sleep", "60"]) as c:
         task = c.new_task()
         task.start()
@@ -134,13 +136,24 @@ def test_exec_empty_stdin_gets_eof(containerd: Client, busybox_rootfs: str) -> N
             assert out.getvalue() == b""
 
 
+def _until_tty_size(size: str, tries: int = 1000) -> str:
+    """Shell that waits (up to ``tries`` x 10 ms) until the terminal has ``size``, then prints it.
+
+    The size is applied just after start, and the resize after that: asking
+    at once can get no size or the old one.
+    """
+    return (
+        f'i=0; until [ "$(stty size 2>/dev/null)" = "{size}" ] || [ $i -ge {tries} ]; '
+        "do i=$((i+1)); usleep 10000; done; stty size"
+    )
+
+
 def test_tty_exec_output_and_resize(containerd: Client, busybox_rootfs: str) -> None:
     with containerd.create_container("tty", rootfs=busybox_rootfs, args=["sleep", "300"]) as c:
         task = c.new_task()
         task.start()
         out = cio.Capture()
-        # The size is applied just after start: give the shell a moment before asking.
-        script = "sleep 0.5; stty size; echo tty-ok"
+        script = _until_tty_size("40 100") + "; echo tty-ok"
         with task.exec("t1", ["sh", "-c", script], tty=True, stdout=out) as proc:
             proc.start()
             proc.resize(100, 40)
@@ -154,7 +167,7 @@ def test_tty_exec_output_and_resize(containerd: Client, busybox_rootfs: str) -> 
 
 def test_tty_task_resize(containerd: Client, busybox_rootfs: str) -> None:
     out = cio.Capture()
-    script = "sleep 0.5; stty size"
+    script = _until_tty_size("30 120")
     with containerd.create_container(
         "ttytask", rootfs=busybox_rootfs, spec=[with_tty()], args=["sh", "-c", script]
     ) as c:

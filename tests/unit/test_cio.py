@@ -584,12 +584,19 @@ def test_attach_reads_what_the_shim_buffered(tmp_path: Path, no_leaks: None, rem
     for path in (config.stdin, config.stdout, config.stderr):
         os.mkfifo(path, 0o700)
     keep = [_keepalive(config.stdout), _keepalive(config.stderr)]
-    # The process wrote while no client was attached, and goes on after.
+    # The process wrote while no client was attached, and goes on after. It says
+    # "wrote" on a pipe of its own once "before" is in the FIFO.
+    ready_r, ready_w = os.pipe()
+    script = 'exec 2>"$3" >"$2"; echo before; echo wrote >/dev/fd/"$4"; read line <"$1"; echo "got $line"'
     peer = subprocess.Popen(
-        ["sh", "-c", 'exec 2>"$3" >"$2"; echo before; read line <"$1"; echo "got $line"', "sh",
-         config.stdin, config.stdout, config.stderr]
-    )  # fmt: skip
-    time.sleep(0.1)
+        ["sh", "-c", script, "sh", config.stdin, config.stdout, config.stderr, str(ready_w)],
+        pass_fds=(ready_w,),
+    )
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 64) == b"wrote\n"
+    finally:
+        os.close(ready_r)
     out = cio.Capture()
     calls: list[int] = []
     try:
