@@ -784,11 +784,6 @@ def test_secret_check_catches_a_logged_secret(caplog: pytest.LogCaptureFixture) 
     assert find_secrets({"log": caplog.text}) == ["log shows the bearer token"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 5: the reference's password is echoed in the error; fixed on the registry "
-    "branch (drop this mark when merged)",
-)
 def test_reference_with_user_and_password_is_refused_without_echoing_it() -> None:
     with pytest.raises(InvalidReferenceError) as info:
         parse_reference(f"alice:{SECRET}@127.0.0.1:5000/test/app:1")
