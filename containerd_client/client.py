@@ -674,10 +674,13 @@ class Client:
         (containerd 2.x; 1.7 with an HTTPS registry), the SDK fetches it
         otherwise. Keyword arguments are those of
         :func:`containerd_client.pull.pull_detailed` (``platform``, ``auth``,
-        ``plain_http``, ``progress``, ``via``, ...).
+        ``plain_http``, ``progress``, ``via``, ``timeout``: the whole pull's
+        one deadline, 30 minutes by default, ...). A failed pull leaves no
+        image, blob, ingest or lease behind.
 
         Raises:
             InvalidReferenceError: ``ref`` is malformed.
+            DeadlineExceededError: The pull did not finish within ``timeout``.
             NotFoundError: Unknown repository or tag.
             UnauthenticatedError: Missing or refused credentials.
             PlatformNotFoundError: The image has no manifest for the platform.

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import queue
@@ -57,6 +58,7 @@ from containerd_client.errors import (
     NotFoundError,
     RPCError,
     UnauthenticatedError,
+    UnavailableError,
     UnknownError,
 )
 from containerd_client.images import Image, ImageStore, PlatformNotFoundError
@@ -499,12 +501,11 @@ class _ClientPull:
             _rpc.reset_lease(token)
             if failed:
                 self._abort_writes()
-            try:
-                # Synchronous collection on failure: what only this lease held
-                # (blobs, snapshots) is gone when the error reaches the caller.
-                self.client.leases.delete(lease.id, sync=failed)
-            except ContainerdError:
-                logger.warning("could not delete pull lease %s", lease.id, exc_info=True)
+            # Synchronous collection on failure: what only this lease held
+            # (blobs, snapshots) is gone when the error reaches the caller.
+            # With the daemon away (it crashed mid-pull) the deletion is
+            # queued until it answers again, as every SDK lease's is.
+            self.client._delete_lease(lease.id, failed)
 
     def _abort_writes(self) -> None:
         for ref in self.refs:
@@ -512,6 +513,8 @@ class _ClientPull:
                 self.content.abort(ref)
             except NotFoundError:
                 pass
+            except UnavailableError:
+                self.client._defer(f"abort write {ref}", functools.partial(_abort_write, ref=ref))
             except ContainerdError:
                 logger.warning("could not abort write %s of a failed pull", ref, exc_info=True)
 
@@ -962,3 +965,9 @@ def tqdm_progress(**tqdm_kwargs: Any) -> TqdmProgress:
     without it, steps are logged at INFO level instead.
     """
     return TqdmProgress(**tqdm_kwargs)
+
+
+def _abort_write(client: Client, *, ref: str) -> None:
+    """Abort an unfinished write of a failed pull (a deferred cleanup job)."""
+    with contextlib.suppress(NotFoundError):
+        client.content.abort(ref)

@@ -542,9 +542,12 @@ def with_cpu(
         value: object = cpus
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise InvalidSpecError(f"cpus must be a finite number, not {_short(cpus)}")
-        product = float(cpus) * (period or 100_000)
+        # Whole numbers stay exact: float(2**52 + 1) * 100000 would round.
+        product = cpus * (period or 100_000) if isinstance(cpus, int) else float(cpus) * (period or 100_000)
         if not product < _INT64_MAX:
             raise InvalidSpecError(f"cpus={cpus} is too large")
+        if not product >= _CFS_QUOTA_MIN:  # also -inf, which int() cannot take
+            raise InvalidSpecError(f"cpus={cpus} is too small: a quota of at least {_CFS_QUOTA_MIN} us")
         quota = int(product)
         if quota < _CFS_QUOTA_MIN:
             raise InvalidSpecError(f"cpus={cpus} is too small: quota {quota} us is below {_CFS_QUOTA_MIN}")

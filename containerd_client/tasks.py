@@ -490,7 +490,10 @@ class _ProcessBase:
         check runs on the event dispatcher's executor (or on this thread
         with ``inline``), never on a gRPC or reader thread.
         """
-        if self._exit.done:
+        if self._exit.value is not None:
+            # Completed already. A record that only holds an error (the Wait
+            # call failed, e.g. "ttrpc: closed" when the shim died) still takes
+            # the real exit when another source sees it, so on_exit fires.
             return
         if not self._exit_check_needed(status):
             self._exit.set(self._complete(status, False))

@@ -592,6 +592,7 @@ def bomb_image(containerd: Client, sandbox: Path) -> str:
     return NAME
 
 
+@pytest.mark.containerd_leaks_ok("images", reason="the hostile image is the test's setup")
 def test_hostile_layer_read_file(containerd: Client, sandbox: Path, bomb_image: str) -> None:
     outcome = _check_contained(
         "read_file-gzip-bomb-layer",
@@ -603,6 +604,7 @@ def test_hostile_layer_read_file(containerd: Client, sandbox: Path, bomb_image: 
     assert outcome.seconds < 5
 
 
+@pytest.mark.containerd_leaks_ok("images", reason="the hostile image is the test's setup")
 def test_hostile_layer_create_container_with_user(containerd: Client, sandbox: Path, bomb_image: str) -> None:
     # The image's config has User "app": its name is looked up in the layers' /etc/passwd.
     _check_contained(
@@ -615,6 +617,7 @@ def test_hostile_layer_create_container_with_user(containerd: Client, sandbox: P
     assert not containerd.containers()
 
 
+@pytest.mark.containerd_leaks_ok("images", reason="the hostile image is the test's setup")
 def test_hostile_layer_huge_passwd(containerd: Client, sandbox: Path) -> None:
     # A 1 GiB /etc/passwd (zeros, gzip): refused on its tar header, before reading it.
     layer = gzip_bomb(tar_header("etc/passwd", GiB), GiB, TAR_END)
@@ -661,6 +664,7 @@ with Client(address, namespace) as client:
 """
 
 
+@pytest.mark.containerd_leaks_ok("images", reason="the hostile image is the test's setup")
 @pytest.mark.parametrize("what", ["import", "read_file"])
 def test_bomb_peak_rss_in_a_subprocess(
     what: str, containerd: Client, sandbox: Path, containerd_daemon: Any, request: pytest.FixtureRequest

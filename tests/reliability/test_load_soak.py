@@ -149,6 +149,9 @@ def test_32_threads_on_one_client_with_execs_and_stdin(
     execs = 2
     _lifecycle(containerd, busybox_rootfs, "warm")
     before = _settled_census(containerd)
+    # The load runs on a Client of its own: the threads it starts (event
+    # dispatch, exit checks, stdio copiers) must all be gone once it is closed.
+    client = Client(containerd_daemon.address, containerd.namespace_name)
     start_together = threading.Barrier(threads)
 
     def worker(n: int) -> int:
@@ -156,7 +159,7 @@ def test_32_threads_on_one_client_with_execs_and_stdin(
         done = 0
         for k in range(cycles):
             cid = f"w{n}-{k}"
-            with containerd.create_container(cid, rootfs=busybox_rootfs, args=["sleep", "300"]) as c:
+            with client.create_container(cid, rootfs=busybox_rootfs, args=["sleep", "300"]) as c:
                 task = c.new_task()
                 task.start()
                 for e in range(execs):
@@ -174,14 +177,17 @@ def test_32_threads_on_one_client_with_execs_and_stdin(
         return done
 
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="load") as pool:
-        futures = [pool.submit(worker, n) for n in range(threads)]
-        finished, pending = concurrent.futures.wait(futures, timeout=LOAD_DEADLINE)
-        if pending:
-            faulthandler.dump_traceback(sys.stderr)
-            pytest.fail(f"{len(pending)} of {threads} threads still running after {LOAD_DEADLINE:.0f} s")
-        completed = sum(f.result() for f in finished)
-    took = time.monotonic() - started
+    try:
+        with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="load") as pool:
+            futures = [pool.submit(worker, n) for n in range(threads)]
+            finished, pending = concurrent.futures.wait(futures, timeout=LOAD_DEADLINE)
+            if pending:
+                faulthandler.dump_traceback(sys.stderr)
+                pytest.fail(f"{len(pending)} of {threads} threads still running after {LOAD_DEADLINE:.0f} s")
+            completed = sum(f.result() for f in finished)
+        took = time.monotonic() - started
+    finally:
+        client.close()
     after = _settled_census(containerd)
     title = (
         f"{threads} threads x {cycles} lifecycles x {execs} execs with stdin on one Client, "
