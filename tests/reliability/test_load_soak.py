@@ -59,9 +59,23 @@ def _report(capsys: pytest.CaptureFixture[str], text: str) -> None:
             f.write(text + "\n\n")
 
 
-def _settled_census(client: Client) -> dict[str, int]:
+def _settled_census(client: Client, settle: float = 5.0) -> dict[str, int]:
+    """A census once threads and fds stop changing (work of earlier tests winding down).
+
+    Two readings 0.1 s apart must agree, within ``settle`` seconds; a thread
+    or fd that stays is counted, one that is just finishing is not.
+    """
+    deadline = time.monotonic() + settle
     gc.collect()
-    return census(client)
+    last = census(client)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)  # a poll interval, not synchronisation: the readings decide
+        gc.collect()
+        now = census(client)
+        if all(now[k] == last[k] for k in ("threads", "fds")):
+            return now
+        last = now
+    return last
 
 
 def _check(before: dict[str, int], after: dict[str, int]) -> None:
