@@ -163,6 +163,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    # The connection is tracked for its whole life, idle keep-alive time
+    # included (a daemon keeps its connections open), so stop() can cut it.
+    def setup(self) -> None:
+        super().setup()
+        self.server.registry._opened(self)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.registry._closed(self)
+
     def do_GET(self) -> None:
         self.server.registry._handle(self, "GET")
 
@@ -271,20 +283,24 @@ class BadRegistry:
 
     # -- answering ---------------------------------------------------------------
 
+    def _opened(self, h: _Handler) -> None:
+        with self._lock:
+            self._conns.add(h.connection)
+            self._threads.add(threading.current_thread())
+
+    def _closed(self, h: _Handler) -> None:
+        with self._lock:
+            self._conns.discard(h.connection)
+            self._threads.discard(threading.current_thread())
+
     def _handle(self, h: _Handler, method: str) -> None:
         with self._lock:
             self.requests.append((method, h.path))
-            self._conns.add(h.connection)
-            self._threads.add(threading.current_thread())
         try:
             self._answer(h, method)
         except OSError:
             # The client went away: what a misbehaving server is for.
             h.close_connection = True
-        finally:
-            with self._lock:
-                self._conns.discard(h.connection)
-                self._threads.discard(threading.current_thread())
 
     def _answer(self, h: _Handler, method: str) -> None:
         mode = self.mode
