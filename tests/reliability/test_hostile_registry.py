@@ -171,19 +171,6 @@ def test_harness_pulls_from_a_well_behaved_registry(containerd: Client) -> None:
     assert daemon_state(containerd)["leases"] == []
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report() -> Iterator[None]:
-    yield
-    if _FIGURES:
-        slowest = max(_FIGURES.items(), key=lambda kv: kv[1][0])
-        heaviest = max(_FIGURES.items(), key=lambda kv: max(kv[1][1], kv[1][2]))
-        print(
-            f"\nhostile registry: {len(_FIGURES)} cases; longest time to a typed error "
-            f"{slowest[1][0]:.2f} s ({slowest[0]}); worst memory growth heap "
-            f"{heaviest[1][1] / 2**20:.1f} MiB / rss {heaviest[1][2] / 2**20:.1f} MiB ({heaviest[0]})"
-        )
-
-
 def test_transfer_path_reports_a_raising_credentials_callable(
     containerd: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -210,3 +197,20 @@ def test_transfer_path_reports_a_raising_credentials_callable(
     assert isinstance(info.value.__cause__, RuntimeError)
     for text in (str(info.value), repr(info.value), caplog.text):
         assert PASSWORD not in text
+
+
+def test_zz_report_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    """Print the worst time and memory over the cases above (a summary, for the issue's note)."""
+    if not _FIGURES:
+        pytest.skip("no case ran in this session")
+    with capsys.disabled():
+        slowest = max(_FIGURES.items(), key=lambda kv: kv[1][0])
+        heaviest = max(_FIGURES.items(), key=lambda kv: max(kv[1][1], kv[1][2]))
+        print(
+            f"\nhostile registry: {len(_FIGURES)} cases; longest time to a typed error "
+            f"{slowest[1][0]:.2f} s ({slowest[0]}); worst memory growth heap "
+            f"{heaviest[1][1] / 2**20:.1f} MiB / rss {heaviest[1][2] / 2**20:.1f} MiB ({heaviest[0]})"
+        )
+    # The bounds over the whole catalogue, as the issue states them.
+    assert slowest[1][0] < DEADLINE + CLEANUP_ALLOWANCE
+    assert max(heaviest[1][1], heaviest[1][2]) < MEMORY_LIMIT
