@@ -59,7 +59,9 @@ def test_find_leaks_names_each_kind_left_behind(bare_client: Client, busybox_roo
     assert "task:leaky" in removed
     assert "container:leaky" in removed
     assert f"lease:{lease.id}" in removed
-    assert f"content:{digest}" in removed
+    # Deleting the lease may let containerd's collector take the blob before
+    # the sweep reaches it: either way it must be gone.
+    assert f"content:{digest}" in removed or not bare_client.content.exists(digest)
     assert find_leaks(bare_client) == {}
 
 
