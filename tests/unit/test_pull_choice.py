@@ -172,3 +172,53 @@ def test_progress_without_tqdm_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert "registry/app:1: resolving" in caplog.text
     assert "layer-x" not in caplog.text
     bars.close()
+
+
+class _Reached(Exception):
+    """Raised by a fake Transfer to stop run() before it reads the image store."""
+
+
+def _flaky_transfer(monkeypatch: pytest.MonkeyPatch, pull: _TransferPull, failures: int) -> list[int]:
+    calls: list[int] = []
+
+    def transfer() -> None:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise errors.NotFoundError("not found")
+        raise _Reached
+
+    monkeypatch.setattr(pull, "_transfer", transfer)
+    monkeypatch.setattr("containerd_client.pull._TRANSFER_BACKOFF", 0.0)
+    return calls
+
+
+def test_transfer_refused_before_any_work_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # containerd now and then answers NOT_FOUND before asking or storing anything.
+    pull = _transfer(None)
+    calls = _flaky_transfer(monkeypatch, pull, failures=1)
+    with pytest.raises(_Reached):
+        pull.run()
+    assert len(calls) == 2
+
+
+def test_transfer_not_found_after_the_daemon_asked_is_not_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from containerd_client._pb.containerd.types.transfer import registry_pb2
+
+    pull = _transfer(None)
+    pull._on_auth(registry_pb2.AuthRequest(host="127.0.0.1:5000"))
+    calls = _flaky_transfer(monkeypatch, pull, failures=1)
+    with pytest.raises(errors.NotFoundError):
+        pull.run()
+    assert len(calls) == 1
+
+
+def test_transfer_not_found_every_time_is_raised_after_the_last_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from containerd_client.pull import _TRANSFER_ATTEMPTS
+
+    pull = _transfer(None)
+    calls = _flaky_transfer(monkeypatch, pull, failures=10)
+    with pytest.raises(errors.NotFoundError):
+        pull.run()
+    assert len(calls) == _TRANSFER_ATTEMPTS
