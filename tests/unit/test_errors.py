@@ -6,6 +6,7 @@ import pickle
 
 import grpc
 import pytest
+from _fakes import FakeRpcError
 
 from containerd_client import errors
 from containerd_client._rpc import map_rpc_error
@@ -29,20 +30,6 @@ EXPECTED = {
     StatusCode.DATA_LOSS: errors.DataLossError,
     StatusCode.UNAUTHENTICATED: errors.UnauthenticatedError,
 }
-
-
-class FakeRpcError(grpc.RpcError):
-    """What grpc raises for a failed call: an RpcError that is also a Call."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
 
 
 def test_every_non_ok_grpc_code_has_a_class() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _fakes import FakeRpcError
 from grpc_health.v1 import health_pb2
 
 from containerd_client import _rpc
@@ -36,19 +37,6 @@ BOUND = 5.0  # generous bound for anything that should happen "at once"
 
 
 # -- the fake grpc side ---------------------------------------------------------------
-
-
-class FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
-        super().__init__(details)
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
 
 
 class FakeFuture:

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _fakes import FakeRpcError
 
 from containerd_client import Client, errors
 from containerd_client._retry import NO_RETRY, RetryPolicy
@@ -15,19 +16,6 @@ from containerd_client._rpc import Caller, Connection, DeferredCleanup
 
 # No backoff at all: only the deadline and the attempt count bound the retries.
 NO_BACKOFF = RetryPolicy(initial=0.0, maximum=0.0, jitter=0.0)
-
-
-class FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
-        super().__init__(details)
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
 
 
 class Flaky:
