@@ -1,6 +1,10 @@
-"""Fakes of grpc's side shared by the unit tests (no daemon)."""
+"""Small fakes and helpers shared by the test suites."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -18,3 +22,18 @@ class FakeRpcError(grpc.RpcError):
 
     def details(self) -> str:
         return self._details
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``fn`` on a daemon thread; its result lands in ``out["value"]`` or ``out["error"]``."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _fakes import in_thread
 
 from containerd_client import Client
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
@@ -58,20 +59,6 @@ def _gone(pid: int, timeout: float) -> bool:
     return False
 
 
-def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
 def _expected(client: Client, cid: str, exec_id: str, real: int) -> set[int]:
     """What containerd itself says after the restart: the real code, or 255 if it forgot."""
     if client.features().version < (1, 7):
@@ -111,7 +98,7 @@ def test_task_wait_sees_exit_across_containerd_sigkill(
     ) as c:
         task = c.new_task()
         task.start()
-        t, out = _in_thread(lambda: task.wait(timeout=60))
+        t, out = in_thread(lambda: task.wait(timeout=60))
         serving_at = _exit_while_down(own_daemon, own_client, task.pid, t)
         status = _join(t, out, serving_at)
         assert status.code in _expected(own_client, "down-task", "", 3)
@@ -126,7 +113,7 @@ def test_exec_wait_sees_exit_across_containerd_sigkill(
         task.start()
         proc = task.exec("x", ["sh", "-c", "sleep 1.5; exit 4"])
         proc.start()
-        t, out = _in_thread(lambda: proc.wait(timeout=60))
+        t, out = in_thread(lambda: proc.wait(timeout=60))
         serving_at = _exit_while_down(own_daemon, own_client, proc.pid, t)
         status = _join(t, out, serving_at)
         assert status.code in _expected(own_client, "down-exec", "x", 4)
@@ -138,7 +125,7 @@ def test_run_sees_exit_across_containerd_sigkill(
 ) -> None:
     archive = build_busybox_archive(tmp_path / "busybox.tar")
     (image,) = own_client.images.import_archive(archive.path)
-    t, out = _in_thread(
+    t, out = in_thread(
         lambda: own_client.run(image.name, ["sh", "-c", "sleep 1.5; exit 5"], container_id="down-run")
     )
     pid = 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from _fakes import FakeRpcError
+from _fakes import FakeRpcError, in_thread
 from grpc_health.v1 import health_pb2
 
 from containerd_client import _rpc
@@ -249,20 +249,6 @@ def wait_response(code: int) -> tasks_pb2.WaitResponse:
     resp = tasks_pb2.WaitResponse(exit_status=code)
     resp.exited_at.FromDatetime(_dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc))
     return resp
-
-
-def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def no_dispatcher(client: Client) -> bool:
