@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from containerd_client import _registry, _rpc
+from containerd_client._ids import validate_timeout
 from containerd_client._registry import (
     MEDIA_TYPE_DOCKER_LIST,
     MEDIA_TYPE_OCI_INDEX,
@@ -54,7 +55,6 @@ from containerd_client.content import ContentStore, Descriptor, Platform
 from containerd_client.errors import (
     CancelledError,
     ContainerdError,
-    InvalidArgumentError,
     NotFoundError,
     RPCError,
     UnauthenticatedError,
@@ -268,7 +268,7 @@ def pull_detailed(
         UnauthenticatedError: Credentials are missing or were refused.
         PermissionDeniedError: The credentials lack pull access.
         DigestMismatchError: Downloaded bytes did not match their digest.
-        InvalidArgumentError: ``timeout`` is not a positive number or None.
+        InvalidTimeoutError: ``timeout`` is not a positive, finite number of seconds or None.
         DeadlineExceededError: The pull did not finish within ``timeout``.
         CredentialsError: ``auth`` is not a valid credentials source, or the
             callable raised (chained) or returned something else.
@@ -282,10 +282,7 @@ def pull_detailed(
     """
     reference = parse_reference(ref, default_host=default_host)
     _registry.check_credentials_source(auth)
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-    ):
-        raise InvalidArgumentError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+    timeout = validate_timeout(timeout, what="pull timeout", positive=True)
     target_platform = _platform_of(platform)
     chosen = _choose_path(client, via, reference, plain_http, ca_file)
     logger.info("pulling %s for %s via %s", reference, target_platform, chosen)
