@@ -158,7 +158,9 @@ def test_busybox_oci_runs_and_survives_daemon_kill(
     daemon: ContainerdDaemon, busybox_oci: ImageArchive
 ) -> None:
     imported = daemon.ctr("images", "import", busybox_oci.path)
-    assert busybox_oci.manifest_digest in imported.stdout + imported.stderr
+    # ctr 2.x prints its import progress only now and then (it came out empty
+    # in one CI run): the listing below is what proves the predicted digest.
+    assert imported.returncode == 0
     listed = daemon.ctr("images", "ls").stdout
     assert busybox_oci.name in listed
     assert busybox_oci.manifest_digest in listed
