@@ -390,7 +390,9 @@ class _ProcessBase:
         self._started = False
         self._lock = threading.Lock()
         # Guards _wait_call: arming is check-then-act, so it happens under it.
-        self._wait_lock = threading.Lock()
+        # Reentrant: grpc runs a done callback at once, on the arming thread,
+        # when the call is already over, and the callback takes this lock too.
+        self._wait_lock = threading.RLock()
         self._wait_call: Pending | None = None
         self._quick_losses = 0
         # Deletion is one-shot: _delete_cond guards _deleting and _deleted.

@@ -664,3 +664,22 @@ def test_reconcile_reports_a_run_replaced_meanwhile_without_touching_the_new_one
         d.close()
     assert [(e.payload.pid, e.payload.exit_status, e.synthesized) for e in seen[1:]] == [(100, 255, True)]
     assert task.exit_status is None
+
+
+def test_a_wait_call_already_over_when_armed_does_not_deadlock(
+    client: Client, daemon: FakeDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # grpc runs a done callback at once, on the arming thread, when the call is
+    # already over; arming holds its lock then, and the callback takes it too.
+    task = new_task(client, arm=False)
+
+    def answered_at_once(request: Any) -> FakeFuture:
+        fut = FakeFuture(request)
+        fut.resolve(wait_response(7))
+        return fut
+
+    monkeypatch.setattr(daemon, "_wait_future", answered_at_once)
+    t, out = in_thread(lambda: task.wait(timeout=BOUND))
+    t.join(BOUND + 2)
+    assert not t.is_alive(), "wait() deadlocked arming a call that was already over"
+    assert out["value"].code == 7
