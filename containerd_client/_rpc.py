@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import grpc
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
     from grpc_health.v1 import health_pb2_grpc
 
+    from containerd_client._pb.api import BidiStream, Method, ServerStream, Unary
     from containerd_client._pb.containerd.services.containers.v1 import containers_pb2_grpc
     from containerd_client._pb.containerd.services.content.v1 import content_pb2_grpc
     from containerd_client._pb.containerd.services.diff.v1 import diff_pb2_grpc
@@ -76,14 +77,28 @@ DEFAULT_TIMEOUT = 60.0
 #: dropped (its lease still expires by itself).
 MAX_DEFERRED = 256
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
+Req = TypeVar("Req", bound="Message")
+Resp = TypeVar("Resp", bound="Message")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 # The lease attached to calls made in the current context: (connection id, lease id).
 _active_lease: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar(
     "containerd_client_lease", default=None
 )
+
+
+def _accepts_registered_method() -> bool:
+    import inspect
+
+    try:
+        return "_registered_method" in inspect.signature(grpc.Channel.unary_unary).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a C implementation without a signature
+        return False
+
+
+#: grpcio 1.62+ lets a channel register a method path once (generated stubs do).
+_REGISTERED_METHODS = _accepts_registered_method()
 
 
 def map_rpc_error(exc: grpc.RpcError) -> RPCError:
@@ -143,6 +158,9 @@ class Connection:
         opts.extend(options or ())
         self.channel = grpc.insecure_channel(target, options=opts)
         self._stubs: dict[str, Any] = {}
+        # gRPC multi-callables, one per method descriptor: what generated stubs
+        # hold, made on first use.
+        self._callables: dict[Method[Any, Any], Any] = {}
         self._lock = threading.Lock()
         self._closed = False
         #: Cleanup that failed because the daemon was away, retried once it answers.
@@ -156,8 +174,34 @@ class Connection:
         """Whether :meth:`close` was called."""
         return self._closed
 
+    def callable(self, method: Method[Any, Any]) -> Any:
+        """The gRPC multi-callable for ``method``, made once per connection.
+
+        Raises:
+            ClosedError: The connection was closed.
+        """
+        fn = self._callables.get(method)
+        if fn is None:
+            if self._closed:
+                raise ClosedError("the client is closed")
+            factory = getattr(self.channel, method.kind)
+            request, response = method.request, method.response
+            kwargs: dict[str, Any] = {
+                "request_serializer": request.SerializeToString,
+                "response_deserializer": response.FromString,
+            }
+            if _REGISTERED_METHODS:
+                # What generated stubs pass: the path is registered with the
+                # channel once instead of being looked up on every call.
+                kwargs["_registered_method"] = True
+            with self._lock:
+                fn = self._callables.get(method)
+                if fn is None:
+                    fn = self._callables[method] = factory(method.path, **kwargs)
+        return fn
+
     def stub(self, name: str) -> Any:
-        """The generated stub for a service, created once per connection."""
+        """The generated stub for a service (see :class:`Services`), made once."""
         stub = self._stubs.get(name)
         if stub is None:
             if self._closed:
@@ -178,6 +222,7 @@ class Connection:
                 return
             self._closed = True
             self._stubs.clear()
+            self._callables.clear()
         self.channel.close()
 
 
@@ -272,72 +317,72 @@ class Services:
     @property
     def containers(self) -> containers_pb2_grpc.ContainersStub:
         """containerd.services.containers.v1.Containers"""
-        return self._connection.stub("containers")  # type: ignore[no-any-return]
+        return cast("containers_pb2_grpc.ContainersStub", self._connection.stub("containers"))
 
     @property
     def content(self) -> content_pb2_grpc.ContentStub:
         """containerd.services.content.v1.Content"""
-        return self._connection.stub("content")  # type: ignore[no-any-return]
+        return cast("content_pb2_grpc.ContentStub", self._connection.stub("content"))
 
     @property
     def diff(self) -> diff_pb2_grpc.DiffStub:
         """containerd.services.diff.v1.Diff"""
-        return self._connection.stub("diff")  # type: ignore[no-any-return]
+        return cast("diff_pb2_grpc.DiffStub", self._connection.stub("diff"))
 
     @property
     def events(self) -> events_pb2_grpc.EventsStub:
         """containerd.services.events.v1.Events"""
-        return self._connection.stub("events")  # type: ignore[no-any-return]
+        return cast("events_pb2_grpc.EventsStub", self._connection.stub("events"))
 
     @property
     def images(self) -> images_pb2_grpc.ImagesStub:
         """containerd.services.images.v1.Images"""
-        return self._connection.stub("images")  # type: ignore[no-any-return]
+        return cast("images_pb2_grpc.ImagesStub", self._connection.stub("images"))
 
     @property
     def introspection(self) -> introspection_pb2_grpc.IntrospectionStub:
         """containerd.services.introspection.v1.Introspection"""
-        return self._connection.stub("introspection")  # type: ignore[no-any-return]
+        return cast("introspection_pb2_grpc.IntrospectionStub", self._connection.stub("introspection"))
 
     @property
     def leases(self) -> leases_pb2_grpc.LeasesStub:
         """containerd.services.leases.v1.Leases"""
-        return self._connection.stub("leases")  # type: ignore[no-any-return]
+        return cast("leases_pb2_grpc.LeasesStub", self._connection.stub("leases"))
 
     @property
     def namespaces(self) -> namespace_pb2_grpc.NamespacesStub:
         """containerd.services.namespaces.v1.Namespaces"""
-        return self._connection.stub("namespaces")  # type: ignore[no-any-return]
+        return cast("namespace_pb2_grpc.NamespacesStub", self._connection.stub("namespaces"))
 
     @property
     def snapshots(self) -> snapshots_pb2_grpc.SnapshotsStub:
         """containerd.services.snapshots.v1.Snapshots"""
-        return self._connection.stub("snapshots")  # type: ignore[no-any-return]
+        return cast("snapshots_pb2_grpc.SnapshotsStub", self._connection.stub("snapshots"))
 
     @property
     def streaming(self) -> streaming_pb2_grpc.StreamingStub:
         """containerd.services.streaming.v1.Streaming (containerd 1.7+)"""
-        return self._connection.stub("streaming")  # type: ignore[no-any-return]
+        return cast("streaming_pb2_grpc.StreamingStub", self._connection.stub("streaming"))
 
     @property
     def tasks(self) -> tasks_pb2_grpc.TasksStub:
         """containerd.services.tasks.v1.Tasks"""
-        return self._connection.stub("tasks")  # type: ignore[no-any-return]
+        return cast("tasks_pb2_grpc.TasksStub", self._connection.stub("tasks"))
 
     @property
     def transfer(self) -> transfer_pb2_grpc.TransferStub:
         """containerd.services.transfer.v1.Transfer (containerd 1.7+)"""
-        return self._connection.stub("transfer")  # type: ignore[no-any-return]
+        return cast("transfer_pb2_grpc.TransferStub", self._connection.stub("transfer"))
 
     @property
     def version(self) -> version_pb2_grpc.VersionStub:
         """containerd.services.version.v1.Version"""
-        return self._connection.stub("version")  # type: ignore[no-any-return]
+        return cast("version_pb2_grpc.VersionStub", self._connection.stub("version"))
 
     @property
     def health(self) -> health_pb2_grpc.HealthStub:
         """grpc.health.v1.Health"""
-        return self._connection.stub("health")
+        return cast("health_pb2_grpc.HealthStub", self._connection.stub("health"))
 
 
 class Caller:
@@ -367,24 +412,19 @@ class Caller:
             return (*self._metadata, (LEASE_HEADER, lease[1]))
         return self._metadata
 
-    def stub(self, name: str) -> Any:
-        """The raw stub of a service (see :class:`Services`)."""
-        return self.connection.stub(name)
-
     def call(
         self,
-        service: str,
-        method: str,
-        request: Message,
+        method: Unary[Req, Resp],
+        request: Req,
         *,
         timeout: float | None = -1.0,
         idempotent: bool = False,
-    ) -> Any:
+    ) -> Resp:
         """Make a unary call and return the response message.
 
         Args:
-            service: Key of the service (``"tasks"``, ``"containers"``, ...).
-            method: The RPC's name on the stub (``"Create"``).
+            method: The RPC (``api.Tasks.Create``): mypy checks ``request``
+                against it and types the response.
             request: The request message.
             timeout: Deadline in seconds; ``None`` waits forever; the default
                 uses the caller's default deadline.
@@ -401,10 +441,11 @@ class Caller:
                 matches the code).
             ClosedError: The client was closed.
         """
-        fn = getattr(self.connection.stub(service), method)
+        fn = self.connection.callable(method)
         timeout = self.timeout if timeout is not None and timeout < 0 else timeout
         metadata = self.metadata
         started = time.monotonic()
+        resp: Resp
         try:
             resp = fn(request, timeout=timeout, metadata=metadata)
         except grpc.RpcError as exc:
@@ -420,11 +461,12 @@ class Caller:
         # The first attempt's time counts: retries end at the call's deadline.
         deadline = None if timeout is None else started + timeout
 
-        def again(left: float | None) -> Any:
+        def again(left: float | None) -> Resp:
             try:
-                return fn(request, timeout=left, metadata=metadata)
+                answer: Resp = fn(request, timeout=left, metadata=metadata)
             except grpc.RpcError as exc2:
                 raise self._error(exc2) from exc2
+            return answer
 
         resp = self.retry.call(again, err, deadline, reconnecting=self.connection.answered)
         self.connection.answered = True
@@ -443,10 +485,9 @@ class Caller:
 
     def future(
         self,
-        service: str,
-        method: str,
-        request: Message,
-        on_done: Callable[[Pending, Any, ContainerdError | None], None],
+        method: Unary[Req, Resp],
+        request: Req,
+        on_done: Callable[[Pending, Resp | None, ContainerdError | None], None],
         *,
         timeout: float | None = None,
         wait_for_ready: bool = False,
@@ -461,8 +502,7 @@ class Caller:
         :class:`RPCError` for the status.
 
         Args:
-            service: Key of the service (``"tasks"``).
-            method: The RPC's name on the stub (``"Wait"``).
+            method: The RPC (``api.Tasks.Wait``).
             request: The request message.
             on_done: Called with the outcome; keep it short and non-blocking.
             timeout: Deadline in seconds; ``None`` (the default) waits forever.
@@ -472,7 +512,7 @@ class Caller:
         Raises:
             ClosedError: The client was closed.
         """
-        fn = getattr(self.connection.stub(service), method).future
+        fn = self.connection.callable(method).future
         try:
             call = fn(request, timeout=timeout, metadata=self.metadata, wait_for_ready=wait_for_ready)
         except ValueError as exc:  # grpc's "Cannot invoke RPC on closed channel!"
@@ -480,8 +520,8 @@ class Caller:
         pending = Pending(call)
         connection = self.connection
 
-        def done(fut: Any) -> None:
-            resp: Any = None
+        def done(fut: grpc.Future[Resp]) -> None:
+            resp: Resp | None = None
             err: ContainerdError | None = None
             try:
                 resp = fut.result()
@@ -498,10 +538,10 @@ class Caller:
         return pending
 
     def stream(
-        self, service: str, method: str, request: Message, *, timeout: float | None = None
-    ) -> Stream[Any]:
+        self, method: ServerStream[Req, Resp], request: Req, *, timeout: float | None = None
+    ) -> Stream[Resp]:
         """Start a server-streaming call; iterate the result, cancel with ``close()``."""
-        fn = getattr(self.connection.stub(service), method)
+        fn = self.connection.callable(method)
         try:
             call = fn(request, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
@@ -509,15 +549,23 @@ class Caller:
         return Stream(call, self)
 
     def bidi(
-        self, service: str, method: str, requests: Iterator[Any], *, timeout: float | None = None
-    ) -> Stream[Any]:
+        self, method: BidiStream[Req, Resp], requests: Iterator[Req], *, timeout: float | None = None
+    ) -> Stream[Resp]:
         """Start a bidirectional stream fed by ``requests``; iterate the result for replies."""
-        fn = getattr(self.connection.stub(service), method)
+        fn = self.connection.callable(method)
         try:
             call = fn(requests, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
         return Stream(call, self)
+
+
+class _Call(Protocol[T_co]):
+    """A running streaming call, as grpc returns it."""
+
+    def __next__(self) -> T_co: ...
+
+    def cancel(self) -> bool: ...
 
 
 class Pending:
@@ -548,7 +596,7 @@ class Pending:
 class Stream(Generic[T]):
     """A server-streaming call whose errors are mapped to the SDK's errors."""
 
-    def __init__(self, call: Any, caller: Caller) -> None:
+    def __init__(self, call: _Call[T], caller: Caller) -> None:
         self._call = call
         self._caller = caller
 
@@ -557,7 +605,7 @@ class Stream(Generic[T]):
 
     def __next__(self) -> T:
         try:
-            return next(self._call)  # type: ignore[no-any-return]
+            return next(self._call)
         except grpc.RpcError as exc:
             raise self._caller._error(exc) from exc
 

@@ -27,11 +27,12 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
 from containerd_client import _rpc
+from containerd_client._pb import api
 from containerd_client._retry import NO_RETRY, RetryPolicy
 from containerd_client.errors import (
     ClosedError,
@@ -46,9 +47,11 @@ from containerd_client.errors import (
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from google.protobuf.message import Message
     from typing_extensions import Self
 
     from containerd_client._features import Features
+    from containerd_client._pb.api import Unary
     from containerd_client.containers import Container, RuncOptions
     from containerd_client.content import ContentStore
     from containerd_client.events import EventDispatcher, Subscription
@@ -69,6 +72,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+Req = TypeVar("Req", bound="Message")
+Resp = TypeVar("Resp", bound="Message")
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "default"
@@ -438,10 +444,19 @@ class Client:
     ) -> None:
         self.close()
 
-    def call(self, service: str, method: str, request: Any, **kwargs: Any) -> Any:
+    def call(
+        self,
+        method: Unary[Req, Resp],
+        request: Req,
+        *,
+        timeout: float | None = -1.0,
+        idempotent: bool = False,
+    ) -> Resp:
         """Make a raw unary call with this client's namespace, deadline and errors.
 
-        ``kwargs`` are ``timeout`` and ``idempotent``, as in
+        ``method`` is a descriptor from the generated ``containerd_client._pb.api``
+        (``api.Tasks.List``); mypy checks ``request`` against it and types the
+        response. ``timeout`` and ``idempotent`` are as in
         :meth:`containerd_client._rpc.Caller.call`.
 
         Raises:
@@ -449,7 +464,7 @@ class Client:
             ClosedError: The client was closed.
         """
         self._check_open()
-        return self._caller.call(service, method, request, **kwargs)
+        return self._caller.call(method, request, timeout=timeout, idempotent=idempotent)
 
     # -- server -----------------------------------------------------------------
 
@@ -462,7 +477,7 @@ class Client:
         from google.protobuf import empty_pb2
 
         self._check_open()
-        resp = self._caller.call("version", "Version", empty_pb2.Empty(), idempotent=True)
+        resp = self._caller.call(api.Version.Version, empty_pb2.Empty(), idempotent=True)
         return Version(resp.version, resp.revision)
 
     def server(self) -> ServerInfo:
@@ -474,7 +489,7 @@ class Client:
         from google.protobuf import empty_pb2
 
         self._check_open()
-        resp = self._caller.call("introspection", "Server", empty_pb2.Empty(), idempotent=True)
+        resp = self._caller.call(api.Introspection.Server, empty_pb2.Empty(), idempotent=True)
         deprecations = tuple(d.id for d in getattr(resp, "deprecations", ()))
         return ServerInfo(resp.uuid, resp.pid, resp.pidns, deprecations)
 
@@ -488,7 +503,7 @@ class Client:
 
         self._check_open()
         req = introspection_pb2.PluginsRequest(filters=list(filters))
-        resp = self._caller.call("introspection", "Plugins", req, idempotent=True)
+        resp = self._caller.call(api.Introspection.Plugins, req, idempotent=True)
         return [
             Plugin(
                 type=p.type,
@@ -530,7 +545,7 @@ class Client:
 
         self._check_open()
         try:
-            resp = self._caller.call("health", "Check", health_pb2.HealthCheckRequest(), timeout=timeout)
+            resp = self._caller.call(api.Health.Check, health_pb2.HealthCheckRequest(), timeout=timeout)
         except RPCError:
             return False
         serving = bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
@@ -891,7 +906,7 @@ class NamespaceStore:
         """
         from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
 
-        resp = self._client.call("namespaces", "List", namespace_pb2.ListNamespacesRequest(), idempotent=True)
+        resp = self._client.call(api.Namespaces.List, namespace_pb2.ListNamespacesRequest(), idempotent=True)
         return [Namespace(n.name, dict(n.labels)) for n in resp.namespaces]
 
     def get(self, name: str) -> Namespace:
@@ -923,7 +938,7 @@ class NamespaceStore:
         req = namespace_pb2.CreateNamespaceRequest(
             namespace=namespace_pb2.Namespace(name=name, labels=dict(labels or {}))
         )
-        resp = self._client.call("namespaces", "Create", req)
+        resp = self._client.call(api.Namespaces.Create, req)
         return Namespace(resp.namespace.name, dict(resp.namespace.labels))
 
     def set_labels(self, name: str, labels: Mapping[str, str]) -> Namespace:
@@ -941,7 +956,7 @@ class NamespaceStore:
             namespace=namespace_pb2.Namespace(name=name, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
         )
-        self._client.call("namespaces", "Update", req)
+        self._client.call(api.Namespaces.Update, req)
         # containerd answers with the request's record, not the stored one.
         return self.get(name)
 
@@ -955,7 +970,7 @@ class NamespaceStore:
         """
         from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
 
-        self._client.call("namespaces", "Delete", namespace_pb2.DeleteNamespaceRequest(name=name))
+        self._client.call(api.Namespaces.Delete, namespace_pb2.DeleteNamespaceRequest(name=name))
 
 
 class LeaseStore:
@@ -992,7 +1007,7 @@ class LeaseStore:
             # containerd's GC reads this label (RFC 3339) and drops the lease after it.
             all_labels["containerd.io/gc.expire"] = until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         req = leases_pb2.CreateRequest(id=lease_id or f"cc-{uuid.uuid4().hex}", labels=all_labels)
-        resp = self._client.call("leases", "Create", req)
+        resp = self._client.call(api.Leases.Create, req)
         return Lease(resp.lease.id, _ts(resp.lease.created_at), dict(resp.lease.labels))
 
     def list(self, *filters: str) -> builtins.list[Lease]:
@@ -1004,7 +1019,7 @@ class LeaseStore:
         from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
 
         resp = self._client.call(
-            "leases", "List", leases_pb2.ListRequest(filters=list(filters)), idempotent=True
+            api.Leases.List, leases_pb2.ListRequest(filters=list(filters)), idempotent=True
         )
         return [Lease(le.id, _ts(le.created_at), dict(le.labels)) for le in resp.leases]
 
@@ -1018,7 +1033,7 @@ class LeaseStore:
         from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
 
         try:
-            self._client.call("leases", "Delete", leases_pb2.DeleteRequest(id=lease_id, sync=sync))
+            self._client.call(api.Leases.Delete, leases_pb2.DeleteRequest(id=lease_id, sync=sync))
         except NotFoundError:
             if not missing_ok:
                 raise
@@ -1034,7 +1049,7 @@ class LeaseStore:
         req = leases_pb2.AddResourceRequest(
             id=lease_id, resource=leases_pb2.Resource(id=resource_id, type=resource_type)
         )
-        self._client.call("leases", "AddResource", req)
+        self._client.call(api.Leases.AddResource, req)
 
     def resources(self, lease_id: str) -> builtins.list[tuple[str, str]]:
         """The ``(type, id)`` resources a lease references.
@@ -1045,6 +1060,6 @@ class LeaseStore:
         from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
 
         resp = self._client.call(
-            "leases", "ListResources", leases_pb2.ListResourcesRequest(id=lease_id), idempotent=True
+            api.Leases.ListResources, leases_pb2.ListResourcesRequest(id=lease_id), idempotent=True
         )
         return [(r.type, r.id) for r in resp.resources]

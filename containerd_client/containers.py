@@ -20,6 +20,7 @@ import attrs
 
 from containerd_client import _typeurl
 from containerd_client._ids import validate_id
+from containerd_client._pb import api
 from containerd_client.client import OPERATION_LABEL, SESSION_LABEL
 from containerd_client.errors import (
     AlreadyExistsError,
@@ -389,7 +390,7 @@ class Container:
             container=containers_pb2.Container(id=self.id, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
         )
-        resp = self._client.call("containers", "Update", req)
+        resp = self._client.call(api.Containers.Update, req)
         self._info = ContainerInfo.from_proto(resp.container)
         return dict(self._info.labels)
 
@@ -458,7 +459,7 @@ class Container:
         cfg = proc_io.config
         req.stdin, req.stdout, req.stderr, req.terminal = cfg.stdin, cfg.stdout, cfg.stderr, cfg.terminal
         try:
-            resp = self._client.call("tasks", "Create", req)
+            resp = self._client.call(api.Tasks.Create, req)
         except AlreadyExistsError as exc:
             proc_io.cancel()
             proc_io.close()
@@ -480,7 +481,7 @@ class Container:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
         req = snapshots_pb2.MountsRequest(snapshotter=self._info.snapshotter, key=self._info.snapshot_key)
-        resp = self._client.call("snapshots", "Mounts", req, idempotent=True)
+        resp = self._client.call(api.Snapshots.Mounts, req, idempotent=True)
         return list(resp.mounts)
 
     def task(self) -> Task:
@@ -575,7 +576,7 @@ class Container:
                     StatusCode.FAILED_PRECONDITION,
                 )
             (self._task or self.task()).force_delete()
-        self._client.call("containers", "Delete", containers_pb2.DeleteContainerRequest(id=self.id))
+        self._client.call(api.Containers.Delete, containers_pb2.DeleteContainerRequest(id=self.id))
         self._deleted = True
         if snapshot and self._info.snapshot_key:
             self._remove_snapshot()
@@ -588,7 +589,7 @@ class Container:
             snapshotter=self._info.snapshotter, key=self._info.snapshot_key
         )
         try:
-            self._client._caller.call("snapshots", "Remove", req, timeout=CLEANUP_TIMEOUT)
+            self._client._caller.call(api.Snapshots.Remove, req, timeout=CLEANUP_TIMEOUT)
         except NotFoundError:
             pass  # garbage collection may have removed it first
         except ContainerdError:
@@ -685,7 +686,7 @@ def _get_info(client: Client, container_id: str) -> ContainerInfo:
     from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
     resp = client.call(
-        "containers", "Get", containers_pb2.GetContainerRequest(id=container_id), idempotent=True
+        api.Containers.Get, containers_pb2.GetContainerRequest(id=container_id), idempotent=True
     )
     return ContainerInfo.from_proto(resp.container)
 
@@ -796,7 +797,7 @@ def _create_record(
     if runtime_options is not None:
         record.runtime.options.CopyFrom(_typeurl.pack(runtime_options.to_proto()))
     try:
-        resp = client.call("containers", "Create", containers_pb2.CreateContainerRequest(container=record))
+        resp = client.call(api.Containers.Create, containers_pb2.CreateContainerRequest(container=record))
     except AlreadyExistsError as exc:
         raise ConflictError(f"id already in use: {exc.message}", exc.code) from exc
     info = ContainerInfo.from_proto(resp.container, spec=spec_doc)
@@ -908,7 +909,7 @@ def _defer_undo_create(client: Client, container_id: str, snapshotter: str, oper
             if info.labels.get(OPERATION_LABEL) == operation:
                 # Made by the lost Create: it never got a task from this client.
                 with contextlib.suppress(NotFoundError):
-                    view.call("containers", "Delete", containers_pb2.DeleteContainerRequest(id=container_id))
+                    view.call(api.Containers.Delete, containers_pb2.DeleteContainerRequest(id=container_id))
         snapshots = view.snapshots(snapshotter)
         try:
             if snapshots.stat(container_id).labels.get(OPERATION_LABEL) == operation:
@@ -934,7 +935,7 @@ def list_containers(client: Client, *filters: str, state_dir: str | None = None)
     from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
     resp = client.call(
-        "containers", "List", containers_pb2.ListContainersRequest(filters=list(filters)), idempotent=True
+        api.Containers.List, containers_pb2.ListContainersRequest(filters=list(filters)), idempotent=True
     )
     root = _state_root(state_dir)
     infos = [ContainerInfo.from_proto(c) for c in resp.containers]

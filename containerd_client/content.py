@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 import attrs
 
 from containerd_client import _rpc
+from containerd_client._pb import api
 from containerd_client.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -433,7 +434,7 @@ class _WriteSession:
         # No deadline: a big blob takes as long as it takes, and every step
         # waits on the daemon answering it.
         self._responses: _rpc.Stream[Any] = client._caller.bidi(
-            "content", "Write", iter(self._requests.get, _END)
+            api.Content.Write, iter(self._requests.get, _END)
         )
         self._pending = 0
         self._ended = False
@@ -514,7 +515,7 @@ class ContentStore:
         """
         from containerd_client._pb.containerd.services.content.v1 import content_pb2
 
-        resp = self._client.call("content", "Info", content_pb2.InfoRequest(digest=digest), idempotent=True)
+        resp = self._client.call(api.Content.Info, content_pb2.InfoRequest(digest=digest), idempotent=True)
         return ContentInfo._from_proto(resp.info)
 
     def exists(self, digest: str) -> bool:
@@ -541,7 +542,7 @@ class ContentStore:
 
         self._client._check_open()
         stream = self._client._caller.stream(
-            "content", "List", content_pb2.ListContentRequest(filters=list(filters))
+            api.Content.List, content_pb2.ListContentRequest(filters=list(filters))
         )
         return [ContentInfo._from_proto(info) for resp in stream for info in resp.info]
 
@@ -554,7 +555,7 @@ class ContentStore:
         """
         from containerd_client._pb.containerd.services.content.v1 import content_pb2
 
-        self._client.call("content", "Delete", content_pb2.DeleteContentRequest(digest=digest))
+        self._client.call(api.Content.Delete, content_pb2.DeleteContentRequest(digest=digest))
 
     def set_labels(self, digest: str, labels: Mapping[str, str]) -> ContentInfo:
         """Set labels on a blob; an empty value removes that label. Others stay.
@@ -571,7 +572,7 @@ class ContentStore:
             info=content_pb2.Info(digest=digest, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
         )
-        resp = self._client.call("content", "Update", req)
+        resp = self._client.call(api.Content.Update, req)
         return ContentInfo._from_proto(resp.info)
 
     def read(
@@ -595,7 +596,7 @@ class ContentStore:
         return self._read(req, max(1, chunk))
 
     def _read(self, req: Any, chunk: int) -> Iterator[bytes]:
-        stream = self._client._caller.stream("content", "Read", req)
+        stream = self._client._caller.stream(api.Content.Read, req)
         try:
             for resp in stream:
                 data = resp.data
@@ -639,7 +640,7 @@ class ContentStore:
         """
         from containerd_client._pb.containerd.services.content.v1 import content_pb2
 
-        resp = self._client.call("content", "Status", content_pb2.StatusRequest(ref=ref), idempotent=True)
+        resp = self._client.call(api.Content.Status, content_pb2.StatusRequest(ref=ref), idempotent=True)
         return WriteStatus._from_proto(resp.status)
 
     def statuses(self, *filters: str) -> builtins.list[WriteStatus]:
@@ -651,7 +652,7 @@ class ContentStore:
         from containerd_client._pb.containerd.services.content.v1 import content_pb2
 
         resp = self._client.call(
-            "content", "ListStatuses", content_pb2.ListStatusesRequest(filters=list(filters)), idempotent=True
+            api.Content.ListStatuses, content_pb2.ListStatusesRequest(filters=list(filters)), idempotent=True
         )
         return [WriteStatus._from_proto(s) for s in resp.statuses]
 
@@ -664,7 +665,7 @@ class ContentStore:
         """
         from containerd_client._pb.containerd.services.content.v1 import content_pb2
 
-        self._client.call("content", "Abort", content_pb2.AbortRequest(ref=ref))
+        self._client.call(api.Content.Abort, content_pb2.AbortRequest(ref=ref))
 
     def write(
         self,

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client._pb import api
 from containerd_client._serial import KeyedSerialExecutor
 from containerd_client.errors import (
     CancelledError,
@@ -184,7 +185,7 @@ class Subscription:
 
         self._filters = filters
         self._stream: Stream[Any] = client._caller.stream(
-            "events", "Subscribe", events_pb2.SubscribeRequest(filters=list(filters))
+            api.Events.Subscribe, events_pb2.SubscribeRequest(filters=list(filters))
         )
         self._closed = False
 
@@ -454,7 +455,7 @@ class EventDispatcher:
         while not self._closing.is_set():
             try:
                 stream = self._client._caller.stream(
-                    "events", "Subscribe", events_pb2.SubscribeRequest(filters=filters)
+                    api.Events.Subscribe, events_pb2.SubscribeRequest(filters=filters)
                 )
                 self._stream = stream
                 if self._closing.is_set():
@@ -511,7 +512,7 @@ class EventDispatcher:
         marker = container_pb2.ContainerUpdate(labels={SYNC_LABEL: token})
         req = events_pb2.PublishRequest(topic=SYNC_TOPIC, event=_typeurl.pack(marker))
         try:
-            self._client.call("events", "Publish", req, timeout=5.0)
+            self._client.call(api.Events.Publish, req, timeout=5.0)
         except ContainerdError:
             logger.debug("sync event not published; assuming the subscription is live", exc_info=True)
             return None
@@ -667,7 +668,7 @@ class EventDispatcher:
 
         view = self._client if self._client.namespace_name == ns else self._client.namespace(ns)
         try:
-            resp = view.call("tasks", "Get", tasks_pb2.GetRequest(container_id=cid, exec_id=exec_id))
+            resp = view.call(api.Tasks.Get, tasks_pb2.GetRequest(container_id=cid, exec_id=exec_id))
         except NotFoundError:
             exit_msg = events_pb2.TaskExit(
                 container_id=cid, id=exec_id or cid, pid=pid, exit_status=UNKNOWN_EXIT_CODE

@@ -66,6 +66,7 @@ from containerd_client._archive import (
     normalize_reference,
     ref_tag,
 )
+from containerd_client._pb import api
 from containerd_client.content import (
     ContentStore,
     Descriptor,
@@ -466,7 +467,7 @@ class ImageStore:
         from containerd_client._pb.containerd.services.images.v1 import images_pb2
 
         resp = self._client.call(
-            "images", "List", images_pb2.ListImagesRequest(filters=list(filters)), idempotent=True
+            api.Images.List, images_pb2.ListImagesRequest(filters=list(filters)), idempotent=True
         )
         return [Image._from_proto(i) for i in resp.images]
 
@@ -479,7 +480,7 @@ class ImageStore:
         """
         from containerd_client._pb.containerd.services.images.v1 import images_pb2
 
-        resp = self._client.call("images", "Get", images_pb2.GetImageRequest(name=name), idempotent=True)
+        resp = self._client.call(api.Images.Get, images_pb2.GetImageRequest(name=name), idempotent=True)
         return Image._from_proto(resp.image)
 
     def create(self, name: str, target: Descriptor, labels: Mapping[str, str] | None = None) -> Image:
@@ -501,7 +502,7 @@ class ImageStore:
 
         record = images_pb2.Image(name=name, target=target.to_proto(), labels=dict(labels or {}))
         try:
-            resp = self._client.call("images", "Create", images_pb2.CreateImageRequest(image=record))
+            resp = self._client.call(api.Images.Create, images_pb2.CreateImageRequest(image=record))
         except AlreadyExistsError:
             from google.protobuf import field_mask_pb2
 
@@ -509,7 +510,7 @@ class ImageStore:
             req = images_pb2.UpdateImageRequest(
                 image=record, update_mask=field_mask_pb2.FieldMask(paths=paths)
             )
-            resp = self._client.call("images", "Update", req)
+            return Image._from_proto(self._client.call(api.Images.Update, req).image)
         return Image._from_proto(resp.image)
 
     def delete(self, name: str, *, sync: bool = False) -> None:
@@ -525,7 +526,7 @@ class ImageStore:
         """
         from containerd_client._pb.containerd.services.images.v1 import images_pb2
 
-        self._client.call("images", "Delete", images_pb2.DeleteImageRequest(name=name, sync=sync))
+        self._client.call(api.Images.Delete, images_pb2.DeleteImageRequest(name=name, sync=sync))
 
     # -- reading images ------------------------------------------------------------
 
@@ -777,7 +778,7 @@ class ImageStore:
             # Applying streams the whole layer through the daemon: give big
             # layers time in proportion to their size.
             timeout = 120.0 + layer.size / float(8 << 20)
-            applied = self._client.call("diff", "Apply", req, timeout=timeout).applied
+            applied = self._client.call(api.Diff.Apply, req, timeout=timeout).applied
             if applied.digest != diff_id:
                 raise DigestMismatchError(
                     f"layer {layer.digest} unpacked to {applied.digest}, but the config says {diff_id}"

@@ -42,6 +42,7 @@ import attrs
 
 from containerd_client import _registry, _rpc
 from containerd_client._ids import validate_timeout
+from containerd_client._pb import api
 from containerd_client._registry import (
     MEDIA_TYPE_DOCKER_LIST,
     MEDIA_TYPE_OCI_INDEX,
@@ -650,7 +651,7 @@ class _DaemonStream:
 
         self._typeurl = _typeurl
         self._outbox.put(_typeurl.pack(streaming_pb2.StreamInit(id=self.id)))
-        self._call: Any = client._caller.bidi("streaming", "Stream", self._requests())
+        self._call: Any = client._caller.bidi(api.Streaming.Stream, self._requests())
         try:
             # The daemon acknowledges the init once the stream is registered
             # under its id; only then may a Transfer name it.
@@ -860,7 +861,7 @@ class _TransferPull:
             try:
                 req = self.request(auth_stream.id, progress_stream.id if progress_stream else "")
                 try:
-                    self.client.call("transfer", "Transfer", req, timeout=self.timeout)
+                    self.client.call(api.Transfer.Transfer, req, timeout=self.timeout)
                 except RPCError as exc:
                     if self.credentials_error is not None:
                         # Keeps its cause (what the callable raised); the daemon's error is its context.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from containerd_client._pb import api
 from containerd_client.content import _ts
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ class SnapshotStore:
         req = snapshots_pb2.PrepareSnapshotRequest(
             snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})
         )
-        resp = self._client.call("snapshots", "Prepare", req)
+        resp = self._client.call(api.Snapshots.Prepare, req)
         return [Mount.from_proto(m) for m in resp.mounts]
 
     def view(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
@@ -152,7 +153,7 @@ class SnapshotStore:
         req = snapshots_pb2.ViewSnapshotRequest(
             snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})
         )
-        resp = self._client.call("snapshots", "View", req)
+        resp = self._client.call(api.Snapshots.View, req)
         return [Mount.from_proto(m) for m in resp.mounts]
 
     def mounts(self, key: str) -> list[Mount]:
@@ -166,7 +167,7 @@ class SnapshotStore:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
         req = snapshots_pb2.MountsRequest(snapshotter=self.snapshotter, key=key)
-        resp = self._client.call("snapshots", "Mounts", req, idempotent=True)
+        resp = self._client.call(api.Snapshots.Mounts, req, idempotent=True)
         return [Mount.from_proto(m) for m in resp.mounts]
 
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
@@ -182,7 +183,7 @@ class SnapshotStore:
         req = snapshots_pb2.CommitSnapshotRequest(
             snapshotter=self.snapshotter, name=name, key=key, labels=dict(labels or {})
         )
-        self._client.call("snapshots", "Commit", req)
+        self._client.call(api.Snapshots.Commit, req)
 
     def remove(self, key: str) -> None:
         """Remove a snapshot (committed ones only when no child uses them).
@@ -195,7 +196,7 @@ class SnapshotStore:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
         req = snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=key)
-        self._client.call("snapshots", "Remove", req)
+        self._client.call(api.Snapshots.Remove, req)
 
     def stat(self, key: str) -> SnapshotInfo:
         """The record of one snapshot.
@@ -207,7 +208,7 @@ class SnapshotStore:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
         req = snapshots_pb2.StatSnapshotRequest(snapshotter=self.snapshotter, key=key)
-        resp = self._client.call("snapshots", "Stat", req, idempotent=True)
+        resp = self._client.call(api.Snapshots.Stat, req, idempotent=True)
         return SnapshotInfo._from_proto(resp.info)
 
     def exists(self, key: str) -> bool:
@@ -240,7 +241,7 @@ class SnapshotStore:
             info=snapshots_pb2.Info(name=key, labels={k: v for k, v in labels.items() if v}),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
         )
-        resp = self._client.call("snapshots", "Update", req)
+        resp = self._client.call(api.Snapshots.Update, req)
         return SnapshotInfo._from_proto(resp.info)
 
     def list(self, *filters: str) -> builtins.list[SnapshotInfo]:
@@ -254,8 +255,7 @@ class SnapshotStore:
         self._client._check_open()
         # A server stream in every containerd version (1.6 onwards).
         stream = self._client._caller.stream(
-            "snapshots",
-            "List",
+            api.Snapshots.List,
             snapshots_pb2.ListSnapshotsRequest(snapshotter=self.snapshotter, filters=list(filters)),
         )
         return [SnapshotInfo._from_proto(info) for resp in stream for info in resp.info]
@@ -270,5 +270,5 @@ class SnapshotStore:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
         req = snapshots_pb2.UsageRequest(snapshotter=self.snapshotter, key=key)
-        resp = self._client.call("snapshots", "Usage", req, idempotent=True)
+        resp = self._client.call(api.Snapshots.Usage, req, idempotent=True)
         return Usage(int(resp.size), int(resp.inodes))

@@ -30,6 +30,7 @@ import attrs
 
 from containerd_client import _typeurl
 from containerd_client._ids import validate_timeout
+from containerd_client._pb import api
 from containerd_client.errors import (
     CancelledError,
     ClosedError,
@@ -439,7 +440,7 @@ class _ProcessBase:
                 return
             req = tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id)
             try:
-                call = self._client._caller.future("tasks", "Wait", req, self._wait_done, wait_for_ready=True)
+                call = self._client._caller.future(api.Tasks.Wait, req, self._wait_done, wait_for_ready=True)
             except ClosedError as exc:
                 self._exit.fail(ClosedError(f"cannot wait: {exc}"))
                 return
@@ -639,7 +640,7 @@ class _ProcessBase:
         req = tasks_pb2.KillRequest(
             container_id=self._container_id, exec_id=self._exec_id, signal=number, all=all
         )
-        self._client.call("tasks", "Kill", req)
+        self._client.call(api.Tasks.Kill, req)
 
     def resize(self, width: int, height: int) -> None:
         """Resize the process's terminal (TTY processes only).
@@ -656,7 +657,7 @@ class _ProcessBase:
         req = tasks_pb2.ResizePtyRequest(
             container_id=self._container_id, exec_id=self._exec_id, width=width, height=height
         )
-        self._client.call("tasks", "ResizePty", req)
+        self._client.call(api.Tasks.ResizePty, req)
 
     def close_stdin(self) -> None:
         """Signal end of input: close our end of stdin and tell the shim, exactly once."""
@@ -669,7 +670,7 @@ class _ProcessBase:
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
         req = tasks_pb2.CloseIORequest(container_id=self._container_id, exec_id=self._exec_id, stdin=True)
-        self._client._caller.call("tasks", "CloseIO", req, timeout=CLEANUP_TIMEOUT)
+        self._client._caller.call(api.Tasks.CloseIO, req, timeout=CLEANUP_TIMEOUT)
 
     def status(self) -> TaskStatus:
         """The current state, from the daemon.
@@ -858,7 +859,7 @@ def get_process_state(client: Client, container_id: str, exec_id: str = "") -> _
     from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
     req = tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id)
-    p = client.call("tasks", "Get", req, idempotent=True).process
+    p = client.call(api.Tasks.Get, req, idempotent=True).process
     return _ProcessState(
         status=_STATUS_BY_NUMBER.get(p.status, TaskStatus.UNKNOWN),
         pid=p.pid,
@@ -913,7 +914,7 @@ class Process(_ProcessBase):
             self._started = True
         req = tasks_pb2.StartRequest(container_id=self._container_id, exec_id=self._exec_id)
         try:
-            resp = self._client.call("tasks", "Start", req)
+            resp = self._client.call(api.Tasks.Start, req)
         except ContainerdError:
             self._stdin.abandon()
             self._start_returned()
@@ -970,7 +971,7 @@ class Process(_ProcessBase):
         req = tasks_pb2.KillRequest(
             container_id=self._container_id, exec_id=self._exec_id, signal=int(_signal.SIGKILL)
         )
-        self._client._caller.call("tasks", "Kill", req, timeout=CLEANUP_TIMEOUT)
+        self._client._caller.call(api.Tasks.Kill, req, timeout=CLEANUP_TIMEOUT)
 
     def force_delete(self, *, timeout: float = CLEANUP_TIMEOUT) -> ExitStatus:
         """Kill the exec if it runs and delete it (see :meth:`Task.force_delete`)."""
@@ -988,7 +989,7 @@ class Process(_ProcessBase):
         req = tasks_pb2.DeleteProcessRequest(container_id=self._container_id, exec_id=self._exec_id)
         call_timeout = timeout if timeout is not None else -1.0
         try:
-            resp = self._client._caller.call("tasks", "DeleteProcess", req, timeout=call_timeout)
+            resp = self._client._caller.call(api.Tasks.DeleteProcess, req, timeout=call_timeout)
         except NotFoundError:
             if not missing_ok:
                 raise
@@ -1072,7 +1073,7 @@ class Task(_ProcessBase):
 
         req = tasks_pb2.MetricsRequest(filters=[f"id=={self._container_id}"])
         try:
-            resp = self._client._caller.call("tasks", "Metrics", req, timeout=_EXIT_CHECK_TIMEOUT)
+            resp = self._client._caller.call(api.Tasks.Metrics, req, timeout=_EXIT_CHECK_TIMEOUT)
         except ContainerdError:
             logger.debug("OOM check of task %s failed", self._container_id, exc_info=True)
             return self._oom
@@ -1105,7 +1106,7 @@ class Task(_ProcessBase):
                 raise FailedPreconditionError(f"task {self._container_id} was already started")
             self._started = True
         self._oom = False
-        resp = self._client.call("tasks", "Start", tasks_pb2.StartRequest(container_id=self._container_id))
+        resp = self._client.call(api.Tasks.Start, tasks_pb2.StartRequest(container_id=self._container_id))
         self._pid = resp.pid or self._pid
 
     def pause(self) -> None:
@@ -1116,7 +1117,7 @@ class Task(_ProcessBase):
         """
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
-        self._client.call("tasks", "Pause", tasks_pb2.PauseTaskRequest(container_id=self._container_id))
+        self._client.call(api.Tasks.Pause, tasks_pb2.PauseTaskRequest(container_id=self._container_id))
 
     def resume(self) -> None:
         """Thaw a paused task.
@@ -1126,7 +1127,7 @@ class Task(_ProcessBase):
         """
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
-        self._client.call("tasks", "Resume", tasks_pb2.ResumeTaskRequest(container_id=self._container_id))
+        self._client.call(api.Tasks.Resume, tasks_pb2.ResumeTaskRequest(container_id=self._container_id))
 
     def pids(self) -> list[ProcessInfo]:
         """The processes in the task, with runc's per-process details when given.
@@ -1137,7 +1138,7 @@ class Task(_ProcessBase):
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
         resp = self._client.call(
-            "tasks", "ListPids", tasks_pb2.ListPidsRequest(container_id=self._container_id), idempotent=True
+            api.Tasks.ListPids, tasks_pb2.ListPidsRequest(container_id=self._container_id), idempotent=True
         )
         out = []
         for p in resp.processes:
@@ -1164,7 +1165,7 @@ class Task(_ProcessBase):
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
         req = tasks_pb2.MetricsRequest(filters=[f"id=={self._container_id}"])
-        resp = self._client.call("tasks", "Metrics", req, idempotent=True)
+        resp = self._client.call(api.Tasks.Metrics, req, idempotent=True)
         for m in resp.metrics:
             if m.id == self._container_id:
                 return metrics.from_proto(m)
@@ -1184,7 +1185,7 @@ class Task(_ProcessBase):
             container_id=self._container_id,
             resources=_typeurl.pack_json(_typeurl.OCI_RESOURCES, dict(resources)),
         )
-        self._client.call("tasks", "Update", req)
+        self._client.call(api.Tasks.Update, req)
 
     # -- exec ------------------------------------------------------------------------
 
@@ -1267,7 +1268,7 @@ class Task(_ProcessBase):
             spec=_typeurl.pack_json(_typeurl.OCI_PROCESS, process),
         )
         try:
-            self._client.call("tasks", "Exec", req)
+            self._client.call(api.Tasks.Exec, req)
         except AlreadyExistsError as exc:
             proc_io.cancel()
             proc_io.close()
@@ -1326,7 +1327,7 @@ class Task(_ProcessBase):
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
         req = tasks_pb2.GetRequest(container_id=self._container_id, exec_id=exec_id)
-        resp = self._client.call("tasks", "Get", req, idempotent=True)
+        resp = self._client.call(api.Tasks.Get, req, idempotent=True)
         proc = Process(self, exec_id, None)
         proc._pid = resp.process.pid
         proc._started = resp.process.pid != 0
@@ -1342,7 +1343,7 @@ class Task(_ProcessBase):
         if self._exit.done and self._own_pid_namespace():
             return  # init is gone, and with it every process of its pid namespace
         req = tasks_pb2.KillRequest(container_id=self._container_id, signal=int(_signal.SIGKILL), all=True)
-        self._client._caller.call("tasks", "Kill", req, timeout=CLEANUP_TIMEOUT)
+        self._client._caller.call(api.Tasks.Kill, req, timeout=CLEANUP_TIMEOUT)
 
     def _own_pid_namespace(self) -> bool:
         namespaces = self._container._info.spec.get("linux", {}).get("namespaces", []) or []
@@ -1371,7 +1372,7 @@ class Task(_ProcessBase):
         call_timeout = timeout if timeout is not None else -1.0
         req = tasks_pb2.DeleteTaskRequest(container_id=self._container_id)
         try:
-            resp = self._client._caller.call("tasks", "Delete", req, timeout=call_timeout)
+            resp = self._client._caller.call(api.Tasks.Delete, req, timeout=call_timeout)
         except NotFoundError:
             if not missing_ok:
                 raise

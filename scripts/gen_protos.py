@@ -92,18 +92,205 @@ def generate(out: Path) -> None:
         f"--grpc_python_out={out}",
         f"--mypy_out=quiet:{out}",
         f"--mypy_grpc_out=quiet:{out}",
+        f"--descriptor_set_out={out / _DESCRIPTORS}",
+        "--include_imports",
         *protos,
     ]
     if protoc.main(args) != 0:
         sys.exit("gen_protos: protoc failed")
     for path in sorted(out.rglob("*.py*")):
         _fix(path)
+    descriptors = (out / _DESCRIPTORS).read_bytes()
+    (out / _DESCRIPTORS).unlink()
+    (out / "api.py").write_text(_api_module(descriptors))
     # Packages for every generated folder, so setuptools and mypy see them.
     for folder in [out, *sorted(p for p in out.rglob("*") if p.is_dir())]:
         init = folder / "__init__.py"
         if not init.exists():
             init.write_text(_HEADER)
     (out / "py.typed").write_text("")
+
+
+_DESCRIPTORS = "descriptors.binpb"
+
+# Services we call but do not generate (their messages come from a shared package).
+_EXTERNAL = (("grpc_health.v1.health_pb2", "Health"),)
+
+_API_HEADER = '''\
+"""One typed descriptor per RPC of the services the SDK calls.
+
+``api.Tasks.Create`` is a ``Unary[CreateTaskRequest, CreateTaskResponse]``:
+``Caller.call(api.Tasks.Create, request)`` is then checked by mypy against
+the request type and returns the response type. A descriptor holds the
+method's path and names its message classes; they are imported on first
+use, so importing this module costs nothing. ``containerd_client._rpc``
+turns descriptors into gRPC calls (this module does not import grpc).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+{imports}
+
+__all__ = [{names}
+]
+
+Req = TypeVar("Req", bound="Message")
+Resp = TypeVar("Resp", bound="Message")
+
+
+def _load(ref: str) -> Any:
+    module, _, name = ref.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+class Method(Generic[Req, Resp]):
+    """One RPC: its path (``/package.Service/Name``) and message classes."""
+
+    __slots__ = ("_request", "_response", "name", "path", "service")
+
+    #: The gRPC call shape (``unary_unary``, ``unary_stream``, ...).
+    kind = ""
+
+    def __init__(self, service: str, name: str, request: str, response: str) -> None:
+        self.service = service
+        self.name = name
+        self.path = f"/{{service}}/{{name}}"
+        self._request: type[Req] | str = request
+        self._response: type[Resp] | str = response
+
+    @property
+    def request(self) -> type[Req]:
+        """The request message class."""
+        if isinstance(self._request, str):
+            self._request = _load(self._request)
+        return cast("type[Req]", self._request)
+
+    @property
+    def response(self) -> type[Resp]:
+        """The response message class."""
+        if isinstance(self._response, str):
+            self._response = _load(self._response)
+        return cast("type[Resp]", self._response)
+
+    def __repr__(self) -> str:
+        return f"<{{type(self).__name__}} {{self.path}}>"
+
+
+class Unary(Method[Req, Resp]):
+    """One request, one response."""
+
+    __slots__ = ()
+    kind = "unary_unary"
+
+
+class ServerStream(Method[Req, Resp]):
+    """One request, a stream of responses."""
+
+    __slots__ = ()
+    kind = "unary_stream"
+
+
+class ClientStream(Method[Req, Resp]):
+    """A stream of requests, one response."""
+
+    __slots__ = ()
+    kind = "stream_unary"
+
+
+class BidiStream(Method[Req, Resp]):
+    """A stream of requests, a stream of responses."""
+
+    __slots__ = ()
+    kind = "stream_stream"
+'''
+
+
+def _api_module(descriptor_set: bytes) -> str:
+    """The source of ``api.py``: one class per service, one descriptor per method."""
+    import importlib
+
+    from google.protobuf import descriptor_pb2
+
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    files = list(fds.file)
+    for module_name, _service in _EXTERNAL:
+        fdp = descriptor_pb2.FileDescriptorProto()
+        importlib.import_module(module_name).DESCRIPTOR.CopyToProto(fdp)
+        files.append(fdp)
+    external = {name.replace(".", "/").removesuffix("_pb2") + ".proto": name for name, _ in _EXTERNAL}
+
+    def module_of(proto_file: str) -> str:
+        if proto_file in external:
+            return external[proto_file]
+        dotted = proto_file.removesuffix(".proto").replace("/", ".") + "_pb2"
+        if proto_file.startswith(("google/protobuf/", "google/rpc/")):
+            return dotted
+        return f"{PACKAGE}.{dotted}"
+
+    where: dict[str, str] = {}  # message full name -> python module
+    for f in files:
+        for msg in f.message_type:
+            where[f"{f.package}.{msg.name}" if f.package else msg.name] = module_of(f.name)
+
+    aliases: dict[str, str] = {}
+
+    def ref(type_name: str) -> tuple[str, str]:
+        """(annotation, run-time reference) of a message type."""
+        full = type_name.lstrip(".")
+        module, name = where[full], full.rsplit(".", 1)[1]
+        alias = aliases.get(module)
+        if alias is None:
+            # `_tasks` for ...tasks.v1.tasks_pb2; longer only when two modules share a name.
+            parts = module.removesuffix("_pb2").split(".")
+            depth = 1
+            while (alias := "_" + "_".join(parts[-depth:])) in aliases.values():
+                depth += 1
+            aliases[module] = alias
+        return f"{alias}.{name}", f'"{module}.{name}"'
+
+    ours = {str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto")}
+    wanted = ours | set(external)
+    classes: list[str] = []
+    names: list[str] = []
+    for f in sorted(files, key=lambda f: f.name):
+        if f.name not in wanted:
+            continue
+        for svc in f.service:
+            full = f"{f.package}.{svc.name}"
+            if svc.name in names:
+                sys.exit(f"gen_protos: two services named {svc.name}; api.py needs unique names")
+            names.append(svc.name)
+            lines = [f"class {svc.name}:", f'    """{full}"""', ""]
+            for m in svc.method:
+                kind = {
+                    (False, False): "Unary",
+                    (False, True): "ServerStream",
+                    (True, False): "ClientStream",
+                    (True, True): "BidiStream",
+                }[(m.client_streaming, m.server_streaming)]
+                (req_t, req_r), (resp_t, resp_r) = ref(m.input_type), ref(m.output_type)
+                lines += [
+                    f"    {m.name}: Final[{kind}[{req_t}, {resp_t}]] = {kind}(",
+                    f'        "{full}",',
+                    f'        "{m.name}",',
+                    f"        {req_r},",
+                    f"        {resp_r},",
+                    "    )",
+                ]
+            classes.append("\n".join(lines))
+    imports = "\n".join(
+        "    from {} import {} as {}".format(*module.rsplit(".", 1), alias)
+        for module, alias in sorted(aliases.items())
+    )
+    exported = ["BidiStream", "ClientStream", "Method", "ServerStream", "Unary", *names]
+    head = _API_HEADER.format(imports=imports, names="".join(f'\n    "{n}",' for n in sorted(exported)))
+    return _HEADER + head + "\n\n" + "\n\n\n".join(classes) + "\n"
 
 
 def _diff(a: Path, b: Path) -> list[str]:

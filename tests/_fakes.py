@@ -37,3 +37,8 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, out
+
+
+def service_key(method: Any) -> str:
+    """The short name of a method descriptor's service: ``api.Tasks.Wait`` -> ``"tasks"``."""
+    return str(method.service).rsplit(".", 1)[1].lower()

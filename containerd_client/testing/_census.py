@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from containerd_client._pb import api
 from containerd_client.containers import _default_state_dir
 from containerd_client.errors import ContainerdError
 
@@ -65,7 +66,7 @@ def inventory(client: Client, *, snapshotters: Iterable[str] = DEFAULT_SNAPSHOTT
     """
     from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
-    tasks = client.call("tasks", "List", tasks_pb2.ListTasksRequest()).tasks
+    tasks = client.call(api.Tasks.List, tasks_pb2.ListTasksRequest()).tasks
     out: dict[str, list[str]] = {
         "containers": sorted(c.id for c in client.containers()),
         "tasks": sorted(t.id for t in tasks),

@@ -38,10 +38,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from containerd_client import Client
+from containerd_client._pb import api
 from containerd_client.errors import ContainerdError, NotFoundError
 from containerd_client.testing._census import INVENTORY_KINDS, collect_garbage, inventory, state_folder
 
 if TYPE_CHECKING:
+    from containerd_client._pb.containerd.types.task import task_pb2
     from containerd_client.containers import Container
     from containerd_client.testing import ContainerdDaemon
 
@@ -193,8 +195,9 @@ def sweep_namespace(client: Client) -> list[str]:
     from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
     removed: list[str] = []
+    tasks: Sequence[task_pb2.Process]
     try:
-        tasks = client.call("tasks", "List", tasks_pb2.ListTasksRequest()).tasks
+        tasks = client.call(api.Tasks.List, tasks_pb2.ListTasksRequest()).tasks
     except ContainerdError:
         tasks = []
     containers = {c.id: c for c in _safe(client.containers)}
@@ -243,8 +246,8 @@ def _sweep_rest(client: Client) -> list[str]:
 
     removed: list[str] = []
     try:
-        for img in client.call("images", "List", images_pb2.ListImagesRequest()).images:
-            client.call("images", "Delete", images_pb2.DeleteImageRequest(name=img.name))
+        for img in client.call(api.Images.List, images_pb2.ListImagesRequest()).images:
+            client.call(api.Images.Delete, images_pb2.DeleteImageRequest(name=img.name))
             removed.append(f"image:{img.name}")
     except ContainerdError:
         logger.warning("sweep: images", exc_info=True)
@@ -254,7 +257,7 @@ def _sweep_rest(client: Client) -> list[str]:
     for snapshotter in ("overlayfs", "native"):
         try:
             stream = client._caller.stream(
-                "snapshots", "List", snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter)
+                api.Snapshots.List, snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter)
             )
             infos = [i for resp in stream for i in resp.info]
         except ContainerdError:
@@ -267,8 +270,7 @@ def _sweep_rest(client: Client) -> list[str]:
             for name in sorted(pending):
                 try:
                     client.call(
-                        "snapshots",
-                        "Remove",
+                        api.Snapshots.Remove,
                         snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=name),
                     )
                     pending.discard(name)
@@ -278,11 +280,10 @@ def _sweep_rest(client: Client) -> list[str]:
                 except ContainerdError:
                     continue
     try:
-        stream = client._caller.stream("content", "List", content_pb2.ListContentRequest())
-        for resp in stream:
+        for resp in client._caller.stream(api.Content.List, content_pb2.ListContentRequest()):
             for info in resp.info:
                 try:
-                    client.call("content", "Delete", content_pb2.DeleteContentRequest(digest=info.digest))
+                    client.call(api.Content.Delete, content_pb2.DeleteContentRequest(digest=info.digest))
                     removed.append(f"content:{info.digest}")
                 except NotFoundError:
                     pass

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from containerd_client import Client, cio, errors
+from containerd_client._pb import api
 from containerd_client._pb.containerd.events import container_pb2 as container_events
 from containerd_client._pb.containerd.services.events.v1 import events_pb2
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
@@ -25,7 +26,7 @@ from containerd_client.testing import ContainerdDaemon
 
 
 def _publish(client: Client, topic: str, message: object) -> None:
-    client.call("events", "Publish", events_pb2.PublishRequest(topic=topic, event=pack(message)))  # type: ignore[arg-type]
+    client.call(api.Events.Publish, events_pb2.PublishRequest(topic=topic, event=pack(message)))  # type: ignore[arg-type]
 
 
 def _threads() -> set[str]:
@@ -184,7 +185,7 @@ def test_100_execs_are_deleted_after_exit(containerd: Client, busybox_rootfs: st
             time.sleep(0.05)
         for i in range(100):
             with pytest.raises(NotFoundError):
-                containerd.call("tasks", "Get", tasks_pb2.GetRequest(container_id="execs", exec_id=f"x{i}"))
+                containerd.call(api.Tasks.Get, tasks_pb2.GetRequest(container_id="execs", exec_id=f"x{i}"))
         assert sorted(os.listdir(c.bundle_dir)) == []
         assert procs[0].delete().code == 0  # already deleted by the dispatcher: returns the status
 

@@ -18,6 +18,7 @@ import pytest
 from _fakes import in_thread
 
 from containerd_client import Client
+from containerd_client._pb import api
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 from containerd_client.errors import NotFoundError
 from containerd_client.spec import with_memory_limit
@@ -64,7 +65,7 @@ def _expected(client: Client, cid: str, exec_id: str, real: int) -> set[int]:
     if client.features().version < (1, 7):
         return {real}  # 1.6 keeps exited tasks across its restart
     try:
-        state = client.call("tasks", "Get", tasks_pb2.GetRequest(container_id=cid, exec_id=exec_id)).process
+        state = client.call(api.Tasks.Get, tasks_pb2.GetRequest(container_id=cid, exec_id=exec_id)).process
     except NotFoundError:
         return {255, real}  # forgotten now; the re-armed Wait may have answered before
     return {state.exit_status}
@@ -131,7 +132,7 @@ def test_run_sees_exit_across_containerd_sigkill(
     pid = 0
     deadline = time.monotonic() + 30
     while not pid and time.monotonic() < deadline:
-        for info in own_client.call("tasks", "List", tasks_pb2.ListTasksRequest()).tasks:
+        for info in own_client.call(api.Tasks.List, tasks_pb2.ListTasksRequest()).tasks:
             if info.id == "down-run" and info.status == 2:  # RUNNING
                 pid = info.pid
         time.sleep(0.02)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from containerd_client import Client, _typeurl, errors
+from containerd_client._pb import api
 from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 from containerd_client.testing import ContainerdDaemon
 
@@ -63,8 +64,7 @@ def test_lease_header_applies_inside_block(containerd: Client) -> None:
         assert "containerd.io/gc.expire" in leases[lease.id].labels
         # A container created inside the block is referenced by the lease.
         containerd.call(
-            "containers",
-            "Create",
+            api.Containers.Create,
             containers_pb2.CreateContainerRequest(
                 container=containers_pb2.Container(
                     id="leased",
@@ -87,17 +87,17 @@ def test_raw_container_create_get_delete_and_error_mapping(containerd: Client) -
         spec=_typeurl.pack_json(_typeurl.OCI_SPEC, {"ociVersion": "1.0.2"}),
     )
     stub.Create(containers_pb2.CreateContainerRequest(container=record), metadata=md)
-    got = containerd.call("containers", "Get", containers_pb2.GetContainerRequest(id="raw1"))
+    got = containerd.call(api.Containers.Get, containers_pb2.GetContainerRequest(id="raw1"))
     assert got.container.id == "raw1"
 
     with pytest.raises(errors.AlreadyExistsError) as dup:
-        containerd.call("containers", "Create", containers_pb2.CreateContainerRequest(container=record))
+        containerd.call(api.Containers.Create, containers_pb2.CreateContainerRequest(container=record))
     assert dup.value.code is errors.StatusCode.ALREADY_EXISTS
     assert "raw1" in dup.value.message
 
-    containerd.call("containers", "Delete", containers_pb2.DeleteContainerRequest(id="raw1"))
+    containerd.call(api.Containers.Delete, containers_pb2.DeleteContainerRequest(id="raw1"))
     with pytest.raises(errors.NotFoundError) as missing:
-        containerd.call("containers", "Get", containers_pb2.GetContainerRequest(id="raw1"))
+        containerd.call(api.Containers.Get, containers_pb2.GetContainerRequest(id="raw1"))
     assert "raw1" in missing.value.message
     assert "not found" in missing.value.message
     import grpc

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from containerd_client import Client, cio, errors
+from containerd_client._pb import api
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 from containerd_client.testing import build_busybox_archive
 
@@ -30,7 +31,7 @@ def busybox(containerd: Client, tmp_path: Path) -> str:
 
 
 def _state(client: Client) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
-    tasks = [t.id for t in client.call("tasks", "List", tasks_pb2.ListTasksRequest()).tasks]
+    tasks = [t.id for t in client.call(api.Tasks.List, tasks_pb2.ListTasksRequest()).tasks]
     return (
         sorted(c.id for c in client.containers()),
         sorted(tasks),

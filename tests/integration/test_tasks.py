@@ -13,6 +13,7 @@ import time
 import pytest
 
 from containerd_client import Client, cio, errors
+from containerd_client._pb import api
 from containerd_client.spec import with_memory_limit, with_tty
 from containerd_client.tasks import TaskStatus
 
@@ -325,7 +326,7 @@ def test_lifecycle_200_cycles_leave_nothing(containerd: Client, busybox_rootfs: 
     assert containerd.containers() == []
     from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
-    assert list(containerd.call("tasks", "List", tasks_pb2.ListTasksRequest()).tasks) == []
+    assert list(containerd.call(api.Tasks.List, tasks_pb2.ListTasksRequest()).tasks) == []
     assert state_root is not None
     assert not os.path.exists(state_root) or os.listdir(state_root) == []
     deadline = time.monotonic() + 5

@@ -36,8 +36,10 @@ from typing import Any
 import attrs
 import grpc
 import pytest
+from _fakes import service_key
 
 from containerd_client import Client, errors
+from containerd_client._pb import api
 from containerd_client.client import SESSION_LABEL
 from containerd_client.testing import ContainerdDaemon, ImageArchive, build_busybox_archive
 from containerd_client.testing.plugin import sweep_namespace
@@ -154,13 +156,13 @@ class Faults:
         self.client = client
         #: Start the daemon again at once (a supervisor); else the test does it.
         self.restart = restart
-        self._real_stub = client._connection.stub
+        self._real_callable = client._connection.callable
         self._armed: dict[tuple[str, str], int] = {}
         self._restarts: list[threading.Thread] = []
         self.crashes = 0
         #: Set when a call through the client fails with UNAVAILABLE.
         self.unavailable = threading.Event()
-        client._connection.stub = self._stub  # type: ignore[method-assign]
+        client._connection.callable = self._callable  # type: ignore[method-assign]
 
     def crash_before(self, service: str, method: str, *, nth: int = 1) -> None:
         """The ``nth`` call of ``service.method`` from now on kills the daemon first."""
@@ -188,8 +190,8 @@ class Faults:
             assert not t.is_alive(), "the daemon did not come back"
         self._restarts.clear()
 
-    def _stub(self, name: str) -> Any:
-        return _Proxy(self, name, self._real_stub(name))
+    def _callable(self, method: Any) -> Any:
+        return _Method(self, (service_key(method), method.name), self._real_callable(method))
 
     def _trigger(self, key: tuple[str, str]) -> bool:
         left = self._armed.get(key)
@@ -200,16 +202,6 @@ class Faults:
             return False
         del self._armed[key]
         return True
-
-
-class _Proxy:
-    def __init__(self, faults: Faults, service: str, stub: Any) -> None:
-        self._faults = faults
-        self._service = service
-        self._stub = stub
-
-    def __getattr__(self, method: str) -> Any:
-        return _Method(self._faults, (self._service, method), getattr(self._stub, method))
 
 
 class _Method:
@@ -275,7 +267,7 @@ def inventory(client: Client, state_dir: Path) -> dict[str, set[str]]:
         files = {str(p.relative_to(state_dir)) for p in ns_dir.rglob("*")}
     return {
         "containers": {c.id for c in client.containers()},
-        "tasks": {t.id for t in client.call("tasks", "List", tasks_pb2.ListTasksRequest()).tasks},
+        "tasks": {t.id for t in client.call(api.Tasks.List, tasks_pb2.ListTasksRequest()).tasks},
         "leases": {le.id for le in client.leases.list()},
         "ingests": {s.ref for s in client.content.statuses()},
         "snapshots": {f"{s.kind.name.lower()}:{s.name}" for s in client.snapshots().list()},
@@ -619,21 +611,18 @@ CHILD = textwrap.dedent(
 
     address, namespace, image = sys.argv[1:4]
     client = Client(address, namespace)
-    real_stub = client._connection.stub
+    real_callable = client._connection.callable
 
-    class Stop:
-        def __init__(self, stub):
-            self._stub = stub
-        def __getattr__(self, name):
-            real = getattr(self._stub, name)
-            if name != "Create":
-                return real
-            def create(*args, **kwargs):
-                print("READY", os.getpid(), flush=True)
-                sys.stdin.read()  # the parent kills us here
+    def create(*args, **kwargs):
+        print("READY", os.getpid(), flush=True)
+        sys.stdin.read()  # the parent kills us here
+
+    def callable(method):
+        if method.path == "/containerd.services.containers.v1.Containers/Create":
             return create
+        return real_callable(method)
 
-    client._connection.stub = lambda name: Stop(real_stub(name)) if name == "containers" else real_stub(name)
+    client._connection.callable = callable
     client.create_container("doomed", image=image, args=["true"])
     """
 )

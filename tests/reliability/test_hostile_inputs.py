@@ -26,6 +26,7 @@ import attrs
 import pytest
 
 from containerd_client import Client, _rpc, errors, spec
+from containerd_client._pb import api
 from containerd_client._registry import InvalidReferenceError
 
 #: The slowest a typed refusal may take (they are all made before any RPC).
@@ -172,7 +173,7 @@ CASES: dict[str, Case] = {
 def _daemon_state(client: Client) -> dict[str, list[str]]:
     from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 
-    tasks = client.call("tasks", "List", tasks_pb2.ListTasksRequest(), idempotent=True).tasks
+    tasks = client.call(api.Tasks.List, tasks_pb2.ListTasksRequest(), idempotent=True).tasks
     return {
         "containers": sorted(c.id for c in client.containers()),
         "tasks": sorted(f"{t.id}:{t.status}" for t in tasks),

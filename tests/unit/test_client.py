@@ -17,6 +17,7 @@ import pytest
 from google.protobuf import empty_pb2
 
 from containerd_client import Client, errors
+from containerd_client._pb import api
 from containerd_client._pb.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from containerd_client._retry import NO_RETRY
 
@@ -175,7 +176,7 @@ def _use_every_kind_of_thread(address: str, tmp_path: Path) -> Client:
     for i in range(12):
         update = container_pb2.ContainerUpdate(id=f"c{i % 4}")
         client.call(
-            "events", "Publish", events_pb2.PublishRequest(topic="/containers/update", event=pack(update))
+            api.Events.Publish, events_pb2.PublishRequest(topic="/containers/update", event=pack(update))
         )
     assert all_handled.wait(10), handled
     # An IO copy with stdin and stdout, against a process playing the shim.

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from _fakes import FakeRpcError, in_thread
+from _fakes import FakeRpcError, in_thread, service_key
 from grpc_health.v1 import health_pb2
 
 from containerd_client import _rpc
@@ -179,8 +179,8 @@ class FakeConnection:
         self.answered = True
         self.deferred = _rpc.DeferredCleanup()
 
-    def stub(self, name: str) -> Any:
-        return self.daemon.stub(name)
+    def callable(self, method: Any) -> Any:
+        return getattr(self.daemon.stub(service_key(method)), method.name)
 
     def close(self) -> None:
         self.closed = True

@@ -11,6 +11,7 @@ import pytest
 from _fakes import FakeRpcError
 
 from containerd_client import Client, errors
+from containerd_client._pb import api
 from containerd_client._retry import NO_RETRY, RetryPolicy
 from containerd_client._rpc import Caller, Connection, DeferredCleanup
 
@@ -52,7 +53,7 @@ def caller_with(
 ) -> Caller:
     """A caller on fake stubs; ``answered``: the daemon served this client before."""
     stub = FakeStub(**methods)
-    connection.stub = lambda name: stub  # type: ignore[method-assign]
+    connection.callable = lambda method: getattr(stub, method.name)  # type: ignore[method-assign]
     connection.answered = answered
     return Caller(connection, "ns", 5.0, policy)
 
@@ -64,7 +65,7 @@ def test_a_daemon_never_reached_fails_after_the_quick_attempts(connection: Conne
     caller = caller_with(connection, NO_BACKOFF, answered=False, Version=method)
     start = time.monotonic()
     with pytest.raises(errors.UnavailableError):
-        caller.call("version", "Version", None, idempotent=True, timeout=60.0)
+        caller.call(api.Version.Version, None, idempotent=True, timeout=60.0)
     assert method.calls == NO_BACKOFF.attempts
     assert time.monotonic() - start < 1.0
 
@@ -72,7 +73,7 @@ def test_a_daemon_never_reached_fails_after_the_quick_attempts(connection: Conne
 def test_a_success_marks_the_daemon_answered(connection: Connection) -> None:
     method = Flaky(failures=0)
     caller = caller_with(connection, NO_BACKOFF, answered=False, Version=method)
-    caller.call("version", "Version", None, idempotent=True)
+    caller.call(api.Version.Version, None, idempotent=True)
     assert connection.answered
 
 
@@ -82,7 +83,7 @@ def test_riding_out_stops_at_the_reconnect_window(connection: Connection) -> Non
     caller = caller_with(connection, policy, Version=method)
     start = time.monotonic()
     with pytest.raises(errors.UnavailableError):
-        caller.call("version", "Version", None, idempotent=True, timeout=60.0)
+        caller.call(api.Version.Version, None, idempotent=True, timeout=60.0)
     assert 0.2 <= time.monotonic() - start < 1.5
 
 
@@ -91,14 +92,14 @@ def test_idempotent_call_rides_out_a_long_reconnect(connection: Connection) -> N
     # failed attempts than a fixed count of 4 covers.
     method = Flaky(failures=50)
     caller = caller_with(connection, NO_BACKOFF, Version=method)
-    assert caller.call("version", "Version", None, idempotent=True) == "ok"
+    assert caller.call(api.Version.Version, None, idempotent=True) == "ok"
     assert method.calls == 51
 
 
 def test_each_retry_gets_what_is_left_of_the_deadline(connection: Connection) -> None:
     method = Flaky(failures=5)
     caller = caller_with(connection, NO_BACKOFF, Version=method)
-    caller.call("version", "Version", None, idempotent=True, timeout=3.0)
+    caller.call(api.Version.Version, None, idempotent=True, timeout=3.0)
     assert method.timeouts[0] == 3.0
     later = method.timeouts[1:]
     assert all(t is not None and 0 < t <= 3.0 for t in later)
@@ -111,7 +112,7 @@ def test_unavailable_until_the_deadline_ends_with_unavailable(connection: Connec
     caller = caller_with(connection, policy, Version=method)
     start = time.monotonic()
     with pytest.raises(errors.UnavailableError):
-        caller.call("version", "Version", None, idempotent=True, timeout=0.3)
+        caller.call(api.Version.Version, None, idempotent=True, timeout=0.3)
     elapsed = time.monotonic() - start
     assert 0.2 <= elapsed < 1.0, elapsed
     assert method.calls > 4
@@ -121,7 +122,7 @@ def test_non_idempotent_call_fails_fast(connection: Connection) -> None:
     method = Flaky(failures=1)
     caller = caller_with(connection, NO_BACKOFF, Create=method)
     with pytest.raises(errors.UnavailableError):
-        caller.call("containers", "Create", None)
+        caller.call(api.Containers.Create, None)
     assert method.calls == 1
 
 
@@ -134,7 +135,7 @@ def test_other_errors_are_not_retried(connection: Connection) -> None:
 
     caller = caller_with(connection, NO_BACKOFF, Get=missing)
     with pytest.raises(errors.NotFoundError):
-        caller.call("containers", "Get", None, idempotent=True)
+        caller.call(api.Containers.Get, None, idempotent=True)
     assert len(calls) == 1
 
 
@@ -142,13 +143,13 @@ def test_no_retry_policy_and_attempt_cap_still_hold(connection: Connection) -> N
     method = Flaky(failures=3)
     caller = caller_with(connection, NO_RETRY, Version=method)
     with pytest.raises(errors.UnavailableError):
-        caller.call("version", "Version", None, idempotent=True)
+        caller.call(api.Version.Version, None, idempotent=True)
     assert method.calls == 1
     capped = RetryPolicy(attempts=3, initial=0.0, maximum=0.0, jitter=0.0, reconnect=False)
     method2 = Flaky(failures=10)
     caller2 = caller_with(connection, capped, Version=method2)
     with pytest.raises(errors.UnavailableError):
-        caller2.call("version", "Version", None, idempotent=True)
+        caller2.call(api.Version.Version, None, idempotent=True)
     assert method2.calls == 3
 
 
@@ -157,7 +158,7 @@ def test_injected_sleep_sees_capped_backoff(connection: Connection) -> None:
     policy = RetryPolicy(initial=0.01, maximum=0.04, jitter=0.0, sleep=slept.append)
     method = Flaky(failures=8)
     caller = caller_with(connection, policy, Version=method)
-    assert caller.call("version", "Version", None, idempotent=True, timeout=30.0) == "ok"
+    assert caller.call(api.Version.Version, None, idempotent=True, timeout=30.0) == "ok"
     assert len(slept) == 8
     assert max(slept) == pytest.approx(0.04)
     assert slept[0] == pytest.approx(0.01)
@@ -237,11 +238,11 @@ def test_successful_call_drains_and_a_drain_does_not_recurse(connection: Connect
 
     def job() -> None:
         # A job's own calls succeed too; they must not start a nested drain.
-        caller.call("version", "Version", None)
+        caller.call(api.Version.Version, None)
         ran.append(len(connection.deferred))
 
     connection.deferred.add("job", job)
-    caller.call("version", "Version", None)
+    caller.call(api.Version.Version, None)
     assert ran == [0]
     assert method.calls == 2
     assert not connection.deferred
@@ -270,7 +271,7 @@ def test_lease_delete_during_an_outage_is_deferred_and_done_later() -> None:
 
     stub = FakeStub(Create=create, Delete=delete, Version=version)
     with Client("/nonexistent/containerd.sock", "ns", retry=NO_RETRY) as client:
-        client._connection.stub = lambda name: stub  # type: ignore[method-assign]
+        client._connection.callable = lambda method: getattr(stub, method.name)  # type: ignore[method-assign]
 
         def operation() -> str:
             with client.lease() as lease:
@@ -285,7 +286,7 @@ def test_lease_delete_during_an_outage_is_deferred_and_done_later() -> None:
         assert leases == {lease_id: True}
         assert client.deferred_cleanups == [f"delete lease {lease_id} (namespace ns)"]
         state["away"] = False
-        client.call("version", "Version", None)  # the daemon answers again
+        client.call(api.Version.Version, None)  # the daemon answers again
         assert leases == {}
         assert sync_flags == [True]
         assert client.deferred_cleanups == []
@@ -328,8 +329,8 @@ def test_close_with_the_daemon_still_away_does_not_wait_on_retries() -> None:
     method = Flaky(failures=10**9)
     stub = FakeStub(Get=method)
     client = Client("/nonexistent/containerd.sock", "ns", timeout=30.0)  # default retry policy
-    client._connection.stub = lambda name: stub  # type: ignore[method-assign]
-    client._defer("look", lambda c: c.call("containers", "Get", None, idempotent=True))
+    client._connection.callable = lambda method: getattr(stub, method.name)  # type: ignore[method-assign]
+    client._defer("look", lambda c: c.call(api.Containers.Get, None, idempotent=True))
     start = time.monotonic()
     client.close()
     # One attempt: the job stays for lease expiry instead of retrying for 10-30 s.
