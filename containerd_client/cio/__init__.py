@@ -52,7 +52,7 @@ from typing import IO, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
-from containerd_client import _fifo
+from containerd_client.cio import _fifo
 from containerd_client.errors import ClosedError, ContainerdError, InvalidIdError
 
 __all__ = [
