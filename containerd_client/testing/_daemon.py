@@ -36,8 +36,7 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import grpc
-
+from containerd_client import Client
 from containerd_client.errors import DaemonStartError
 from containerd_client.testing._reaper import _Resources
 
@@ -56,26 +55,15 @@ _MAX_SOCKET_PATH = 107 - len(".ttrpc")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LOG_TAIL_LINES = 40
 
-_HEALTH_SERVING = b"\x08\x01"
-
 
 def _health_check(address: str, timeout: float) -> bool:
     """Ask the daemon's gRPC health service whether it is serving.
 
-    A generic call keeps this free of generated code: the request is an empty
-    ``HealthCheckRequest`` and ``status: SERVING`` encodes as ``08 01``.
+    A fresh client per check, as a fresh channel: one made before the socket
+    existed would wait out grpc's reconnect backoff.
     """
-    try:
-        with grpc.insecure_channel("unix://" + address) as channel:
-            check = channel.unary_unary(
-                "/grpc.health.v1.Health/Check",
-                request_serializer=bytes,
-                response_deserializer=bytes,
-            )
-            response = check(b"", timeout=timeout)
-    except grpc.RpcError:
-        return False
-    return bool(response == _HEALTH_SERVING)
+    with Client(address, "default") as client:
+        return client.is_serving(timeout=timeout)
 
 
 def _parse_version(output: str) -> tuple[str, tuple[int, int, int]] | None:
