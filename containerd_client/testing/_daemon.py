@@ -66,6 +66,49 @@ def _health_check(address: str, timeout: float) -> bool:
         return client.is_serving(timeout=timeout)
 
 
+_LOGFMT_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _logfmt(line: str) -> dict[str, str]:
+    """The ``key=value`` fields of a containerd log line (values unquoted)."""
+    fields = {}
+    for key, raw in _LOGFMT_FIELD.findall(line):
+        value = raw
+        if raw.startswith('"'):
+            try:
+                value = str(json.loads(raw))
+            except ValueError:
+                value = raw[1:-1]
+        fields[key] = value
+    return fields
+
+
+def _cause(lines: list[str]) -> str:
+    """The line of a failed start's log that says why, made short; "" for an empty log.
+
+    By preference: the error containerd's command line printed as it exited
+    (``containerd: ...``), else the last ``level=fatal`` (or ``panic``) line,
+    else the last ``level=error`` line, else the last line. A log line is
+    given as its message and error fields.
+    """
+    lines = [line.strip() for line in lines if line.strip()]
+    by_level: dict[str, str] = {}
+    for line in reversed(lines):
+        if line.startswith("containerd: "):
+            return line[len("containerd: ") :]
+        level = _logfmt(line).get("level", "") if "level=" in line else ""
+        if level in ("fatal", "panic", "error"):
+            by_level.setdefault("error" if level == "error" else "fatal", line)
+    line = by_level.get("fatal") or by_level.get("error") or (lines[-1] if lines else "")
+    if "level=" not in line:
+        return line
+    fields = _logfmt(line)
+    message = fields.get("msg", "")
+    if fields.get("error"):
+        message = f"{message}: {fields['error']}" if message else fields["error"]
+    return message or line
+
+
 def _parse_version(output: str) -> tuple[str, tuple[int, int, int]] | None:
     """Find the version in ``containerd --version`` output.
 
@@ -418,7 +461,8 @@ class ContainerdDaemon:
         Raises:
             DaemonStartError: The binary is missing or prints no version, or
                 the daemon exited or did not serve within ``start_timeout``;
-                the message ends with the tail of the daemon's log. Whatever
+                the message's first line gives containerd's reason (its
+                last fatal or error log line) and the tail of its log follows. Whatever
                 was started is stopped and removed first.
             RuntimeError: The daemon is already running.
         """
@@ -484,8 +528,10 @@ class ContainerdDaemon:
         res = self._res
         tail = _read_tail(res.log_path)
         self.stop()
+        cause = _cause(tail.splitlines())
         raise DaemonStartError(
-            f"{reason} (binary {self._binary}, config {res.config_path}); last log lines:\n{tail}"
+            f"{reason}{': ' + cause if cause else ''}\n"
+            f"binary {self._binary}, config {res.config_path}; last log lines:\n{tail}"
         )
 
     def kill(self, sig: int = signal.SIGKILL, *, wait: bool = True) -> None:
