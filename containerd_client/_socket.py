@@ -102,9 +102,9 @@ def _diagnose(path: str) -> tuple[bool, str] | None:
         return False, _not_running(path, "a part of the path is not a folder")
     except PermissionError:
         # stat needs search permission on every folder above the socket.
-        folder = _blocking_folder(path)
+        folder = _blocking_folder(path) or os.path.dirname(os.path.abspath(path))
         try:
-            folder_info = os.stat(folder or os.path.dirname(path) or ".")
+            folder_info = os.stat(folder)
         except OSError:
             return (
                 True,
