@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import grpc
 
+from containerd_client import _socket
 from containerd_client._retry import RetryPolicy
 from containerd_client.errors import (
     CancelledError,
@@ -481,6 +482,8 @@ class Caller:
             raise closed
         err = map_rpc_error(exc)
         err.__cause__ = exc
+        if not self.connection.answered:  # no daemon there, or not ours to open: say what to do
+            err = _socket.explain_unavailable(self.connection.address, err)
         return err
 
     def future(
