@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
 
-__all__ = ["from_timestamp"]
-
 # -- timestamps -------------------------------------------------------------------
 
 

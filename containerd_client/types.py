@@ -1,9 +1,10 @@
-"""The OCI and containerd value types every layer shares: what a blob is, the
-machine it runs on, and a mount to apply.
+"""The OCI and containerd values every layer shares: descriptors, platforms, mounts.
 
 :class:`Descriptor` and :class:`Platform` name blobs in image indexes and
-manifests; :class:`Mount` is what snapshotters answer. They carry no client
-and make no RPC, so archives, registries and stores all build on them.
+manifests (:func:`digest_bytes` computes a blob's name); :class:`Mount` is
+what snapshotters answer. They hold no client and make no RPC, so archives,
+registries and the stores all build on them. ``content``, ``images`` and
+``snapshots`` re-export them under their old import paths.
 """
 
 from __future__ import annotations
