@@ -31,8 +31,12 @@ from typing import IO, Any, cast
 
 import attrs
 
-from containerd_client.content import BlobTooLargeError
-from containerd_client.errors import DecompressionBombError, InvalidArgumentError, NotSupportedError
+from containerd_client.errors import (
+    BlobTooLargeError,
+    DecompressionBombError,
+    InvalidArgumentError,
+    NotSupportedError,
+)
 
 __all__ = [
     "EXPANSION_FLOOR",

@@ -67,18 +67,18 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import attrs
 
 from containerd_client._retry import RetryPolicy
-
-# One exception for "bytes do not match their digest", whether the daemon or
-# this client noticed it.
-from containerd_client.content import Descriptor, DigestMismatchError, Platform
 from containerd_client.errors import (
     ContainerdError,
     DeadlineExceededError,
+    # One exception for "bytes do not match their digest", whether the daemon or
+    # this client noticed it.
+    DigestMismatchError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     UnauthenticatedError,
 )
+from containerd_client.types import Descriptor, Platform
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -808,6 +808,8 @@ class _Response:
     def _read(self, amount: int) -> bytes:
         try:
             return self.resp.read(amount)
+        except DeadlineExceededError:  # a TimeoutError, so an OSError: not a broken answer
+            raise
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise RegistryError(f"{self.url}: the answer broke off: {exc}", transient=True) from exc
@@ -860,6 +862,8 @@ class BlobReader:
             while True:
                 try:
                     chunk = self._response.resp.read(CHUNK_BYTES)
+                except DeadlineExceededError:  # a TimeoutError, so an OSError: not a broken download
+                    raise
                 except (OSError, http.client.HTTPException) as exc:
                     raise RegistryError(
                         f"{self._verifier.digest}: download from {self._host} broke off after "

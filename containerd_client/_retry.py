@@ -23,7 +23,7 @@ import attrs
 
 from containerd_client.errors import RPCError, StatusCode
 
-__all__ = ["NO_RETRY", "RetryPolicy"]
+__all__ = ["NO_RETRY", "RetryPolicy", "poll"]
 
 T = TypeVar("T")
 
@@ -128,3 +128,38 @@ class RetryPolicy:
 
 #: A policy that never retries; tests inject it to keep failures immediate.
 NO_RETRY = RetryPolicy(attempts=1, initial=0.0, maximum=0.0, jitter=0.0)
+
+
+def poll(
+    check: Callable[[], bool],
+    timeout: float,
+    *,
+    initial: float = 0.02,
+    maximum: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Call ``check`` until it returns true or ``timeout`` seconds have passed.
+
+    The waits between calls grow exponentially from ``initial`` up to
+    ``maximum``; ``check`` is called at least once.
+
+    Args:
+        check: One look at the condition; exceptions it raises propagate.
+        timeout: Seconds after which no further call starts.
+        initial: First wait, in seconds.
+        maximum: Longest wait, in seconds.
+        sleep: How to wait (tests inject a fake).
+
+    Returns:
+        Whether ``check`` returned true before the time ran out.
+    """
+    import tenacity as _t
+
+    retrying = _t.Retrying(
+        stop=_t.stop_after_delay(timeout),
+        wait=_t.wait_exponential(multiplier=initial, max=maximum),
+        retry=_t.retry_if_result(lambda ok: not ok),
+        retry_error_callback=lambda state: False,
+        sleep=sleep,
+    )
+    return bool(retrying(check))

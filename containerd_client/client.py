@@ -33,16 +33,16 @@ import attrs
 
 from containerd_client import _rpc
 from containerd_client._pb import api
-from containerd_client._retry import NO_RETRY, RetryPolicy
+from containerd_client._retry import NO_RETRY, RetryPolicy, poll
 from containerd_client.errors import (
     ClosedError,
     ContainerdError,
     DeadlineExceededError,
-    NotFoundError,
     RPCError,
-    StatusCode,
     UnavailableError,
 )
+from containerd_client.leases import Lease, LeaseStore
+from containerd_client.namespaces import Namespace, NamespaceStore
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -174,32 +174,9 @@ class Plugin:
         return self.init_error is None
 
 
-@attrs.frozen
-class Namespace:
-    """A containerd namespace and its labels."""
-
-    name: str
-    labels: Mapping[str, str] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class Lease:
-    """A containerd lease: resources referenced by it survive garbage collection."""
-
-    id: str
-    created_at: _dt.datetime | None = None
-    labels: Mapping[str, str] = attrs.field(factory=dict)
-
-
 class _State(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _ts(ts: Any) -> _dt.datetime | None:
-    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
-        return None
-    return ts.ToDatetime(tzinfo=_dt.timezone.utc)  # type: ignore[no-any-return]
 
 
 class Client:
@@ -559,20 +536,12 @@ class Client:
         Raises:
             DeadlineExceededError: The daemon did not serve within ``timeout``.
         """
-        import tenacity as _t
-
         self._check_open()
 
         def check() -> bool:
             return self.is_serving(timeout=min(1.0, max(timeout, 0.01)))
 
-        retrying = _t.Retrying(
-            stop=_t.stop_after_delay(timeout),
-            wait=_t.wait_exponential(multiplier=0.02, max=0.5),
-            retry=_t.retry_if_result(lambda ok: not ok),
-            retry_error_callback=lambda state: False,
-        )
-        if not retrying(check):
+        if not poll(check, timeout, initial=0.02, maximum=0.5):
             raise DeadlineExceededError(f"containerd at {self.address} did not serve within {timeout} s")
 
     # -- namespaces -------------------------------------------------------------
@@ -890,176 +859,3 @@ def _close_unclosed(connection: _rpc.Connection, address: str) -> None:
             stacklevel=2,
         )
         connection.close()
-
-
-class NamespaceStore:
-    """Namespace management (``containerd.services.namespaces.v1``)."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def list(self) -> builtins.list[Namespace]:
-        """All namespaces with their labels.
-
-        Raises:
-            RPCError: The call failed.
-        """
-        from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
-
-        resp = self._client.call(api.Namespaces.List, namespace_pb2.ListNamespacesRequest(), idempotent=True)
-        return [Namespace(n.name, dict(n.labels)) for n in resp.namespaces]
-
-    def get(self, name: str) -> Namespace:
-        """One namespace.
-
-        Raises:
-            NotFoundError: No such namespace.
-            RPCError: The call failed.
-        """
-        # Namespaces.Get answers for any name, existing or not (containerd
-        # 1.6-2.x), so existence is read from the list.
-        for ns in self.list():
-            if ns.name == name:
-                return ns
-        raise NotFoundError(f"namespace {name!r}: not found", StatusCode.NOT_FOUND)
-
-    def create(self, name: str, labels: Mapping[str, str] | None = None) -> Namespace:
-        """Create a namespace.
-
-        Raises:
-            InvalidIdError: ``name`` breaks containerd's identifier rules.
-            AlreadyExistsError: It exists already.
-            RPCError: The call failed.
-        """
-        from containerd_client._ids import validate_id
-        from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
-
-        validate_id(name, what="namespace")
-        req = namespace_pb2.CreateNamespaceRequest(
-            namespace=namespace_pb2.Namespace(name=name, labels=dict(labels or {}))
-        )
-        resp = self._client.call(api.Namespaces.Create, req)
-        return Namespace(resp.namespace.name, dict(resp.namespace.labels))
-
-    def set_labels(self, name: str, labels: Mapping[str, str]) -> Namespace:
-        """Set (or, with an empty value, remove) labels on a namespace.
-
-        Raises:
-            NotFoundError: No such namespace.
-            RPCError: The call failed.
-        """
-        from google.protobuf import field_mask_pb2
-
-        from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
-
-        req = namespace_pb2.UpdateNamespaceRequest(
-            namespace=namespace_pb2.Namespace(name=name, labels={k: v for k, v in labels.items() if v}),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
-        )
-        self._client.call(api.Namespaces.Update, req)
-        # containerd answers with the request's record, not the stored one.
-        return self.get(name)
-
-    def delete(self, name: str) -> None:
-        """Delete an empty namespace.
-
-        Raises:
-            NotFoundError: No such namespace.
-            FailedPreconditionError: It still holds containers, images, etc.
-            RPCError: The call failed.
-        """
-        from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
-
-        self._client.call(api.Namespaces.Delete, namespace_pb2.DeleteNamespaceRequest(name=name))
-
-
-class LeaseStore:
-    """Lease management (``containerd.services.leases.v1``)."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def create(
-        self,
-        *,
-        lease_id: str | None = None,
-        expire: float | _dt.timedelta | None = 3600.0,
-        labels: Mapping[str, str] | None = None,
-    ) -> Lease:
-        """Create a lease labelled with this client's session.
-
-        Raises:
-            InvalidIdError: ``lease_id`` breaks containerd's identifier rules.
-            InvalidTimeoutError: ``expire`` is not a positive, finite duration.
-            AlreadyExistsError: ``lease_id`` is taken.
-            RPCError: The call failed.
-        """
-        from containerd_client._ids import validate_id, validate_timeout
-        from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
-
-        if lease_id is not None:
-            validate_id(lease_id, what="lease id")
-        all_labels = {SESSION_LABEL: self._client.session, **(labels or {})}
-        if expire is not None:
-            raw = expire.total_seconds() if isinstance(expire, _dt.timedelta) else expire
-            seconds = cast(float, validate_timeout(raw, what="lease expiry", allow_none=False, positive=True))
-            until = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
-            # containerd's GC reads this label (RFC 3339) and drops the lease after it.
-            all_labels["containerd.io/gc.expire"] = until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        req = leases_pb2.CreateRequest(id=lease_id or f"cc-{uuid.uuid4().hex}", labels=all_labels)
-        resp = self._client.call(api.Leases.Create, req)
-        return Lease(resp.lease.id, _ts(resp.lease.created_at), dict(resp.lease.labels))
-
-    def list(self, *filters: str) -> builtins.list[Lease]:
-        """Leases in this namespace, optionally filtered (``"labels.\\"k\\"==v"``).
-
-        Raises:
-            RPCError: The call failed.
-        """
-        from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
-
-        resp = self._client.call(
-            api.Leases.List, leases_pb2.ListRequest(filters=list(filters)), idempotent=True
-        )
-        return [Lease(le.id, _ts(le.created_at), dict(le.labels)) for le in resp.leases]
-
-    def delete(self, lease_id: str, *, sync: bool = False, missing_ok: bool = False) -> None:
-        """Delete a lease; what only it referenced becomes garbage.
-
-        Raises:
-            NotFoundError: No such lease (unless ``missing_ok``).
-            RPCError: The call failed.
-        """
-        from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
-
-        try:
-            self._client.call(api.Leases.Delete, leases_pb2.DeleteRequest(id=lease_id, sync=sync))
-        except NotFoundError:
-            if not missing_ok:
-                raise
-
-    def add_resource(self, lease_id: str, resource_id: str, resource_type: str) -> None:
-        """Reference a resource (``"content"``, ``"snapshots/overlayfs"``, ...) from a lease.
-
-        Raises:
-            RPCError: The call failed.
-        """
-        from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
-
-        req = leases_pb2.AddResourceRequest(
-            id=lease_id, resource=leases_pb2.Resource(id=resource_id, type=resource_type)
-        )
-        self._client.call(api.Leases.AddResource, req)
-
-    def resources(self, lease_id: str) -> builtins.list[tuple[str, str]]:
-        """The ``(type, id)`` resources a lease references.
-
-        Raises:
-            RPCError: The call failed.
-        """
-        from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
-
-        resp = self._client.call(
-            api.Leases.ListResources, leases_pb2.ListResourcesRequest(id=lease_id), idempotent=True
-        )
-        return [(r.type, r.id) for r in resp.resources]

@@ -12,13 +12,13 @@ import datetime as _dt
 import logging
 import os
 import stat
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client._convert import from_timestamp
 from containerd_client._ids import validate_id
 from containerd_client._pb import api
 from containerd_client.client import OPERATION_LABEL, SESSION_LABEL
@@ -38,7 +38,6 @@ from containerd_client.tasks import (
     TaskStatus,
     _default_io,
     _ProcessState,
-    _ts,
     get_process_state,
 )
 
@@ -181,8 +180,8 @@ class ContainerInfo:
             runtime_options=options,
             snapshotter=c.snapshotter,
             snapshot_key=c.snapshot_key,
-            created_at=_ts(c.created_at),
-            updated_at=_ts(c.updated_at),
+            created_at=from_timestamp(c.created_at),
+            updated_at=from_timestamp(c.updated_at),
             spec=spec,
         )
 
@@ -323,7 +322,6 @@ class Container:
         self._bundle_dir = os.path.join(state_root, client.namespace_name, info.id)
         self._task: Task | None = None
         self._deleted = False
-        self._lock = threading.Lock()
         self._event_callbacks: list[Callable[[Event], None]] = []
         # True once this object deleted the task it created: delete() then
         # knows there is none without asking (one RPC less per lifecycle).

@@ -1,7 +1,7 @@
 """The content store: blobs addressed by digest (``containerd.services.content.v1``).
 
-Also home of the OCI value types that name blobs, :class:`Descriptor` and
-:class:`Platform`, which the image and registry layers share.
+:class:`Descriptor`, :class:`Platform` and :func:`digest_bytes` live in
+:mod:`containerd_client.types` and are re-exported here, where they were first.
 
 Writes go through containerd's ``Content.Write`` stream: a STAT opens (and
 locks) the ingest named by ``ref`` and reports how far an earlier,
@@ -17,7 +17,6 @@ import datetime as _dt
 import hashlib
 import io
 import logging
-import platform as _platform
 import queue
 import tempfile
 import uuid
@@ -27,15 +26,19 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 import attrs
 
 from containerd_client import _rpc
+from containerd_client._convert import from_timestamp
 from containerd_client._pb import api
 from containerd_client.errors import (
     AlreadyExistsError,
+    BlobTooLargeError,
     ConflictError,
     ContainerdError,
+    DigestMismatchError,
     FailedPreconditionError,
     NotModifiedError,
     UnavailableError,
 )
+from containerd_client.types import Descriptor, Platform, digest_bytes
 
 if TYPE_CHECKING:
     from containerd_client.client import Client
@@ -66,208 +69,6 @@ _WRITE_WINDOW = 8
 _MAX_MESSAGE_DATA = 4 << 20
 
 
-class DigestMismatchError(FailedPreconditionError):
-    """Data did not match the digest or size it was expected to have.
-
-    Raised when containerd refuses to commit a write (it verifies both), and
-    when the SDK itself finds a blob of the wrong size or digest.
-    """
-
-
-class BlobTooLargeError(ContainerdError, ValueError):
-    """A blob is larger than the caller allowed it to be (see ``read_all``)."""
-
-
-def digest_bytes(data: bytes) -> str:
-    """The ``sha256:<hex>`` digest of ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _ts(ts: Any) -> _dt.datetime | None:
-    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
-        return None
-    return ts.ToDatetime(tzinfo=_dt.timezone.utc)  # type: ignore[no-any-return]
-
-
-# -- OCI values ---------------------------------------------------------------
-
-_ARCH_ALIASES = {
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "aarch64": "arm64",
-    "armhf": "arm",
-    "armel": "arm",
-    "i386": "386",
-    "i486": "386",
-    "i586": "386",
-    "i686": "386",
-    "loongarch64": "loong64",
-}
-# Variants that name an architecture's baseline, which containerd spells as none.
-_DEFAULT_VARIANTS = frozenset(
-    {("arm64", "8"), ("arm64", "v8"), ("arm64", "v8.0"), ("amd64", "1"), ("amd64", "v1")}
-)
-_KNOWN_OS = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos"})
-
-
-def _normalize_platform(os_name: str, arch: str, variant: str) -> tuple[str, str, str]:
-    # containerd's platforms.Normalize: the spellings that mean the same machine.
-    os_name = os_name.lower()
-    raw_arch = arch.lower()
-    arch = _ARCH_ALIASES.get(raw_arch, raw_arch)
-    variant = variant.lower()
-    if raw_arch == "armhf" and not variant:
-        variant = "v7"
-    elif raw_arch == "armel" and not variant:
-        variant = "v6"
-    if (arch, variant) in _DEFAULT_VARIANTS:
-        variant = ""
-    elif arch == "arm":
-        if not variant:
-            variant = "v7"
-        elif variant in ("5", "6", "7", "8"):
-            variant = "v" + variant
-    return os_name, arch, variant
-
-
-@attrs.frozen
-class Platform:
-    """An OS and CPU an image runs on, as in an OCI index (``linux/arm64``).
-
-    Values are normalized on creation: ``x86_64`` becomes ``amd64``,
-    ``aarch64`` becomes ``arm64`` and ``arm64/v8`` loses its variant, as in
-    containerd.
-    """
-
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __attrs_post_init__(self) -> None:
-        os_name, arch, variant = _normalize_platform(self.os, self.architecture, self.variant)
-        object.__setattr__(self, "os", os_name)
-        object.__setattr__(self, "architecture", arch)
-        object.__setattr__(self, "variant", variant)
-
-    @classmethod
-    def host(cls) -> Platform:
-        """This machine's platform (``linux/amd64``, ``linux/arm64``, ``linux/arm/v7``...)."""
-        machine = _platform.machine().lower()
-        if machine.startswith("armv") and len(machine) > 4 and machine[4].isdigit():
-            return cls("linux", "arm", "v" + machine[4])
-        return cls("linux", machine)
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """Parse ``os/arch[/variant]``; a lone ``arch`` (or ``os``) fills the rest from the host.
-
-        Raises:
-            ValueError: The text is empty or has more than three parts.
-        """
-        parts = [p.strip() for p in text.strip().split("/")]
-        if not text.strip() or len(parts) > 3 or any(not p for p in parts):
-            raise ValueError(f"invalid platform {text!r}: expected os/arch[/variant]")
-        if len(parts) == 1:
-            host = cls.host()
-            if parts[0].lower() in _KNOWN_OS:
-                return cls(parts[0], host.architecture, host.variant)
-            return cls("linux", parts[0])
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
-
-    @classmethod
-    def from_oci(cls, value: Mapping[str, Any]) -> Platform:
-        """Build from an OCI ``platform`` object (``{"os": ..., "architecture": ...}``)."""
-        return cls(
-            str(value.get("os", "")), str(value.get("architecture", "")), str(value.get("variant", ""))
-        )
-
-    def to_oci(self) -> dict[str, str]:
-        """The OCI ``platform`` object."""
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
-
-    def matches(self, other: Platform) -> bool:
-        """Whether an image made for ``other`` suits this platform.
-
-        A platform without a variant accepts any variant of its architecture.
-        """
-        if self.os != other.os or self.architecture != other.architecture:
-            return False
-        return not self.variant or self.variant == other.variant
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-def _str_dict(value: Mapping[str, str] | None) -> dict[str, str]:
-    return dict(value or {})
-
-
-def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
-
-
-@attrs.frozen
-class Descriptor:
-    """An OCI content descriptor: what a blob is, its digest and its size."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
-    platform: Platform | None = None
-    urls: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-
-    @classmethod
-    def from_proto(cls, msg: Any) -> Descriptor:
-        """Build from a ``containerd.types.Descriptor`` message."""
-        return cls(msg.media_type, msg.digest, int(msg.size), dict(msg.annotations))
-
-    def to_proto(self) -> Any:
-        """The ``containerd.types.Descriptor`` message (which has no platform or urls)."""
-        from containerd_client._pb.containerd.types import descriptor_pb2
-
-        return descriptor_pb2.Descriptor(
-            media_type=self.media_type, digest=self.digest, size=self.size, annotations=dict(self.annotations)
-        )
-
-    @classmethod
-    def from_oci(cls, value: Mapping[str, Any]) -> Descriptor:
-        """Build from an OCI descriptor object as found in manifests and indexes.
-
-        Raises:
-            ValueError: ``digest`` or ``size`` is missing or malformed.
-        """
-        digest = value.get("digest")
-        size = value.get("size")
-        if not isinstance(digest, str) or ":" not in digest:
-            raise ValueError(f"descriptor has no valid digest: {value!r}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ValueError(f"descriptor has no valid size: {value!r}")
-        plat = value.get("platform")
-        return cls(
-            media_type=str(value.get("mediaType", "")),
-            digest=digest,
-            size=size,
-            annotations={str(k): str(v) for k, v in (value.get("annotations") or {}).items()},
-            platform=Platform.from_oci(plat) if isinstance(plat, Mapping) else None,
-            urls=tuple(str(u) for u in value.get("urls") or ()),
-        )
-
-    def to_oci(self) -> dict[str, Any]:
-        """The OCI descriptor object, fields in the order Go's encoder writes them."""
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.urls:
-            out["urls"] = list(self.urls)
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        if self.platform is not None:
-            out["platform"] = self.platform.to_oci()
-        return out
-
-
 @attrs.frozen
 class ContentInfo:
     """What the content store knows about a blob."""
@@ -280,7 +81,13 @@ class ContentInfo:
 
     @classmethod
     def _from_proto(cls, msg: Any) -> ContentInfo:
-        return cls(msg.digest, int(msg.size), _ts(msg.created_at), _ts(msg.updated_at), dict(msg.labels))
+        return cls(
+            msg.digest,
+            int(msg.size),
+            from_timestamp(msg.created_at),
+            from_timestamp(msg.updated_at),
+            dict(msg.labels),
+        )
 
 
 @attrs.frozen
@@ -297,7 +104,12 @@ class WriteStatus:
     @classmethod
     def _from_proto(cls, msg: Any) -> WriteStatus:
         return cls(
-            msg.ref, int(msg.offset), int(msg.total), msg.expected, _ts(msg.started_at), _ts(msg.updated_at)
+            msg.ref,
+            int(msg.offset),
+            int(msg.total),
+            msg.expected,
+            from_timestamp(msg.started_at),
+            from_timestamp(msg.updated_at),
         )
 
 

@@ -11,8 +11,12 @@ The tree::
     ├── ClosedError                  use of a closed Client, executor or stream
     ├── NotSupportedError            the daemon lacks a feature (names the version needed)
     ├── DaemonStartError             a private test daemon failed to start (testing module)
+    ├── BlobTooLargeError            a blob is larger than the caller allowed (also ValueError)
     ├── cio.IOSetupError             a FIFO or its folder could not be made or opened
     ├── _typeurl.UnknownTypeError    an Any whose type URL is unknown or whose bytes do not decode
+    ├── _registry.RegistryError      a registry answered with an unexpected status or was unreachable
+    │   └── _registry.InvalidManifestError  a malformed or unsupported manifest, index or config
+    ├── testing._registry.LocalRegistryError  the test registry or a tool it needs could not start
     └── RPCError                     the daemon answered with a non-OK status
         ├── CancelledError           CANCELLED
         ├── UnknownError             UNKNOWN
@@ -21,17 +25,23 @@ The tree::
         │   ├── UnknownSignalError   a signal name or number this host does not know
         │   ├── InvalidSpecError     a spec option runc would refuse (checked before any RPC)
         │   ├── InvalidTimeoutError  a timeout or expiry that is negative, NaN, infinite or no number
-        │   └── DecompressionBombError  data expands past its client-side limit (a gzip
-        │                            or tar bomb, an oversized tar header); checked locally
-        ├── DeadlineExceededError    DEADLINE_EXCEEDED
+        │   ├── DecompressionBombError  data expands past its client-side limit (a gzip
+        │   │                        or tar bomb, an oversized tar header); checked locally
+        │   ├── _registry.InvalidReferenceError  a malformed or not fully qualified image reference
+        │   └── images.ImageFormatError  a malformed or unsupported index, manifest or config
+        │       └── images.ArchiveError  a malformed archive (not a tar, files missing, bad JSON)
+        │           └── images.UnsafeArchiveError  a member escapes the archive (absolute, '..', links)
+        ├── DeadlineExceededError    DEADLINE_EXCEEDED (also the builtin TimeoutError)
         ├── NotFoundError            NOT_FOUND
+        │   └── images.PlatformNotFoundError  an image has no manifest for the platform asked
         ├── AlreadyExistsError       ALREADY_EXISTS
         │   └── ConflictError        ALREADY_EXISTS on create ("id already in use"), or
         │                            FAILED_PRECONDITION ending in ": conflict"
         ├── PermissionDeniedError    PERMISSION_DENIED
         ├── ResourceExhaustedError   RESOURCE_EXHAUSTED
         ├── FailedPreconditionError  FAILED_PRECONDITION
-        │   └── NotModifiedError     FAILED_PRECONDITION ending in ": not modified"
+        │   ├── NotModifiedError     FAILED_PRECONDITION ending in ": not modified"
+        │   └── DigestMismatchError  data that does not match its digest or size
         ├── AbortedError             ABORTED
         ├── OutOfRangeError          OUT_OF_RANGE
         ├── UnimplementedError       UNIMPLEMENTED
@@ -39,6 +49,14 @@ The tree::
         ├── UnavailableError         UNAVAILABLE
         ├── DataLossError            DATA_LOSS
         └── UnauthenticatedError     UNAUTHENTICATED
+            └── _registry.CredentialsError  the credentials callable raised or gave something else
+
+A ``module.Name`` entry lives beside the code that raises it, in that module
+of ``containerd_client``. Classes checked on the client before any RPC also
+derive from the builtin a Python caller expects: the ``InvalidArgumentError``
+family and ``BlobTooLargeError`` are ``ValueError``s, ``UnknownTypeError`` is
+a ``LookupError`` and ``DeadlineExceededError`` is a ``TimeoutError``, so
+``except TimeoutError`` catches a call that ran out of time.
 
 ``ConflictError`` is both an ``AlreadyExistsError`` and a
 ``FailedPreconditionError`` so that either ``except`` clause catches it,
@@ -53,6 +71,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
+    "BlobTooLargeError",
     "CancelledError",
     "ClosedError",
     "ConflictError",
@@ -61,6 +80,7 @@ __all__ = [
     "DataLossError",
     "DeadlineExceededError",
     "DecompressionBombError",
+    "DigestMismatchError",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
@@ -194,8 +214,11 @@ class InvalidArgumentError(RPCError):
     status_code = StatusCode.INVALID_ARGUMENT
 
 
-class DeadlineExceededError(RPCError):
-    """The call did not finish before its deadline (DEADLINE_EXCEEDED)."""
+class DeadlineExceededError(RPCError, TimeoutError):
+    """The call did not finish before its deadline (DEADLINE_EXCEEDED).
+
+    Also a builtin :class:`TimeoutError`, so ``except TimeoutError`` catches it.
+    """
 
     status_code = StatusCode.DEADLINE_EXCEEDED
 
@@ -280,6 +303,18 @@ class ConflictError(AlreadyExistsError, FailedPreconditionError):
 
 class NotModifiedError(FailedPreconditionError):
     """The object was not modified (FAILED_PRECONDITION ending in ": not modified")."""
+
+
+class DigestMismatchError(FailedPreconditionError):
+    """Data did not match the digest or size it was expected to have.
+
+    Raised when containerd refuses to commit a write (it verifies both), and
+    when the SDK itself finds a blob of the wrong size or digest.
+    """
+
+
+class BlobTooLargeError(ContainerdError, ValueError):
+    """A blob is larger than the caller allowed it to be (see ``ContentStore.read_all``)."""
 
 
 class InvalidIdError(InvalidArgumentError, ValueError):

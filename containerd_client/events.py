@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client._convert import from_timestamp
 from containerd_client._pb import api
 from containerd_client._serial import KeyedSerialExecutor
 from containerd_client.errors import (
@@ -167,7 +168,7 @@ def decode_envelope(env: Any) -> Event:
             payload = _typeurl.unpack(env.event)
         except ContainerdError:
             logger.debug("undecodable event %s (%s)", env.topic, type_url)
-    ts = env.timestamp.ToDatetime(tzinfo=_dt.timezone.utc) if env.HasField("timestamp") else None
+    ts = from_timestamp(env.timestamp)
     return Event(env.topic, env.namespace, ts, payload, type_url)
 
 
@@ -183,7 +184,6 @@ class Subscription:
     def __init__(self, client: Client, filters: tuple[str, ...]) -> None:
         from containerd_client._pb.containerd.services.events.v1 import events_pb2
 
-        self._filters = filters
         self._stream: Stream[Any] = client._caller.stream(
             api.Events.Subscribe, events_pb2.SubscribeRequest(filters=list(filters))
         )
@@ -629,8 +629,7 @@ class EventDispatcher:
             p = event.payload
             if p.pid and proc.pid and p.pid != proc.pid:
                 return  # the exit of an earlier run of the same id, not of this process
-            exited_at = p.exited_at.ToDatetime(tzinfo=_dt.timezone.utc) if p.HasField("exited_at") else None
-            proc._notify_exit(ExitStatus(int(p.exit_status), exited_at))
+            proc._notify_exit(ExitStatus(int(p.exit_status), from_timestamp(p.exited_at)))
             if isinstance(proc, Process) and proc._deleted is None:
                 # Delete off the container's queue so a slow delete cannot hold
                 # up that container's later events.
@@ -664,6 +663,7 @@ class EventDispatcher:
     def _probe(self, ns: str, cid: str, exec_id: str, pid: int) -> Event | None:
         from containerd_client._pb.containerd.events import task_pb2 as events_pb2
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+        from containerd_client._pb.containerd.types.task import task_pb2 as task_types_pb2
         from containerd_client.tasks import UNKNOWN_EXIT_CODE
 
         view = self._client if self._client.namespace_name == ns else self._client.namespace(ns)
@@ -684,7 +684,7 @@ class EventDispatcher:
                 )
                 now = _dt.datetime.now(_dt.timezone.utc)
                 return Event("/tasks/exit", ns, now, exit_msg, "containerd.events.TaskExit", synthesized=True)
-            if resp.process.status != 3:  # STOPPED
+            if resp.process.status != task_types_pb2.Status.STOPPED:
                 return None
             exit_msg = events_pb2.TaskExit(
                 container_id=cid,

@@ -66,16 +66,18 @@ from containerd_client._archive import (
     normalize_reference,
     ref_tag,
 )
+from containerd_client._convert import from_timestamp
 from containerd_client._pb import api
-from containerd_client.content import (
-    ContentStore,
-    Descriptor,
+from containerd_client.content import ContentStore
+from containerd_client.errors import (
+    AlreadyExistsError,
+    ContainerdError,
     DigestMismatchError,
-    Platform,
-    _ts,
+    NotFoundError,
+    UnavailableError,
 )
-from containerd_client.errors import AlreadyExistsError, ContainerdError, NotFoundError, UnavailableError
 from containerd_client.snapshots import DEFAULT_SNAPSHOTTER, SnapshotStore
+from containerd_client.types import Descriptor, Platform
 
 if TYPE_CHECKING:
     from containerd_client.client import Client
@@ -159,8 +161,8 @@ class Image:
             msg.name,
             Descriptor.from_proto(msg.target),
             dict(msg.labels),
-            _ts(msg.created_at),
-            _ts(msg.updated_at),
+            from_timestamp(msg.created_at),
+            from_timestamp(msg.updated_at),
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client._convert import from_timestamp
 
 __all__ = ["CPUStats", "MemoryStats", "Metrics", "PidsStats", "from_proto"]
 
@@ -64,9 +65,7 @@ class Metrics:
 
 def from_proto(metric: Any) -> Metrics:
     """Decode a ``containerd.types.Metric`` (its ``data`` is an ``Any``)."""
-    ts = None
-    if metric.HasField("timestamp"):
-        ts = metric.timestamp.ToDatetime(tzinfo=_dt.timezone.utc)
+    ts = from_timestamp(metric.timestamp)
     data = _typeurl.unpack(metric.data)
     name = data.DESCRIPTOR.full_name
     if name == "io.containerd.cgroups.v1.Metrics":

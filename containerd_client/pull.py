@@ -52,7 +52,7 @@ from containerd_client._registry import (
     parse_reference,
 )
 from containerd_client._retry import RetryPolicy
-from containerd_client.content import ContentStore, Descriptor, Platform
+from containerd_client.content import ContentStore
 from containerd_client.errors import (
     CancelledError,
     ContainerdError,
@@ -63,6 +63,7 @@ from containerd_client.errors import (
     UnknownError,
 )
 from containerd_client.images import Image, ImageStore, PlatformNotFoundError
+from containerd_client.types import Descriptor, Platform
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -16,13 +16,14 @@ import builtins
 import datetime as _dt
 import enum
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from containerd_client._convert import from_timestamp
 from containerd_client._pb import api
-from containerd_client.content import _ts
+from containerd_client.types import Mount
 
 if TYPE_CHECKING:
     from containerd_client.client import Client
@@ -39,31 +40,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_SNAPSHOTTER = "overlayfs"
-
-
-def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
-
-
-@attrs.frozen
-class Mount:
-    """One mount to apply, as containerd describes it (``mount -t type -o options source target``)."""
-
-    type: str
-    source: str
-    target: str = ""
-    options: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-
-    @classmethod
-    def from_proto(cls, msg: Any) -> Mount:
-        """Build from a ``containerd.types.Mount`` message."""
-        return cls(msg.type, msg.source, msg.target, tuple(msg.options))
-
-    def to_proto(self) -> Any:
-        """The ``containerd.types.Mount`` message."""
-        from containerd_client._pb.containerd.types import mount_pb2
-
-        return mount_pb2.Mount(type=self.type, source=self.source, target=self.target, options=self.options)
 
 
 class SnapshotKind(enum.Enum):
@@ -95,8 +71,8 @@ class SnapshotInfo:
             msg.name,
             msg.parent,
             _KINDS.get(int(msg.kind), SnapshotKind.UNKNOWN),
-            _ts(msg.created_at),
-            _ts(msg.updated_at),
+            from_timestamp(msg.created_at),
+            from_timestamp(msg.updated_at),
             dict(msg.labels),
         )
 

@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import re
+import signal
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -687,14 +688,41 @@ def with_annotations(annotations: Mapping[str, str]) -> SpecOpt:
     return opt
 
 
+def parse_signal(sig: int | str | signal.Signals) -> int:
+    """Turn ``9``, ``"SIGKILL"``, ``"KILL"`` or ``signal.SIGKILL`` into a number.
+
+    Raises:
+        UnknownSignalError: The name or number is not a signal on this host.
+    """
+    if isinstance(sig, signal.Signals):
+        return int(sig)
+    if isinstance(sig, bool):
+        raise UnknownSignalError(f"unknown signal {sig!r}")
+    if isinstance(sig, int):
+        if 1 <= sig <= int(signal.SIGRTMAX):
+            return sig
+        raise UnknownSignalError(f"unknown signal number {sig}")
+    if isinstance(sig, str):
+        text = sig.strip().upper()
+        if text.isdigit():
+            # isdigit() also holds for "²" and other non-ASCII digits, which int() refuses.
+            if not text.isascii() or len(text) > 3:
+                raise UnknownSignalError(f"unknown signal {sig[:20]!r}")
+            return parse_signal(int(text))
+        name = text if text.startswith("SIG") else f"SIG{text}"
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            raise UnknownSignalError(f"unknown signal name {sig!r}") from None
+    raise UnknownSignalError(f"unknown signal {sig!r}")
+
+
 def signal_number(value: int | str) -> int:
     """Resolve a stop-signal name from an image config ("SIGTERM", "TERM", "15").
 
     Raises:
         UnknownSignalError: Not a signal this host knows.
     """
-    from containerd_client.tasks import parse_signal
-
     if isinstance(value, (int, str)) and not isinstance(value, bool):
         return parse_signal(value)
     raise UnknownSignalError(f"unknown signal {_short(value)}")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client._convert import from_timestamp
 from containerd_client._ids import validate_timeout
 from containerd_client._pb import api
 from containerd_client.errors import (
@@ -40,8 +41,8 @@ from containerd_client.errors import (
     NotFoundError,
     StatusCode,
     UnavailableError,
-    UnknownSignalError,
 )
+from containerd_client.spec import parse_signal
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -69,6 +70,11 @@ logger = logging.getLogger(__name__)
 #: Deadline for cleanup work (kill, wait, delete) run by ``with`` blocks and
 #: failure paths; independent of the caller's deadline, as moby does.
 CLEANUP_TIMEOUT = 30.0
+#: Deadline of the delete of an exec whose Start failed, detached from the
+#: caller's deadline: moby's value for the same cleanup (libcontainerd's
+#: ``Exec``, moby#38383), longer than :data:`CLEANUP_TIMEOUT` because a shim
+#: still tearing down the failed start's FIFOs can hold the delete up.
+EXEC_START_CLEANUP_TIMEOUT = 45.0
 #: How long wait()/delete() let stdout/stderr drain after an exit. A
 #: grandchild that inherited the pipes can keep them open forever (moby#39383).
 IO_DRAIN_TIMEOUT = 2.0
@@ -111,12 +117,6 @@ _STATUS_BY_NUMBER = {
     4: TaskStatus.PAUSED,
     5: TaskStatus.PAUSING,
 }
-
-
-def _ts(ts: Any) -> _dt.datetime | None:
-    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
-        return None
-    return ts.ToDatetime(tzinfo=_dt.timezone.utc)  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -165,35 +165,6 @@ class ExecResult:
     def ok(self) -> bool:
         """Whether the command exited with status 0."""
         return self.exit_code == 0
-
-
-def parse_signal(sig: int | str | _signal.Signals) -> int:
-    """Turn ``9``, ``"SIGKILL"``, ``"KILL"`` or ``signal.SIGKILL`` into a number.
-
-    Raises:
-        UnknownSignalError: The name or number is not a signal on this host.
-    """
-    if isinstance(sig, _signal.Signals):
-        return int(sig)
-    if isinstance(sig, bool):
-        raise UnknownSignalError(f"unknown signal {sig!r}")
-    if isinstance(sig, int):
-        if 1 <= sig <= int(_signal.SIGRTMAX):
-            return sig
-        raise UnknownSignalError(f"unknown signal number {sig}")
-    if isinstance(sig, str):
-        text = sig.strip().upper()
-        if text.isdigit():
-            # isdigit() also holds for "²" and other non-ASCII digits, which int() refuses.
-            if not text.isascii() or len(text) > 3:
-                raise UnknownSignalError(f"unknown signal {sig[:20]!r}")
-            return parse_signal(int(text))
-        name = text if text.startswith("SIG") else f"SIG{text}"
-        try:
-            return int(_signal.Signals[name])
-        except KeyError:
-            raise UnknownSignalError(f"unknown signal name {sig!r}") from None
-    raise UnknownSignalError(f"unknown signal {sig!r}")
 
 
 def _default_io(stdin: Any, stdout: Any, stderr: Any, terminal: bool) -> cio.IOCreator:
@@ -454,7 +425,7 @@ class _ProcessBase:
             if self._wait_call is call:
                 self._wait_call = None
         if err is None:
-            self._offer_exit(ExitStatus(resp.exit_status, _ts(resp.exited_at)))
+            self._offer_exit(ExitStatus(resp.exit_status, from_timestamp(resp.exited_at)))
             return
         if isinstance(err, ClosedError) or self._client.closed:
             self._exit.fail(ClosedError("the wait was cancelled (client closed)"))
@@ -864,7 +835,7 @@ def get_process_state(client: Client, container_id: str, exec_id: str = "") -> _
         status=_STATUS_BY_NUMBER.get(p.status, TaskStatus.UNKNOWN),
         pid=p.pid,
         exit_status=p.exit_status,
-        exited_at=_ts(p.exited_at),
+        exited_at=from_timestamp(p.exited_at),
         stdin=p.stdin,
         stdout=p.stdout,
         stderr=p.stderr,
@@ -958,7 +929,7 @@ class Process(_ProcessBase):
         # The process never ran: no output will come, so do not wait for any.
         self._start_failed = True
         try:
-            self._delete(timeout=45.0, missing_ok=True)
+            self._delete(timeout=EXEC_START_CLEANUP_TIMEOUT, missing_ok=True)
         except ContainerdError:
             logger.warning("could not delete exec %s after its start failed", self._exec_id, exc_info=True)
             self._abort_io()
@@ -995,7 +966,7 @@ class Process(_ProcessBase):
                 raise
             status = self._exit.value or ExitStatus(UNKNOWN_EXIT_CODE)
         else:
-            status = ExitStatus(resp.exit_status, _ts(resp.exited_at))
+            status = ExitStatus(resp.exit_status, from_timestamp(resp.exited_at))
         if self._io is not None:
             self._io.close()
         self._task._forget_exec(self._exec_id)
@@ -1380,7 +1351,7 @@ class Task(_ProcessBase):
         except ClosedError:
             raise
         else:
-            status = ExitStatus(resp.exit_status, _ts(resp.exited_at), self._oom)
+            status = ExitStatus(resp.exit_status, from_timestamp(resp.exited_at), self._oom)
         self._stdin.abandon()
         if self._io is not None:
             self._io.close()

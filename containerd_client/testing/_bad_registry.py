@@ -209,7 +209,7 @@ class BadRegistry:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(sorted(MODES))}")
         if architecture is None:
-            from containerd_client.content import Platform
+            from containerd_client.types import Platform
 
             architecture = Platform.host().architecture
         self.mode = mode
