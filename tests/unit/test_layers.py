@@ -45,11 +45,11 @@ LAYER_OF: dict[str, str] = {
     "_typeurl": "foundations",
     "_features": "foundations",
     "metrics": "foundations",
+    "_socket": "foundations",
     # the gRPC wrapper and its retry policy
     "_rpc": "rpc",
     "_retry": "rpc",
     # plumbing that knows no containerd objects
-    "_fifo": "machinery",
     "cio": "machinery",
     "_serial": "machinery",
     "_archive": "machinery",
