@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
-from containerd_client import _rpc, _socket
+from containerd_client import _rpc
 from containerd_client._pb import api
 from containerd_client._retry import NO_RETRY, RetryPolicy, poll
+from containerd_client._socket import diagnose_socket, socket_path
 from containerd_client.errors import (
     ClosedError,
     ContainerdError,
@@ -543,8 +544,8 @@ class Client:
 
         if not poll(check, timeout, initial=0.02, maximum=0.5):
             message = f"containerd at {self.address} did not serve within {timeout} s"
-            path = None if self._connection.answered else _socket.socket_path(self.address)
-            why = None if path is None else _socket.diagnose_socket(path)
+            path = None if self._connection.answered else socket_path(self.address)
+            why = None if path is None else diagnose_socket(path)
             raise DeadlineExceededError(message if why is None else f"{message}: {why}")
 
     # -- namespaces -------------------------------------------------------------

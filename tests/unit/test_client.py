@@ -314,9 +314,8 @@ def test_unclosed_client_warns_and_closed_one_does_not() -> None:
 
 def test_wait_ready_on_a_missing_socket_says_what_to_do(tmp_path: Path) -> None:
     address = str(tmp_path / "containerd.sock")
-    with Client(address, "ns", retry=NO_RETRY) as client:
-        with pytest.raises(errors.DeadlineExceededError) as info:
-            client.wait_ready(timeout=0.3)
+    with Client(address, "ns", retry=NO_RETRY) as client, pytest.raises(errors.DeadlineExceededError) as info:
+        client.wait_ready(timeout=0.3)
     message = str(info.value)
     assert address in message
     assert "CONTAINERD_ADDRESS" in message
