@@ -4,6 +4,12 @@ Used by :mod:`containerd_client.pull` when the client, not the daemon, talks
 to the registry. It parses references, resolves a tag to the descriptor of
 its manifest or index, and streams blobs while checking their digest.
 
+References are normalised as Docker normalises them (``busybox`` is
+``docker.io/library/busybox:latest``); Docker Hub's registry API is reached
+at Docker's endpoint for it (:func:`registry_endpoint`). Requests go through
+the proxy that ``HTTPS_PROXY``/``HTTP_PROXY`` name, except for the hosts
+``NO_PROXY`` lists.
+
 Authentication follows the registry's ``WWW-Authenticate`` challenge:
 anonymous first, then HTTP basic, or a bearer token from the token endpoint
 the challenge names (with the repository's ``pull`` scope). Credentials come
@@ -84,17 +90,23 @@ from containerd_client._registry._manifest import (
     parse_manifest,
 )
 from containerd_client._registry._reference import (
-    DEFAULT_REGISTRY_ENV,
+    DOCKER_HUB,
+    DOCKER_HUB_CONFIG_KEY,
+    DOCKER_HUB_ENDPOINT,
     Reference,
     is_loopback,
+    normalize_reference,
     parse_reference,
+    registry_endpoint,
 )
 from containerd_client.content import DigestMismatchError
 
 __all__ = [
     "CHUNK_BYTES",
     "CREDENTIAL_HELPER_TIMEOUT",
-    "DEFAULT_REGISTRY_ENV",
+    "DOCKER_HUB",
+    "DOCKER_HUB_CONFIG_KEY",
+    "DOCKER_HUB_ENDPOINT",
     "MANIFEST_MEDIA_TYPES",
     "MAX_MANIFEST_BYTES",
     "MEDIA_TYPE_DOCKER_LIST",
@@ -120,10 +132,12 @@ __all__ = [
     "is_loopback",
     "load_docker_config",
     "load_json_object",
+    "normalize_reference",
     "parse_descriptor",
     "parse_index",
     "parse_manifest",
     "parse_reference",
     "parse_www_authenticate",
+    "registry_endpoint",
     "verify_digest",
 ]

@@ -30,7 +30,7 @@ from containerd_client._registry._http import (
     _transient,
 )
 from containerd_client._registry._manifest import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, _sniff_media_type
-from containerd_client._registry._reference import Reference, _check_digest, is_loopback
+from containerd_client._registry._reference import Reference, _check_digest, is_loopback, registry_endpoint
 from containerd_client._retry import RetryPolicy, retry_transient
 from containerd_client.errors import (
     DeadlineExceededError,
@@ -71,7 +71,8 @@ class RegistryClient:
     """Talks to one registry host over HTTPS (or HTTP, see ``plain_http``).
 
     Args:
-        host: ``host[:port]`` of the registry.
+        host: ``host[:port]`` of the registry, as references name it; requests
+            for ``docker.io`` go to Docker Hub's endpoint (:func:`registry_endpoint`).
         auth: Credentials: ``(user, password)``, :class:`Credentials`, a
             callable taking the host, or None to look the host up in Docker's
             config file.
@@ -102,6 +103,8 @@ class RegistryClient:
         deadline: float | None = None,
     ) -> None:
         self.host = host
+        #: Where requests go: ``host``, or Docker's endpoint for Docker Hub.
+        self.endpoint = registry_endpoint(host)
         self._deadline = _Deadline(deadline)
         self._auth_source = auth
         self._docker_config = docker_config
@@ -120,7 +123,7 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         scheme = self._scheme or ("http" if self.plain_http else "https")
-        return f"<RegistryClient {scheme}://{self.host}>"
+        return f"<RegistryClient {scheme}://{self.endpoint}>"
 
     def __enter__(self) -> Self:
         return self
@@ -342,16 +345,16 @@ class RegistryClient:
     def _open(self, method: str, path: str, headers: Mapping[str, str]) -> _Response:
         """Send to the registry, settling HTTPS versus HTTP for loopback hosts on the first try."""
         if self._scheme is not None:
-            return self._send(method, f"{self._scheme}://{self.host}{path}", headers)
+            return self._send(method, f"{self._scheme}://{self.endpoint}{path}", headers)
         try:
-            resp = self._send(method, f"https://{self.host}{path}", headers)
+            resp = self._send(method, f"https://{self.endpoint}{path}", headers)
         except _ConnectionFailed as exc:
             # Only a loopback registry may be reached in clear text without being asked,
             # and only when it clearly does not speak TLS (not on a certificate problem).
             if is_loopback(self.host) and isinstance(exc.cause, ssl.SSLError):
                 logger.debug("%s does not speak TLS; using plain HTTP (loopback host)", self.host)
                 self._scheme = "http"
-                return self._send(method, f"http://{self.host}{path}", headers)
+                return self._send(method, f"http://{self.endpoint}{path}", headers)
             raise
         self._scheme = "https"
         return resp
@@ -410,7 +413,7 @@ class RegistryClient:
             target = urllib.parse.urlsplit(url)
             sent = dict(headers)
             # Blob storage behind a redirect gets no registry credentials.
-            if authorization and target.netloc == self.host:
+            if authorization and target.netloc == self.endpoint:
                 sent["Authorization"] = authorization
             if target.scheme == "http" and not (self.plain_http or is_loopback(target.netloc)):
                 raise RegistryError(f"{what}: refusing a redirect to plain HTTP ({target.netloc})", self.host)

@@ -14,6 +14,11 @@ from typing import Any, TypeAlias
 import attrs
 
 from containerd_client._registry._errors import CredentialsError
+from containerd_client._registry._reference import (
+    DOCKER_HUB_CONFIG_KEY,
+    DOCKER_HUB_ENDPOINT,
+    registry_endpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +115,12 @@ def docker_credentials(host: str, path: str | None = None) -> Credentials | None
     program ``docker-credential-<name>`` on PATH, asked with ``get`` and the
     server on its stdin (the Docker credential-helper protocol). A helper
     that is missing, fails, or knows nothing of the host gives None (logged,
-    never with a secret); identity tokens are not supported.
+    never with a secret); identity tokens are not supported. Docker Hub
+    (``docker.io``) is looked up under the address the Docker CLI keeps it
+    under (:data:`~containerd_client._registry.DOCKER_HUB_CONFIG_KEY`).
     """
+    hub = registry_endpoint(host) == DOCKER_HUB_ENDPOINT
+    server = DOCKER_HUB_CONFIG_KEY if hub else host
     doc = _read_docker_config(path)
     helpers = doc.get("credHelpers")
     helper = helpers.get(host) if isinstance(helpers, dict) else None
@@ -119,10 +128,13 @@ def docker_credentials(host: str, path: str | None = None) -> Credentials | None
         store = doc.get("credsStore")
         helper = store if isinstance(store, str) and store else None
     if helper:
-        creds = _ask_credential_helper(helper, host)
+        creds = _ask_credential_helper(helper, server)
         if creds is not None:
             return creds
-    return load_docker_config(path).get(host)
+    auths = load_docker_config(path)
+    if hub:
+        return auths.get(_config_key_host(DOCKER_HUB_CONFIG_KEY)) or auths.get(host)
+    return auths.get(host)
 
 
 def _read_docker_config(path: str | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from containerd_client.errors import ContainerdError, InvalidArgumentError, Unau
 
 
 class InvalidReferenceError(InvalidArgumentError, ValueError):
-    """An image reference is malformed or not fully qualified; checked before any request."""
+    """An image reference is malformed; checked before any request."""
 
 
 class RegistryError(ContainerdError):

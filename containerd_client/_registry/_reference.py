@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 
 import attrs
 
 from containerd_client._registry._errors import InvalidReferenceError
 
-#: Environment variable naming the registry host for references without one.
-DEFAULT_REGISTRY_ENV = "CONTAINERD_CLIENT_DEFAULT_REGISTRY"
+__all__ = [
+    "DOCKER_HUB",
+    "DOCKER_HUB_CONFIG_KEY",
+    "DOCKER_HUB_ENDPOINT",
+    "Reference",
+    "is_loopback",
+    "normalize_reference",
+    "parse_reference",
+    "registry_endpoint",
+]
+
+# -- Docker Hub: public protocol conventions, not a machine's registry -----------------
+#: The registry a reference without one names, as Docker and containerd's
+#: ``ParseDockerRef`` read it: ``busybox`` is ``docker.io/library/busybox:latest``.
+DOCKER_HUB = "docker.io"
+#: The legacy spelling of :data:`DOCKER_HUB` in references, read as ``docker.io``.
+_DOCKER_HUB_LEGACY = "index.docker.io"
+#: Where the registry API of :data:`DOCKER_HUB` answers: Docker sends its
+#: requests for ``docker.io`` here, and so does containerd's docker resolver.
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
+#: The server address under which the Docker CLI keeps Docker Hub's credentials
+#: (``auths`` key, credential-helper ``get``).
+DOCKER_HUB_CONFIG_KEY = f"https://{_DOCKER_HUB_LEGACY}/v1/"
+#: Docker Hub's official images live under this namespace.
+_DOCKER_HUB_LIBRARY = "library/"
 
 # The grammar of distribution's reference package.
 _ALNUM = r"[a-z0-9]+"
@@ -25,6 +47,7 @@ _TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
 _HASHES = {"sha256": 64, "sha384": 96, "sha512": 128}
 _MAX_NAME = 255
+_ANCHORED_ID_RE = re.compile(r"[a-f0-9]{64}")
 
 
 @attrs.frozen
@@ -73,21 +96,27 @@ def _check_digest(digest: str, what: str) -> str:
 
 
 def parse_reference(ref: str, *, default_host: str | None = None) -> Reference:
-    """Parse ``host[:port]/repo[:tag][@digest]``.
+    """Parse ``[host[:port]/]repo[:tag][@digest]`` and normalise it as Docker does.
 
-    References must name their registry: there is no built-in default
-    registry. A short name such as ``busybox`` is accepted only when a default
-    host is given, by ``default_host`` or by the environment variable
-    ``CONTAINERD_CLIENT_DEFAULT_REGISTRY``; it is then put in front unchanged
-    (no ``library/`` is added). Without tag or digest the tag is ``latest``.
+    The one reference parser of the SDK: pulls, image look-ups, ``run`` and
+    archive imports all go through it. The first path component is the
+    registry host when it has a ``.`` or a ``:``, is ``localhost`` or has an
+    upper-case letter; otherwise the reference names no host, and is on
+    Docker Hub (:data:`DOCKER_HUB`), where a one-component repository is an
+    official image: ``busybox`` is ``docker.io/library/busybox:latest``,
+    ``user/app`` is ``docker.io/user/app:latest``. ``index.docker.io`` is read
+    as ``docker.io``. Without tag or digest the tag is ``latest``; a digest is
+    kept (and no tag added).
 
     Args:
         ref: The reference.
-        default_host: Registry host for references that have none.
+        default_host: Registry host for references that name none, instead
+            of Docker Hub; the repository is then taken unchanged (no
+            ``library/``).
 
     Raises:
-        InvalidReferenceError: The reference is malformed, or has no host and
-            no default host is configured.
+        InvalidReferenceError: The reference is malformed (the message never
+            shows what may be ``user:password@``).
     """
     if not isinstance(ref, str) or not ref:
         raise InvalidReferenceError("empty image reference")
@@ -130,14 +159,19 @@ def _parse_reference(ref: str, default_host: str | None) -> Reference:
     first, sep, remainder = rest.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         host, path = first, remainder
+    elif default_host:
+        host, path = default_host, rest
     else:
-        host = default_host or os.environ.get(DEFAULT_REGISTRY_ENV, "")
-        path = rest
-        if not host:
+        if _ANCHORED_ID_RE.fullmatch(ref):
+            # Docker refuses these: they read as image ids.
             raise InvalidReferenceError(
-                f"reference {ref!r} does not name a registry: use host[:port]/repository[:tag], "
-                f"or set {DEFAULT_REGISTRY_ENV}"
+                f"invalid reference {ref!r}: a 64-character hexadecimal string is an image id, not a name"
             )
+        host, path = DOCKER_HUB, rest
+    if host == _DOCKER_HUB_LEGACY:
+        host = DOCKER_HUB
+    if host == DOCKER_HUB and path and "/" not in path:
+        path = _DOCKER_HUB_LIBRARY + path
     if not _DOMAIN_RE.fullmatch(host):
         raise InvalidReferenceError(f"invalid registry host {host!r} in reference {ref!r}")
     if not path or not _PATH_RE.fullmatch(path):
@@ -150,6 +184,27 @@ def _parse_reference(ref: str, default_host: str | None) -> Reference:
     if tag is None and digest is None:
         tag = "latest"
     return Reference(host=host, repository=path, tag=tag, digest=digest)
+
+
+def normalize_reference(name: str) -> str:
+    """The full form of an image name: ``busybox`` is ``docker.io/library/busybox:latest``.
+
+    The name containerd stores an image under after a pull or import, and the
+    name :meth:`~containerd_client.images.ImageStore.get` looks up.
+
+    Raises:
+        InvalidReferenceError: ``name`` is not an image reference.
+    """
+    return str(parse_reference(name))
+
+
+def registry_endpoint(host: str) -> str:
+    """Where the registry API of ``host`` (a reference's host) answers.
+
+    The same host, except for Docker Hub: ``docker.io`` is reached at
+    :data:`DOCKER_HUB_ENDPOINT`, as Docker and containerd reach it.
+    """
+    return DOCKER_HUB_ENDPOINT if host in (DOCKER_HUB, _DOCKER_HUB_LEGACY) else host
 
 
 def is_loopback(host: str) -> bool:
