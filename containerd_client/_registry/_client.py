@@ -23,11 +23,13 @@ from containerd_client._registry._credentials import Credentials, CredentialsSou
 from containerd_client._registry._errors import InvalidManifestError, RegistryError
 from containerd_client._registry._http import (
     _SMALL_BODY,
+    Proxy,
     _ConnectionFailed,
     _Deadline,
     _GuardedResponse,
     _Response,
     _transient,
+    proxy_for,
 )
 from containerd_client._registry._manifest import MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, _sniff_media_type
 from containerd_client._registry._reference import Reference, _check_digest, is_loopback, registry_endpoint
@@ -117,6 +119,8 @@ class RegistryClient:
         self._scheme: str | None = "http" if plain_http else ("https" if plain_http is False else None)
         self._ssl: ssl.SSLContext | None = None
         self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        # Connections to an HTTP proxy for plain-HTTP targets (requests in absolute form).
+        self._http_proxies: dict[tuple[str, str], Proxy] = {}
         # Authorization header values: basic per host, bearer per (host, scope).
         self._basic: dict[str, str] = {}
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
@@ -139,6 +143,7 @@ class RegistryClient:
     def close(self) -> None:
         """Close pooled connections. Idempotent."""
         conns, self._conns = self._conns, {}
+        self._http_proxies = {}
         for conn in conns.values():
             conn.close()
 
@@ -282,8 +287,22 @@ class RegistryClient:
         conn = self._conns.get(key)
         if conn is None:
             timeout = self._timeout(netloc)
-            if scheme == "https":
+            proxy = proxy_for(scheme, netloc)
+            if proxy is not None:
+                logger.debug("reaching %s://%s through the proxy %s", scheme, netloc, proxy.netloc)
+            if scheme == "https" and proxy is not None:
+                # A CONNECT tunnel: TLS runs end to end, checked against the registry's name.
+                conn = http.client.HTTPSConnection(
+                    proxy.host, proxy.port, timeout=timeout, context=self._ssl_context()
+                )
+                tunnel_headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
+                conn.set_tunnel(netloc, headers=tunnel_headers)
+            elif scheme == "https":
                 conn = http.client.HTTPSConnection(netloc, timeout=timeout, context=self._ssl_context())
+            elif proxy is not None:
+                # Plain HTTP: requests go to the proxy in absolute form (see _send).
+                conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+                self._http_proxies[key] = proxy
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=timeout)
             what = f"reading from {netloc}"
@@ -302,6 +321,7 @@ class RegistryClient:
         return conn
 
     def _drop(self, scheme: str, netloc: str) -> None:
+        self._http_proxies.pop((scheme, netloc), None)
         conn = self._conns.pop((scheme, netloc), None)
         if conn is not None:
             conn.close()
@@ -313,13 +333,19 @@ class RegistryClient:
         all_headers = {"User-Agent": _USER_AGENT, **headers}
         for attempt in (0, 1):
             conn = self._connection(parts.scheme, parts.netloc)
+            proxy = self._http_proxies.get((parts.scheme, parts.netloc))
+            sent_headers = all_headers
+            if proxy is not None:
+                sent_headers = dict(all_headers)
+                if proxy.authorization:
+                    sent_headers["Proxy-Authorization"] = proxy.authorization
             reused = conn.sock is not None
             # Connect, TLS handshake and sending end at the deadline too.
             conn.timeout = self._timeout(f"{method} {parts.netloc}")
             if conn.sock is not None:
                 conn.sock.settimeout(conn.timeout)
             try:
-                conn.request(method, target, headers=all_headers)
+                conn.request(method, url if proxy is not None else target, headers=sent_headers)
                 resp = conn.getresponse()
             except ssl.SSLCertVerificationError as exc:
                 self._drop(parts.scheme, parts.netloc)

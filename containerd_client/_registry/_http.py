@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
+import ipaddress
 import socket
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+import attrs
 
 from containerd_client._registry._errors import RegistryError
 from containerd_client.errors import DeadlineExceededError
@@ -163,3 +169,118 @@ class _ConnectionFailed(Exception):
 
 def _transient(status: int) -> bool:
     return status == 429 or (500 <= status < 600 and status != 501)
+
+
+# -- proxies ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Proxy:
+    """The HTTP proxy a request goes through.
+
+    Attributes:
+        netloc: ``host:port`` of the proxy.
+        authorization: The ``Proxy-Authorization`` value, from the proxy URL's
+            user info (never shown in the repr).
+    """
+
+    netloc: str
+    authorization: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        """The proxy's host, without brackets."""
+        return self.netloc.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The proxy's port."""
+        return int(self.netloc.rpartition(":")[2])
+
+
+def proxy_for(scheme: str, netloc: str) -> Proxy | None:
+    """The proxy the environment names for ``scheme://netloc``, or None to connect directly.
+
+    Read as :mod:`urllib.request` and requests read it: ``https_proxy`` for
+    HTTPS and ``http_proxy`` for HTTP, else ``all_proxy``, the lower-case
+    name first, then the upper-case one (``HTTP_PROXY`` is ignored under CGI,
+    where a client may set it); a proxy URL without a scheme is ``http://``.
+    ``no_proxy``/``NO_PROXY`` lists hosts to reach directly: ``*`` for all,
+    a name (``registry.example``, matching it and its subdomains; a leading
+    dot is allowed), a ``host:port``, an IP address or an IP network
+    (``10.0.0.0/8``).
+
+    Raises:
+        RegistryError: The proxy URL is malformed or not ``http://`` (HTTPS and
+            SOCKS proxies are not supported).
+    """
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or _bypass(netloc, proxies.get("no", "")):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or 80
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme != "http" or not host:
+        shown = parts.scheme if host else "a malformed"
+        raise RegistryError(
+            f"the {scheme} proxy from the environment is not supported ({shown} proxy; "
+            "only http:// proxies are)"
+        )
+    authorization = None
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return Proxy(netloc, authorization)
+
+
+def _bypass(netloc: str, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` says to reach ``netloc`` (``host[:port]``) directly."""
+    if not no_proxy.strip():
+        return False
+    if no_proxy.strip() == "*":
+        return True
+    host, port = netloc.lower(), ""
+    if host.startswith("["):
+        end = host.find("]")
+        host, port = host[1:end], host[end + 2 :]
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for item in no_proxy.lower().split(","):
+        entry = item.strip().lstrip(".")
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name, _, entry_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
+        name = name.strip("[]")
+        if entry_port and entry_port != port:
+            continue
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _has_port(entry: str) -> bool:
+    """Whether a NO_PROXY entry ends in ``:port`` (``[::1]:5000``, ``host:5000``; not a bare IPv6 address)."""
+    if entry.startswith("["):
+        return "]:" in entry
+    return entry.count(":") == 1 and entry.rpartition(":")[2].isdigit()
