@@ -168,10 +168,6 @@ def _parse_reference(ref: str, default_host: str | None) -> Reference:
                 f"invalid reference {ref!r}: a 64-character hexadecimal string is an image id, not a name"
             )
         host, path = DOCKER_HUB, rest
-    if host == _DOCKER_HUB_LEGACY:
-        host = DOCKER_HUB
-    if host == DOCKER_HUB and path and "/" not in path:
-        path = _DOCKER_HUB_LIBRARY + path
     if not _DOMAIN_RE.fullmatch(host):
         raise InvalidReferenceError(f"invalid registry host {host!r} in reference {ref!r}")
     if not path or not _PATH_RE.fullmatch(path):
@@ -179,6 +175,10 @@ def _parse_reference(ref: str, default_host: str | None) -> Reference:
             f"invalid repository {path!r} in reference {ref!r} "
             "(lowercase letters, digits and separators . _ __ - between path components)"
         )
+    if host == _DOCKER_HUB_LEGACY:
+        host = DOCKER_HUB
+    if host == DOCKER_HUB and "/" not in path:
+        path = _DOCKER_HUB_LIBRARY + path
     if len(host) + 1 + len(path) > _MAX_NAME:
         raise InvalidReferenceError(f"reference {ref!r} is longer than {_MAX_NAME} characters")
     if tag is None and digest is None:

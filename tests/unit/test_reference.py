@@ -116,8 +116,12 @@ def test_non_strings_get_the_typed_error(value: object) -> None:
 
 def test_docker_hub_is_reached_at_docker_s_registry_endpoint() -> None:
     # Docker, and containerd's docker resolver, send docker.io's requests to this host.
-    assert DOCKER_HUB_ENDPOINT == "registry-1.docker.io"
     assert registry_endpoint("docker.io") == DOCKER_HUB_ENDPOINT
     assert registry_endpoint(parse_reference("busybox").host) == DOCKER_HUB_ENDPOINT
     assert registry_endpoint("127.0.0.1:5000") == "127.0.0.1:5000"
     assert registry_endpoint("registry.example") == "registry.example"
+
+
+def test_the_error_quotes_the_name_as_given() -> None:
+    with pytest.raises(InvalidReferenceError, match="invalid repository 'Busybox'"):
+        parse_reference("Busybox")
