@@ -11,7 +11,7 @@ Two jobs, both pure (no RPC), so unit tests cover them without a daemon:
   from the layer tars alone, top layer first, honouring whiteouts, opaque
   directories and symlinks the way an overlay mount would.
 
-Also the small OCI helpers: chain ids, reference normalization.
+Also the small OCI helpers: chain ids, the tag of a reference.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ __all__ = [
     "decompressed",
     "expansion_limit",
     "find_file",
-    "normalize_reference",
     "ref_tag",
 ]
 
@@ -107,30 +106,6 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
         else:
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
-
-
-def normalize_reference(name: str) -> str:
-    """Docker's normalization of an image name: ``busybox`` is ``docker.io/library/busybox:latest``.
-
-    Raises:
-        ArchiveError: The name is empty.
-    """
-    name = name.strip()
-    if not name:
-        raise ArchiveError("empty image name")
-    remainder, at, digest = name.partition("@")
-    first, slash, rest = remainder.partition("/")
-    if not slash or ("." not in first and ":" not in first and first != "localhost"):
-        domain, path = "docker.io", remainder
-    else:
-        domain, path = first, rest
-    if domain == "index.docker.io":
-        domain = "docker.io"
-    if domain == "docker.io" and "/" not in path:
-        path = "library/" + path
-    if not at and ":" not in path.rsplit("/", 1)[-1]:
-        path += ":latest"
-    return f"{domain}/{path}" + (f"@{digest}" if at else "")
 
 
 def ref_tag(name: str) -> str:

@@ -163,3 +163,60 @@ def poll(
         sleep=sleep,
     )
     return bool(retrying(check))
+
+
+# -- retries on a caller's own notion of "transient" (the registry client) ---------------
+
+
+def retry_transient(
+    policy: RetryPolicy,
+    fn: Callable[[], T],
+    *,
+    transient: Callable[[BaseException], bool],
+    before_sleep: Callable[[float, BaseException], None] | None = None,
+) -> T:
+    """Call ``fn``; while it raises an error that ``transient`` accepts, call it again.
+
+    For errors that are not gRPC statuses (a registry's 429 or 5xx answers,
+    a refused connection): ``policy``'s attempts and backoff apply, its
+    status codes do not. tenacity is imported on the first retry only.
+
+    Args:
+        policy: Attempts (the first included), backoff and how to sleep.
+        fn: One attempt.
+        transient: Whether an error is worth another attempt.
+        before_sleep: Called with the coming backoff in seconds and the last
+            error before each backoff; it may raise to stop (a deadline that
+            would pass during the backoff).
+
+    Raises:
+        Exception: What the last attempt raised, unchanged, or what
+            ``before_sleep`` raised.
+    """
+    try:
+        return fn()
+    except Exception as exc:
+        if not transient(exc) or policy.attempts <= 1:
+            raise
+        first = exc
+    if before_sleep is not None:
+        before_sleep(policy.initial, first)
+    policy.sleep(policy.initial)  # the first attempt already failed: back off before the next
+    import tenacity as _t
+
+    def on_backoff(state: _t.RetryCallState) -> None:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if before_sleep is not None and error is not None:
+            before_sleep(state.next_action.sleep if state.next_action else 0.0, error)
+
+    retrying = _t.Retrying(
+        before_sleep=on_backoff,
+        stop=_t.stop_after_attempt(policy.attempts - 1),
+        wait=_t.wait_exponential(multiplier=policy.initial, max=policy.maximum)
+        + _t.wait_random(0, policy.jitter),
+        retry=_t.retry_if_exception(transient),
+        sleep=policy.sleep,
+        reraise=True,
+    )
+    return retrying(fn)

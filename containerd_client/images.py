@@ -48,8 +48,8 @@ import os
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -63,11 +63,11 @@ from containerd_client._archive import (
     chain_ids,
     expansion_limit,
     find_file,
-    normalize_reference,
     ref_tag,
 )
 from containerd_client._convert import from_timestamp
 from containerd_client._pb import api
+from containerd_client._registry import InvalidReferenceError, normalize_reference
 from containerd_client.content import ContentStore
 from containerd_client.errors import (
     AlreadyExistsError,
@@ -110,6 +110,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -245,6 +247,36 @@ def _gc_labels(kind: str, doc: Mapping[str, Any], what: str) -> dict[str, str]:
     return labels
 
 
+def _archive_name(name: str) -> str:
+    """An image name found in an archive, normalised as Docker does (``busybox`` is
+    ``docker.io/library/busybox:latest``); kept as it is when it is no reference."""
+    try:
+        return normalize_reference(name.strip())
+    except InvalidReferenceError:
+        return name
+
+
+def _by_either_name(name: str, fn: Callable[[str], T]) -> T:
+    """``fn`` on the normalised name (Docker's reading); on NotFound, on ``name`` as written.
+
+    A name that is no reference (containerd stores any string) is used as written.
+    """
+    try:
+        normalized = normalize_reference(name)
+    except InvalidReferenceError:
+        return fn(name)
+    if normalized == name:
+        return fn(name)
+    try:
+        return fn(normalized)
+    except NotFoundError as exc:
+        first = exc
+    try:
+        return fn(name)
+    except NotFoundError:
+        raise NotFoundError(f"image {name!r} ({normalized}): not found") from first
+
+
 def _repository(name: str) -> str:
     """``name`` without its tag or digest."""
     name = name.split("@", 1)[0]
@@ -294,7 +326,7 @@ def _plan_oci(arc: ArchiveReader) -> _Plan:
                 full = ref
             else:
                 tag = ref
-        plan.entries.append((full or None, tag, attrs.evolve(desc, annotations={})))
+        plan.entries.append((_archive_name(full) if full else None, tag, attrs.evolve(desc, annotations={})))
     return plan
 
 
@@ -414,7 +446,7 @@ def _plan_docker(arc: ArchiveReader) -> _Plan:
         if not tags:
             plan.entries.append((None, None, manifest_desc))
         for tag in tags:
-            plan.entries.append((normalize_reference(tag), None, manifest_desc))
+            plan.entries.append((_archive_name(tag), None, manifest_desc))
     return plan
 
 
@@ -476,13 +508,21 @@ class ImageStore:
     def get(self, name: str) -> Image:
         """One image by name.
 
+        A short name is looked up as Docker reads it (``busybox`` is
+        ``docker.io/library/busybox:latest``, ``user/app`` is
+        ``docker.io/user/app:latest``), then as written, for a record
+        created under that literal name.
+
         Raises:
             NotFoundError: No such image.
             RPCError: The call failed.
         """
         from containerd_client._pb.containerd.services.images.v1 import images_pb2
 
-        resp = self._client.call(api.Images.Get, images_pb2.GetImageRequest(name=name), idempotent=True)
+        def get(one: str) -> Any:
+            return self._client.call(api.Images.Get, images_pb2.GetImageRequest(name=one), idempotent=True)
+
+        resp = _by_either_name(name, get)
         return Image._from_proto(resp.image)
 
     def create(self, name: str, target: Descriptor, labels: Mapping[str, str] | None = None) -> Image:
@@ -519,7 +559,7 @@ class ImageStore:
         """Delete an image record; content only it referenced becomes garbage.
 
         Args:
-            name: The image.
+            name: The image; a short name is read as in :meth:`get`.
             sync: Wait for containerd's garbage collection to finish.
 
         Raises:
@@ -528,7 +568,10 @@ class ImageStore:
         """
         from containerd_client._pb.containerd.services.images.v1 import images_pb2
 
-        self._client.call(api.Images.Delete, images_pb2.DeleteImageRequest(name=name, sync=sync))
+        def delete(one: str) -> None:
+            self._client.call(api.Images.Delete, images_pb2.DeleteImageRequest(name=one, sync=sync))
+
+        _by_either_name(name, delete)
 
     # -- reading images ------------------------------------------------------------
 
@@ -837,7 +880,9 @@ class ImageStore:
                 objects that cannot seek are copied to a temporary file first).
             name: Name for the image when the archive holds exactly one
                 (replacing its own name), or for images the archive leaves
-                unnamed or names only by tag.
+                unnamed or names only by tag. Names, this one and the
+                archive's, are stored normalised as Docker normalises them
+                (``busybox`` becomes ``docker.io/library/busybox:latest``).
             platform: Platform to unpack (the host's by default).
             unpack: Unpack into snapshots, so containers can use the image at once.
             snapshotter: Snapshotter to unpack into.
@@ -865,14 +910,12 @@ class ImageStore:
             OSError: The archive could not be read.
         """
         if name is not None:
-            from containerd_client._registry import InvalidReferenceError, parse_reference
-
-            # The length first: parse_reference quotes the whole name in its messages.
+            # The length first: the parser quotes the whole name in its messages.
             if not isinstance(name, str) or not 0 < len(name) <= 255:
                 shown = repr(name[:40]) + "..." if isinstance(name, str) and name else repr(name)
                 raise InvalidReferenceError(f"image name {shown} must be a string of 1 to 255 characters")
-            # A short name ("app:1") gets no host: "localhost" only stands in for one while parsing.
-            parse_reference(name, default_host="localhost")
+            # A short name is Docker's: "app:1" is docker.io/library/app:1.
+            name = normalize_reference(name)
         want = _platform(platform)
         with ArchiveReader(src, max_uncompressed=max_uncompressed) as arc:
             if arc.has("index.json"):

@@ -222,15 +222,19 @@ def pull_detailed(
 ) -> PullResult:
     """Pull ``ref`` into the client's namespace and (by default) unpack it.
 
-    References must be fully qualified (``host[:port]/repo[:tag][@digest]``);
-    there is no built-in default registry. A short name (``busybox``) works
-    only with ``default_host`` or the ``CONTAINERD_CLIENT_DEFAULT_REGISTRY``
-    environment variable, and is prefixed unchanged.
+    A short name is read as Docker reads it: ``busybox`` is
+    ``docker.io/library/busybox:latest`` (fetched from Docker Hub's registry
+    endpoint), ``user/app`` is ``docker.io/user/app:latest``; ``default_host``
+    sends names without a host to another registry instead (prefixed
+    unchanged). The client path goes through the proxy ``HTTPS_PROXY`` or
+    ``HTTP_PROXY`` names, except for hosts in ``NO_PROXY``; the daemon (transfer
+    path) uses its own environment.
 
     Args:
         client: The client; its namespace receives the image.
         ref: The image reference. The image is named after it, normalized
-            (``host/repo`` becomes ``host/repo:latest``).
+            (``host/repo`` becomes ``host/repo:latest``, ``busybox``
+            ``docker.io/library/busybox:latest``).
         platform: The platform to pull and unpack (``"linux/arm64"`` or a
             :class:`Platform`); this machine's by default.
         auth: Registry credentials: ``(user, password)``, a
@@ -262,7 +266,7 @@ def pull_detailed(
         The image, which path ran, and what was selected.
 
     Raises:
-        InvalidReferenceError: ``ref`` is malformed or names no registry.
+        InvalidReferenceError: ``ref`` is malformed.
         PlatformNotFoundError: The image has nothing for ``platform`` (a
             ``NotFoundError``). On the transfer path the daemon has stored the
             image by then; the record is deleted again before this is raised.
@@ -760,7 +764,8 @@ class _TransferPull:
             return None
         host = request.host or self.ref.host
         try:
-            if host != self.ref.host and self.auth is not None and not callable(self.auth):
+            ours = (self.ref.host, _registry.registry_endpoint(self.ref.host))
+            if host not in ours and self.auth is not None and not callable(self.auth):
                 # A bare (user, password) is meant for the reference's registry
                 # only, not for whatever host the daemon is sent on to.
                 creds = None

@@ -893,3 +893,28 @@ def test_descriptor_round_trip_through_image(images: ImageStore, busybox_oci: Im
     uid = uuid.uuid4().hex[:6]
     renamed = images.create(f"localhost/cc/{uid}:1", image.target)
     assert renamed.target == image.target
+
+
+# -- short names: Docker's normalisation, the same for import, get and run -------------------
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci"])
+def test_short_names_resolve_alike_in_import_get_and_run(
+    containerd: Client, images: ImageStore, archive_dir: Path, fmt: str
+) -> None:
+    # An archive made by `docker save busybox` names its image "busybox" (and an OCI
+    # layout may too): "busybox" means docker.io/library/busybox:latest everywhere.
+    arc = build_busybox_archive(archive_dir / f"busybox-short-{fmt}.tar", name="busybox", fmt=fmt)  # type: ignore[arg-type]
+    [image] = images.import_archive(arc.path)
+    assert image.name == "docker.io/library/busybox:latest"
+    for name in ("busybox", "busybox:latest", "library/busybox", "docker.io/busybox", image.name):
+        assert images.get(name).name == image.name
+    result = containerd.run("busybox", ["echo", "short"], pull=False)
+    assert (result.exit_code, result.stdout) == (0, b"short\n")
+    # A name given to the import is normalised the same way.
+    [renamed] = images.import_archive(arc.path, name="team/app:1", unpack=False)
+    assert renamed.name == "docker.io/team/app:1"
+    assert images.get("team/app:1").target == image.target
+    images.delete("team/app:1")
+    with pytest.raises(errors.NotFoundError):
+        images.get("docker.io/team/app:1")

@@ -42,6 +42,7 @@ from containerd_client.images import ImageStore, PlatformNotFoundError, chain_id
 from containerd_client.pull import ProgressEvent, pull, pull_detailed
 from containerd_client.snapshots import SnapshotStore
 from containerd_client.testing import ContainerdDaemon, ImageArchive, build_busybox_archive
+from containerd_client.testing._proxy import ForwardProxy
 from containerd_client.testing._registry import LocalRegistry, push_with_ctr
 from containerd_client.testing.plugin import sweep_namespace
 
@@ -369,6 +370,28 @@ def test_client_path_tls_with_ca_file(c16: Client, registries: Registries) -> No
     assert_pulled(c16, ref, registries.archive)
 
 
+def test_client_path_goes_through_the_proxy_unless_no_proxy(
+    c16: Client, registries: Registries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    tls = registries.tls
+    ref = registries.ref(tls)
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        result = pull_detailed(c16, ref, auth=(USER, PASSWORD), ca_file=tls.cert_path, via="client")
+        assert result.via == "client"
+        assert_pulled(c16, ref, registries.archive)
+        # One CONNECT tunnel (TLS end to end, the registry's certificate checked) carried it all.
+        assert proxy.seen() == [("CONNECT", tls.host)]
+        ImageStore(c16).delete(ref, sync=True)
+        monkeypatch.setenv("NO_PROXY", f"localhost,{tls.host}")
+        pull(c16, ref, auth=(USER, PASSWORD), ca_file=tls.cert_path, via="client")
+        assert_pulled(c16, ref, registries.archive)
+        assert proxy.seen() == [("CONNECT", tls.host)]
+
+
 def test_client_path_errors(c16: Client, registries: Registries) -> None:
     with pytest.raises(errors.NotFoundError):
         pull(c16, registries.ref(registries.plain, "no-such-tag"))
@@ -400,10 +423,9 @@ def test_client_path_index_selects_platform(c16: Client, registries: Registries)
 
 @pytest.mark.parametrize(
     "ref",
-    ["busybox", "127.0.0.1:5000/Upper/case", "https://127.0.0.1:5000/x", "127.0.0.1:5000/x:bad:tag", ""],
+    ["Busybox", "127.0.0.1:5000/Upper/case", "https://127.0.0.1:5000/x", "127.0.0.1:5000/x:bad:tag", ""],
 )
-def test_malformed_references(c16: Client, ref: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CONTAINERD_CLIENT_DEFAULT_REGISTRY", raising=False)
+def test_malformed_references(c16: Client, ref: str) -> None:
     with pytest.raises(InvalidReferenceError):
         pull(c16, ref)
 

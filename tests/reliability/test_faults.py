@@ -94,7 +94,9 @@ def _unique_archive(folder: Path) -> ImageArchive:
 
     noise = File(os.urandom(3 << 20))
     return build_busybox_archive(
-        folder / "unique.tar", name=f"faults/unique:{uuid.uuid4().hex[:8]}", extra_layers=[{"noise": noise}]
+        folder / "unique.tar",
+        name=f"localhost/faults/unique:{uuid.uuid4().hex[:8]}",
+        extra_layers=[{"noise": noise}],
     )
 
 

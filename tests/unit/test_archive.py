@@ -23,7 +23,6 @@ from containerd_client._archive import (
     chain_ids,
     decompressed,
     find_file,
-    normalize_reference,
     ref_tag,
 )
 from containerd_client.content import (
@@ -118,30 +117,11 @@ def test_chain_ids() -> None:
     assert chain_ids([]) == []
 
 
-@pytest.mark.parametrize(
-    ("name", "normalized"),
-    [
-        ("busybox", "docker.io/library/busybox:latest"),
-        ("busybox:1.36", "docker.io/library/busybox:1.36"),
-        ("user/app", "docker.io/user/app:latest"),
-        ("index.docker.io/library/alpine:3", "docker.io/library/alpine:3"),
-        ("localhost/app:1", "localhost/app:1"),
-        ("localhost:5000/app", "localhost:5000/app:latest"),
-        ("registry.example/a/b/c:tag", "registry.example/a/b/c:tag"),
-        ("busybox@sha256:" + "0" * 64, "docker.io/library/busybox@sha256:" + "0" * 64),
-    ],
-)
-def test_normalize_reference(name: str, normalized: str) -> None:
-    assert normalize_reference(name) == normalized
-
-
 def test_ref_tag_and_repository() -> None:
     assert ref_tag("docker.io/library/busybox:latest") == "latest"
     assert ref_tag("localhost:5000/app") == "localhost:5000/app"
     assert _repository("localhost:5000/app:1") == "localhost:5000/app"
     assert _repository("app@sha256:abc") == "app"
-    with pytest.raises(ArchiveError):
-        normalize_reference("  ")
 
 
 # -- the archive reader ------------------------------------------------------------------

@@ -96,10 +96,10 @@ def test_choose_path_probes_loopback_registries_on_1_7(http_server: str) -> None
     assert choose(V17, ref=parse_reference(f"{http_server}/team/app:1")) == "client"
 
 
-def _transfer(auth: Any) -> _TransferPull:
+def _transfer(auth: Any, ref: str = "127.0.0.1:5000/team/app:1") -> _TransferPull:
     return _TransferPull(
         None,  # type: ignore[arg-type]
-        parse_reference("127.0.0.1:5000/team/app:1"),
+        parse_reference(ref),
         platform=Platform("linux", "amd64"),
         auth=auth,
         plain_http=None,
@@ -133,6 +133,19 @@ def test_auth_callback_answers_and_infers_refusal(caplog: pytest.LogCaptureFixtu
     elsewhere = pull._on_auth(registry_pb2.AuthRequest(host="storage.example"))
     assert (elsewhere.authType, elsewhere.secret) == (registry_pb2.NONE, "")
     assert "pw-9183" not in caplog.text
+
+
+def test_fixed_credentials_for_docker_hub_go_to_its_endpoint() -> None:
+    from containerd_client._pb.containerd.types.transfer import registry_pb2
+    from containerd_client._registry import registry_endpoint
+
+    # containerd's resolver asks for the host it talks to: Docker Hub's endpoint, not "docker.io".
+    pull = _transfer(("alice", "pw-9183"), "busybox")
+    for host in ("docker.io", registry_endpoint("docker.io")):
+        reply = pull._on_auth(registry_pb2.AuthRequest(host=host))
+        assert (reply.authType, reply.username) == (registry_pb2.CREDENTIALS, "alice")
+    elsewhere = pull._on_auth(registry_pb2.AuthRequest(host="storage.example"))
+    assert elsewhere.authType == registry_pb2.NONE
 
 
 def test_auth_callback_without_credentials() -> None:

@@ -106,22 +106,9 @@ def test_parse_reference_rejects_malformed(ref: str) -> None:
         parse_reference(ref)
 
 
-def test_short_names_need_a_default_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CONTAINERD_CLIENT_DEFAULT_REGISTRY", raising=False)
-    with pytest.raises(InvalidReferenceError, match="does not name a registry"):
-        parse_reference("busybox")
-    with pytest.raises(InvalidReferenceError):
-        parse_reference("library/busybox:1")
-    assert parse_reference("busybox", default_host="127.0.0.1:5000") == Reference(
-        "127.0.0.1:5000", "busybox", "latest"
-    )
-    monkeypatch.setenv("CONTAINERD_CLIENT_DEFAULT_REGISTRY", "mirror.internal:5000")
-    assert parse_reference("team/app:2").host == "mirror.internal:5000"
-
-
 def test_invalid_reference_is_typed() -> None:
     with pytest.raises(InvalidReferenceError) as info:
-        parse_reference("nope")
+        parse_reference("Nope")
     assert isinstance(info.value, errors.InvalidArgumentError)
     assert isinstance(info.value, ValueError)
 
@@ -692,6 +679,26 @@ def test_missing_or_broken_helper_gives_none(
     _helper(tmp_path, "garbage", "echo not json\n", monkeypatch)
     cfg2 = _write_config(tmp_path, {"credsStore": "garbage"})
     assert docker_credentials("reg.example:5000", cfg2) is None
+
+
+def test_docker_hub_credentials_are_found_where_the_docker_cli_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from containerd_client._registry import DOCKER_HUB_CONFIG_KEY, docker_credentials
+
+    plain = base64.b64encode(b"hub-user:hub-pass").decode()
+    cfg = _write_config(tmp_path, {"auths": {DOCKER_HUB_CONFIG_KEY: {"auth": plain}}})
+    # "busybox" is on docker.io; `docker login` wrote the entry under its legacy address.
+    assert docker_credentials(parse_reference("busybox").host, cfg) == Credentials("hub-user", "hub-pass")
+    answer = (
+        '[ "$1" = get ] || exit 2\n'
+        "read server\n"
+        f'[ "$server" = "{DOCKER_HUB_CONFIG_KEY}" ] || exit 1\n'
+        'echo \'{"Username":"helper-hub","Secret":"s3cret"}\'\n'
+    )
+    _helper(tmp_path, "hub", answer, monkeypatch)
+    cfg2 = _write_config(tmp_path, {"credsStore": "hub"})
+    assert docker_credentials("docker.io", cfg2) == Credentials("helper-hub", "s3cret")
 
 
 # -- secrets: put real ones in, then look for them everywhere -----------------------------
