@@ -558,7 +558,13 @@ def _unzstd_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
     try:
         import zstandard  # type: ignore[import-not-found]
     except ImportError:
-        raise NotSupportedError("reading zstd-compressed layers on the client (install zstandard)") from None
+        # NotSupportedError's own message blames the daemon; here the client lacks a package.
+        missing = NotSupportedError("reading zstd-compressed layers on the client")
+        missing.args = (
+            "reading a zstd-compressed layer needs the Python package zstandard (or Python 3.14+), "
+            "which this client lacks: pip install 'containerd-client[zstd]'",
+        )
+        raise missing from None
     reader = zstandard.ZstdDecompressor().stream_reader(IterReader(chunks), read_across_frames=True)
     try:
         with reader:

@@ -35,7 +35,7 @@ PROTO_DIR = ROOT / "proto"
 PACKAGE = "containerd_client._pb"
 OUT_DIR = ROOT / "containerd_client" / "_pb"
 
-GENERATORS = {"grpcio-tools": "1.85.1", "mypy-protobuf": "5.1.0"}
+GENERATORS = {"grpcio-tools": "1.72.1", "mypy-protobuf": "5.1.0"}
 
 # Top-level proto packages (first path component of the import) to re-root.
 _ROOTS = ("containerd",)

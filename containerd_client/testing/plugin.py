@@ -56,7 +56,6 @@ _CALL_FAILED = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "integration: needs a real containerd started by the test session")
     config.addinivalue_line(
         "markers",
         f"{LEAKS_OK_MARKER}(*kinds, reason): the test may leave these kinds "

@@ -45,24 +45,6 @@ PAUSED: Status.ValueType  # 4
 PAUSING: Status.ValueType  # 5
 Global___Status: _TypeAlias = Status  # noqa: Y015
 
-class _ExitReason:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ExitReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExitReason.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    NONE: _ExitReason.ValueType  # 0
-    OOMKILLED: _ExitReason.ValueType  # 1
-    SIGNALED: _ExitReason.ValueType  # 2
-
-class ExitReason(_ExitReason, metaclass=_ExitReasonEnumTypeWrapper):
-    """Why a process exited; only newer daemons fill this in (older ones leave 0)."""
-
-NONE: ExitReason.ValueType  # 0
-OOMKILLED: ExitReason.ValueType  # 1
-SIGNALED: ExitReason.ValueType  # 2
-Global___ExitReason: _TypeAlias = ExitReason  # noqa: Y015
-
 @_typing.final
 class Process(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -77,7 +59,6 @@ class Process(_message.Message):
     TERMINAL_FIELD_NUMBER: _builtins.int
     EXIT_STATUS_FIELD_NUMBER: _builtins.int
     EXITED_AT_FIELD_NUMBER: _builtins.int
-    EXIT_REASON_FIELD_NUMBER: _builtins.int
     container_id: _builtins.str
     id: _builtins.str
     pid: _builtins.int
@@ -87,7 +68,6 @@ class Process(_message.Message):
     stderr: _builtins.str
     terminal: _builtins.bool
     exit_status: _builtins.int
-    exit_reason: Global___ExitReason.ValueType
     @_builtins.property
     def exited_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -103,11 +83,10 @@ class Process(_message.Message):
         terminal: _builtins.bool = ...,
         exit_status: _builtins.int = ...,
         exited_at: _timestamp_pb2.Timestamp | None = ...,
-        exit_reason: Global___ExitReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exited_at", b"exited_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "exit_reason", b"exit_reason", "exit_status", b"exit_status", "exited_at", b"exited_at", "id", b"id", "pid", b"pid", "status", b"status", "stderr", b"stderr", "stdin", b"stdin", "stdout", b"stdout", "terminal", b"terminal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "exit_status", b"exit_status", "exited_at", b"exited_at", "id", b"id", "pid", b"pid", "status", b"status", "stderr", b"stderr", "stdin", b"stdin", "stdout", b"stdout", "terminal", b"terminal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,7 +6,7 @@ import warnings
 
 from containerd_client._pb.containerd.services.diff.v1 import diff_pb2 as containerd_dot_services_dot_diff_dot_v1_dot_diff__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in containerd/services/diff/v1/diff_pb2_grpc.py depends on'
+        + f' but the generated code in containerd/services/diff/v1/diff_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class DiffStub:
+class DiffStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -47,7 +47,7 @@ class DiffStub:
                 _registered_method=True)
 
 
-class DiffServicer:
+class DiffServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Apply(self, request, context):
@@ -85,7 +85,7 @@ def add_DiffServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Diff:
+class Diff(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

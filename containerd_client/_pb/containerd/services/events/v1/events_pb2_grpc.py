@@ -8,7 +8,7 @@ from containerd_client._pb.containerd.services.events.v1 import events_pb2 as co
 from containerd_client._pb.containerd.types import event_pb2 as containerd_dot_types_dot_event__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -21,14 +21,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in containerd/services/events/v1/events_pb2_grpc.py depends on'
+        + f' but the generated code in containerd/services/events/v1/events_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class EventsStub:
+class EventsStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -54,7 +54,7 @@ class EventsStub:
                 _registered_method=True)
 
 
-class EventsServicer:
+class EventsServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Publish(self, request, context):
@@ -105,7 +105,7 @@ def add_EventsServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Events:
+class Events(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

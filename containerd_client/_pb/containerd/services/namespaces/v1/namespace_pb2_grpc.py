@@ -7,7 +7,7 @@ import warnings
 from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2 as containerd_dot_services_dot_namespaces_dot_v1_dot_namespace__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -20,14 +20,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in containerd/services/namespaces/v1/namespace_pb2_grpc.py depends on'
+        + f' but the generated code in containerd/services/namespaces/v1/namespace_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class NamespacesStub:
+class NamespacesStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -63,7 +63,7 @@ class NamespacesStub:
                 _registered_method=True)
 
 
-class NamespacesServicer:
+class NamespacesServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Get(self, request, context):
@@ -132,7 +132,7 @@ def add_NamespacesServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Namespaces:
+class Namespaces(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -7,7 +7,7 @@ import warnings
 from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2 as containerd_dot_services_dot_snapshots_dot_v1_dot_snapshots__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -20,14 +20,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in containerd/services/snapshots/v1/snapshots_pb2_grpc.py depends on'
+        + f' but the generated code in containerd/services/snapshots/v1/snapshots_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class SnapshotsStub:
+class SnapshotsStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -88,7 +88,7 @@ class SnapshotsStub:
                 _registered_method=True)
 
 
-class SnapshotsServicer:
+class SnapshotsServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Prepare(self, request, context):
@@ -212,7 +212,7 @@ def add_SnapshotsServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Snapshots:
+class Snapshots(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -6,7 +6,7 @@ import warnings
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in containerd/services/streaming/v1/streaming_pb2_grpc.py depends on'
+        + f' but the generated code in containerd/services/streaming/v1/streaming_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class StreamingStub:
+class StreamingStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -42,7 +42,7 @@ class StreamingStub:
                 _registered_method=True)
 
 
-class StreamingServicer:
+class StreamingServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Stream(self, request_iterator, context):
@@ -69,7 +69,7 @@ def add_StreamingServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Streaming:
+class Streaming(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -7,7 +7,7 @@ import warnings
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2 as containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -20,14 +20,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in containerd/services/tasks/v1/tasks_pb2_grpc.py depends on'
+        + f' but the generated code in containerd/services/tasks/v1/tasks_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class TasksStub:
+class TasksStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -123,7 +123,7 @@ class TasksStub:
                 _registered_method=True)
 
 
-class TasksServicer:
+class TasksServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Create(self, request, context):
@@ -329,7 +329,7 @@ def add_TasksServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Tasks:
+class Tasks(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
