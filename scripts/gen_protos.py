@@ -90,6 +90,9 @@ def generate(out: Path) -> None:
         f"-I{googleapis}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
+        # The mypy plugins of this interpreter's environment, not whichever PATH finds first.
+        f"--plugin=protoc-gen-mypy={Path(sys.executable).parent / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={Path(sys.executable).parent / 'protoc-gen-mypy_grpc'}",
         f"--mypy_out=quiet:{out}",
         f"--mypy_grpc_out=quiet:{out}",
         f"--descriptor_set_out={out / _DESCRIPTORS}",
@@ -113,8 +116,11 @@ def generate(out: Path) -> None:
 
 _DESCRIPTORS = "descriptors.binpb"
 
-# Services we call but do not generate (their messages come from a shared package).
-_EXTERNAL = (("grpc_health.v1.health_pb2", "Health"),)
+# Services we call but do not generate (their messages come from a shared
+# package), with the methods we describe: the package's release decides what
+# else it has (grpcio-health-checking 1.80 added Health.List), and the
+# output must not change with it.
+_EXTERNAL = (("grpc_health.v1.health_pb2", "Health", ("Check", "Watch")),)
 
 _API_HEADER = '''\
 """One typed descriptor per RPC of the services the SDK calls.
@@ -219,11 +225,14 @@ def _api_module(descriptor_set: bytes) -> str:
 
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
     files = list(fds.file)
-    for module_name, _service in _EXTERNAL:
+    for module_name, _service, _methods in _EXTERNAL:
         fdp = descriptor_pb2.FileDescriptorProto()
         importlib.import_module(module_name).DESCRIPTOR.CopyToProto(fdp)
         files.append(fdp)
-    external = {name.replace(".", "/").removesuffix("_pb2") + ".proto": name for name, _ in _EXTERNAL}
+    external = {name.replace(".", "/").removesuffix("_pb2") + ".proto": name for name, _, _ in _EXTERNAL}
+    only = {
+        (name.replace(".", "/").removesuffix("_pb2") + ".proto", svc): set(m) for name, svc, m in _EXTERNAL
+    }
 
     def module_of(proto_file: str) -> str:
         if proto_file in external:
@@ -268,6 +277,8 @@ def _api_module(descriptor_set: bytes) -> str:
             names.append(svc.name)
             lines = [f"class {svc.name}:", f'    """{full}"""', ""]
             for m in svc.method:
+                if (f.name, svc.name) in only and m.name not in only[(f.name, svc.name)]:
+                    continue
                 kind = {
                     (False, False): "Unary",
                     (False, True): "ServerStream",

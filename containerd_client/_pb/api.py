@@ -614,12 +614,6 @@ class Health:
         "grpc_health.v1.health_pb2.HealthCheckRequest",
         "grpc_health.v1.health_pb2.HealthCheckResponse",
     )
-    List: Final[Unary[_health.HealthListRequest, _health.HealthListResponse]] = Unary(
-        "grpc.health.v1.Health",
-        "List",
-        "grpc_health.v1.health_pb2.HealthListRequest",
-        "grpc_health.v1.health_pb2.HealthListResponse",
-    )
     Watch: Final[ServerStream[_health.HealthCheckRequest, _health.HealthCheckResponse]] = ServerStream(
         "grpc.health.v1.Health",
         "Watch",

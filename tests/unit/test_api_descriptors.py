@@ -52,7 +52,10 @@ def test_descriptors_match_the_protos(service_cls: type) -> None:
     svc = _service_descriptor(service_cls)
     ours = {name: m for name, m in vars(service_cls).items() if isinstance(m, api.Method)}
     theirs = {m.name: m for m in svc.methods}  # type: ignore[attr-defined]
-    assert set(ours) == set(theirs), "every RPC of the service, and no other"
+    if service_cls is api.Health:  # not ours: the methods we use, whatever the package's release has
+        assert set(ours) == {"Check", "Watch"} <= set(theirs)
+    else:
+        assert set(ours) == set(theirs), "every RPC of the service, and no other"
     for name, method in ours.items():
         proto = theirs[name]
         assert method.path == f"/{svc.full_name}/{name}"  # type: ignore[attr-defined]
