@@ -376,18 +376,21 @@ class Container:
         return dict(self.info(refresh=True).labels)
 
     def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
-        """Set labels (an empty value removes a label) and return all labels.
+        """Set labels (an empty value removes a label; others stay) and return all labels.
 
         Raises:
+            InvalidArgumentError: A key is empty, or a key or value is not a string.
+            NotFoundError: The container is gone.
             RPCError: The call failed.
         """
-        from google.protobuf import field_mask_pb2
-
+        from containerd_client._convert import label_update
         from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
+        if not labels:
+            return self.labels()
+        values, mask = label_update(labels)
         req = containers_pb2.UpdateContainerRequest(
-            container=containers_pb2.Container(id=self.id, labels={k: v for k, v in labels.items() if v}),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
+            container=containers_pb2.Container(id=self.id, labels=values), update_mask=mask
         )
         resp = self._client.call("containers", "Update", req)
         self._info = ContainerInfo.from_proto(resp.container)
