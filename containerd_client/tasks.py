@@ -23,6 +23,7 @@ import logging
 import signal as _signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -123,25 +124,32 @@ class ExitStatus:
     """How a process ended.
 
     Attributes:
-        code: The exit code; ``128 + n`` when killed by signal ``n``.
+        exit_code: The exit code; ``128 + n`` when killed by signal ``n``
+            (the same name as :attr:`ExecResult.exit_code` and docker-py's).
         exited_at: When it exited, as the daemon saw it.
         oom_killed: Whether an OOM kill was seen for this run of the task (init
             process only; see :attr:`Task.oom_killed`).
     """
 
-    code: int
+    exit_code: int
     exited_at: _dt.datetime | None = None
     oom_killed: bool = False
 
     @property
+    def code(self) -> int:
+        """Deprecated: use :attr:`exit_code`."""
+        warnings.warn("ExitStatus.code is deprecated; use exit_code", DeprecationWarning, stacklevel=2)
+        return self.exit_code
+
+    @property
     def ok(self) -> bool:
         """Whether the process exited with status 0."""
-        return self.code == 0
+        return self.exit_code == 0
 
     @property
     def signal(self) -> int | None:
         """The signal that killed the process, if the code says so."""
-        return self.code - 128 if 128 < self.code < 128 + 65 else None
+        return self.exit_code - 128 if 128 < self.exit_code < 128 + 65 else None
 
 
 @attrs.frozen
@@ -1063,7 +1071,7 @@ class Task(_ProcessBase):
     def _exit_check_needed(self, status: ExitStatus) -> bool:
         # An OOM kill is a SIGKILL: only then can the flag be unknown, and only
         # then is the cgroup asked (no RPC on the ordinary exit path).
-        return status.code == _SIGKILL_EXIT and not status.oom_killed and not self._oom
+        return status.exit_code == _SIGKILL_EXIT and not status.oom_killed and not self._oom
 
     def _exit_check(self, status: ExitStatus) -> bool:
         """Whether the task's cgroup counted an OOM kill (Tasks.Metrics, before delete)."""
@@ -1311,7 +1319,7 @@ class Task(_ProcessBase):
         with self.exec(eid, args, stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd) as proc:
             proc.start()
             status = proc.wait(timeout)
-        return ExecResult(status.code, out.getvalue(), err.getvalue())
+        return ExecResult(status.exit_code, out.getvalue(), err.getvalue())
 
     def _forget_exec(self, exec_id: str) -> None:
         self._execs.pop(exec_id, None)

@@ -273,7 +273,7 @@ def run_echo(client: Client, archive: ImageArchive, text: str) -> bytes:
     with container:
         task = container.new_task(stdout=out)
         task.start()
-        assert task.wait(timeout=30).code == 0
+        assert task.wait(timeout=30).exit_code == 0
         task.delete()
     return out.getvalue()
 

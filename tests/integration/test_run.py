@@ -91,7 +91,7 @@ def test_create_container_from_image_with_stdin(containerd: Client, busybox: str
         assert info.snapshot_key == "fromimg"
         task = c.new_task(stdin=b"through stdin", stdout=out)
         task.start()
-        assert task.wait(timeout=30).code == 0
+        assert task.wait(timeout=30).exit_code == 0
     assert out.getvalue() == b"through stdin"
     assert "fromimg" not in [s.name for s in containerd.snapshots().list()]
 
