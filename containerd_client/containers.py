@@ -48,8 +48,10 @@ if TYPE_CHECKING:
 
     from containerd_client import cio
     from containerd_client.client import Client
+    from containerd_client.content import Platform
     from containerd_client.events import Event
-    from containerd_client.spec import SpecOpt
+    from containerd_client.images import Image
+    from containerd_client.spec import Command, SpecOpt
 
 __all__ = [
     "BUNDLE_LABEL",
@@ -415,9 +417,9 @@ class Container:
         self,
         *,
         io: cio.IOCreator | None = None,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
+        stdin: cio.StdinSource | None = None,
+        stdout: cio.OutputSink = None,
+        stderr: cio.OutputSink = None,
         tty: bool | None = None,
         checkpoint: Any = None,
         runtime_options: RuncOptions | None = None,
@@ -504,9 +506,9 @@ class Container:
     def attach_task(
         self,
         *,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
+        stdin: cio.StdinSource | None = None,
+        stdout: cio.OutputSink = None,
+        stderr: cio.OutputSink = None,
     ) -> Task:
         """Load the existing task and re-open its FIFOs (after a client restart).
 
@@ -702,13 +704,13 @@ def create_container(
     container_id: str,
     *,
     spec: Mapping[str, Any] | Iterable[SpecOpt] | None = None,
-    args: Sequence[str] | None = None,
+    args: Command | None = None,
     rootfs: str | None = None,
     runtime: str = DEFAULT_RUNTIME,
     runtime_options: RuncOptions | None = None,
     labels: Mapping[str, str] | None = None,
-    image: Any = "",
-    platform: Any = None,
+    image: str | Image = "",
+    platform: Platform | str | None = None,
     snapshotter: str = "",
     snapshot_key: str = "",
     state_dir: str | None = None,
@@ -717,13 +719,14 @@ def create_container(
     from containerd_client import spec as _spec
 
     validate_id(container_id, what="container id")
+    argv = None if args is None else _spec.command_args(args)
     if image and not snapshot_key and rootfs is None:
         return _create_from_image(
             client,
             container_id,
             image,
             spec=spec,
-            args=args,
+            args=argv,
             runtime=runtime,
             runtime_options=runtime_options,
             labels=labels,
@@ -734,8 +737,8 @@ def create_container(
     opts: list[SpecOpt] = []
     if rootfs is not None:
         opts.append(_spec.with_rootfs(rootfs))
-    if args is not None:
-        opts.append(_spec.with_process_args(args))
+    if argv is not None:
+        opts.append(_spec.with_process_args(argv))
     spec_doc = _build_spec(client, container_id, spec, opts)
     image_name = image if isinstance(image, str) else getattr(image, "name", "")
     return _create_record(
@@ -811,14 +814,14 @@ def _create_record(
 def _create_from_image(
     client: Client,
     container_id: str,
-    image: Any,
+    image: str | Image,
     *,
     spec: Mapping[str, Any] | Iterable[SpecOpt] | None,
     args: Sequence[str] | None,
     runtime: str,
     runtime_options: RuncOptions | None,
     labels: Mapping[str, str] | None,
-    platform: Any,
+    platform: Platform | str | None,
     snapshotter: str,
     state_dir: str | None,
 ) -> Container:

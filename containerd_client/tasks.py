@@ -24,7 +24,7 @@ import signal as _signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from containerd_client._rpc import Pending
     from containerd_client.client import Client
     from containerd_client.containers import Container
+    from containerd_client.metrics import Metrics
+    from containerd_client.spec import Command
 
 __all__ = [
     "CLEANUP_TIMEOUT",
@@ -203,7 +205,9 @@ def parse_signal(sig: int | str | _signal.Signals) -> int:
     raise UnknownSignalError(f"unknown signal {sig!r}")
 
 
-def _default_io(stdin: Any, stdout: Any, stderr: Any, terminal: bool) -> cio.IOCreator:
+def _default_io(
+    stdin: cio.StdinSource | None, stdout: cio.OutputSink, stderr: cio.OutputSink, terminal: bool
+) -> cio.IOCreator:
     """FIFOs when the caller gives a stream (or a terminal needs one), else no stdio at all."""
     from containerd_client import cio as _cio
 
@@ -1158,11 +1162,8 @@ class Task(_ProcessBase):
             out.append(ProcessInfo(p.pid, info))
         return out
 
-    def stats(self) -> Any:
+    def stats(self) -> Metrics:
         """The task's cgroup metrics as typed values (cgroup v1 or v2).
-
-        Returns:
-            A :class:`containerd_client.metrics.Metrics` value.
 
         Raises:
             NotFoundError: No metrics for this task.
@@ -1199,12 +1200,12 @@ class Task(_ProcessBase):
     def exec(
         self,
         exec_id: str,
-        args: Sequence[str] | Mapping[str, Any],
+        args: Command | Mapping[str, Any],
         *,
         io: cio.IOCreator | None = None,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
+        stdin: cio.StdinSource | None = None,
+        stdout: cio.OutputSink = None,
+        stderr: cio.OutputSink = None,
         tty: bool = False,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
@@ -1214,7 +1215,8 @@ class Task(_ProcessBase):
 
         Args:
             exec_id: A unique id for the exec (containerd identifier rules).
-            args: The command line, or a full OCI process spec (a dict).
+            args: The command line (a list, or a string split as a shell
+                would: ``"sh -c 'echo hi'"``), or a full OCI process spec (a dict).
             io: How stdio is wired (see :mod:`containerd_client.cio`); by
                 default built from ``stdin``/``stdout``/``stderr``.
             stdin: Bytes, text, a binary file or an iterable, or ``cio.PIPE``.
@@ -1248,10 +1250,8 @@ class Task(_ProcessBase):
         if isinstance(args, Mapping):
             process = dict(args)
         else:
-            if isinstance(args, str):
-                args = [args]
             process = dict(self._container.spec().get("process", {}))
-            process["args"] = [str(a) for a in args]
+            process["args"] = _spec.command_args(args)
             process["terminal"] = tty
             if env:
                 merged = [e for e in process.get("env", []) if e.split("=", 1)[0] not in env]
@@ -1292,7 +1292,7 @@ class Task(_ProcessBase):
 
     def run(
         self,
-        args: Sequence[str],
+        args: Command,
         *,
         stdin: bytes | str | None = None,
         env: Mapping[str, str] | None = None,
@@ -1302,9 +1302,11 @@ class Task(_ProcessBase):
     ) -> ExecResult:
         """Exec a command, wait for it, and return its exit code and output.
 
-        The exec is always deleted, also on timeout or error.
+        The exec is always deleted, also on timeout or error. ``args`` is a
+        list, or a string split as a shell would (``"echo hi"``).
 
         Raises:
+            InvalidSpecError: ``args`` is empty, or its quotes do not close.
             InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is started).
             DeadlineExceededError: It ran longer than ``timeout`` (it is killed).
             RPCError: The exec could not be created or started.
