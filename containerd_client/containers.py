@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from containerd_client import cio
+    from containerd_client._pb.containerd.runc.options import oci_pb2
     from containerd_client.client import Client
-    from containerd_client.content import Platform
+    from containerd_client.content import Descriptor, Platform
     from containerd_client.events import Event
     from containerd_client.images import Image
     from containerd_client.spec import Command, SpecOpt
@@ -108,7 +109,7 @@ class RuncOptions:
     criu_image_path: str = ""
     criu_work_path: str = ""
 
-    def to_proto(self) -> Any:
+    def to_proto(self) -> oci_pb2.Options:
         """The protobuf message."""
         from containerd_client._pb.containerd.runc.options import oci_pb2
 
@@ -126,7 +127,7 @@ class RuncOptions:
         )
 
     @classmethod
-    def from_proto(cls, msg: Any) -> RuncOptions:
+    def from_proto(cls, msg: oci_pb2.Options) -> RuncOptions:
         """Build from a ``containerd.runc.v1.Options`` message."""
         return cls(
             binary_name=msg.binary_name,
@@ -421,7 +422,7 @@ class Container:
         stdout: cio.OutputSink = None,
         stderr: cio.OutputSink = None,
         tty: bool | None = None,
-        checkpoint: Any = None,
+        checkpoint: Descriptor | None = None,
         runtime_options: RuncOptions | None = None,
     ) -> Task:
         """Create the container's task: its process exists but is not started.
@@ -436,7 +437,7 @@ class Container:
                 None discards output.
             stderr: Same as stdout (merged into stdout with a TTY).
             tty: Terminal or not; by default what the spec says.
-            checkpoint: A checkpoint descriptor to restore from.
+            checkpoint: The descriptor of a checkpoint to restore from.
             runtime_options: Override the container's runc options for this task.
 
         Raises:
@@ -458,7 +459,7 @@ class Container:
             uid, gid = _io_owner(spec)
             req.options.CopyFrom(_typeurl.pack(attrs.evolve(options, io_uid=uid, io_gid=gid).to_proto()))
         if checkpoint is not None:
-            req.checkpoint.CopyFrom(checkpoint)
+            req.checkpoint.CopyFrom(checkpoint.to_proto())
         proc_io = creator(self._ensure_bundle(), self.id)
         cfg = proc_io.config
         req.stdin, req.stdout, req.stderr, req.terminal = cfg.stdin, cfg.stdout, cfg.stderr, cfg.terminal
