@@ -504,7 +504,7 @@ _NO_NETWORK_PULL = textwrap.dedent(
     address, namespace, ref, via, password = sys.argv[1:6]
     with Client(address, namespace) as client:
         try:
-            result = pull_detailed(client, ref, auth=("alice", password), via=via)
+            result = pull_detailed(client, ref, PullOptions(auth=("alice", password), via=via))
         except errors.ContainerdError as exc:
             print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
         else:
