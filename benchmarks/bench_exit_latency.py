@@ -62,8 +62,8 @@ def main() -> int:
             task.start()
             status = task.wait(timeout=60)
             returned = time.time()
-            if status.code != 0 or status.exited_at is None:
-                raise RuntimeError(f"{cid}: exit {status.code}, exited_at {status.exited_at}")
+            if status.exit_code != 0 or status.exited_at is None:
+                raise RuntimeError(f"{cid}: exit {status.exit_code}, exited_at {status.exited_at}")
             if not flag.wait(DELIVERY_TIMEOUT):
                 raise RuntimeError(f"{cid}: the exit event did not reach the handler in {DELIVERY_TIMEOUT} s")
             task.delete()

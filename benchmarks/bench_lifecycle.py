@@ -73,8 +73,8 @@ def _sdk_lifecycle(client: Client, env: BenchEnv, cid: str) -> Marks:
     marks.append(now_ns())
     container.delete()
     marks.append(now_ns())
-    if status.code != 0:
-        raise RuntimeError(f"SDK run {cid} exited with {status.code}")
+    if status.exit_code != 0:
+        raise RuntimeError(f"SDK run {cid} exited with {status.exit_code}")
     return marks
 
 
@@ -119,8 +119,8 @@ def _sdk_exec(task: Task, eid: str) -> Marks:
     marks.append(now_ns())
     proc.delete()
     marks.append(now_ns())
-    if status.code != 0:
-        raise RuntimeError(f"SDK exec {eid} exited with {status.code}")
+    if status.exit_code != 0:
+        raise RuntimeError(f"SDK exec {eid} exited with {status.exit_code}")
     return marks
 
 

@@ -102,8 +102,8 @@ def _sdk(client: Client, env: BenchEnv, cid: str, mib: int, mode: str) -> Run:
         container.delete()
         t3 = now_ns()
         cpu = _cpu() - cpu
-    if status.code != 0:
-        raise RuntimeError(f"{cid}: dd exited with {status.code}")
+    if status.exit_code != 0:
+        raise RuntimeError(f"{cid}: dd exited with {status.exit_code}")
     if mode == "callable" and counted[0] != mib * CHUNK:
         raise RuntimeError(f"{cid}: the callable saw {counted[0]} bytes, expected {mib * CHUNK}")
     return Run(t3 - t0, t2 - t1, cpu)

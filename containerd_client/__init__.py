@@ -26,7 +26,12 @@ from containerd_client.errors import ContainerdError
 
 if TYPE_CHECKING:
     from containerd_client.containers import Container, ContainerInfo, RuncOptions
-    from containerd_client.events import Event, EventKind
+    from containerd_client.content import ContentInfo, ContentStore, Descriptor, Platform
+    from containerd_client.events import Event, EventDispatcher, EventKind, Subscription
+    from containerd_client.images import Image, ImageStore
+    from containerd_client.metrics import Metrics
+    from containerd_client.pull import ProgressEvent, PullOptions, PullResult
+    from containerd_client.snapshots import Mount, SnapshotInfo, SnapshotStore
     from containerd_client.tasks import ExecResult, ExitStatus, Process, Task, TaskStatus
 
 # Imported on first use, so that `import containerd_client` stays cheap
@@ -36,8 +41,23 @@ _LAZY = {
     "Container": "containerd_client.containers",
     "ContainerInfo": "containerd_client.containers",
     "RuncOptions": "containerd_client.containers",
+    "ContentInfo": "containerd_client.content",
+    "ContentStore": "containerd_client.content",
+    "Descriptor": "containerd_client.content",
+    "Platform": "containerd_client.content",
     "Event": "containerd_client.events",
+    "EventDispatcher": "containerd_client.events",
     "EventKind": "containerd_client.events",
+    "Subscription": "containerd_client.events",
+    "Image": "containerd_client.images",
+    "ImageStore": "containerd_client.images",
+    "Metrics": "containerd_client.metrics",
+    "ProgressEvent": "containerd_client.pull",
+    "PullOptions": "containerd_client.pull",
+    "PullResult": "containerd_client.pull",
+    "Mount": "containerd_client.snapshots",
+    "SnapshotInfo": "containerd_client.snapshots",
+    "SnapshotStore": "containerd_client.snapshots",
     "ExecResult": "containerd_client.tasks",
     "ExitStatus": "containerd_client.tasks",
     "Process": "containerd_client.tasks",
@@ -64,17 +84,32 @@ __all__ = [
     "Container",
     "ContainerInfo",
     "ContainerdError",
+    "ContentInfo",
+    "ContentStore",
+    "Descriptor",
     "Event",
+    "EventDispatcher",
     "EventKind",
     "ExecResult",
     "ExitStatus",
+    "Image",
+    "ImageStore",
     "Lease",
+    "Metrics",
+    "Mount",
     "Namespace",
+    "Platform",
     "Plugin",
     "Process",
+    "ProgressEvent",
+    "PullOptions",
+    "PullResult",
     "RetryPolicy",
     "RuncOptions",
     "ServerInfo",
+    "SnapshotInfo",
+    "SnapshotStore",
+    "Subscription",
     "Task",
     "TaskStatus",
     "Version",

@@ -26,7 +26,7 @@ import socket as _socket
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
@@ -53,12 +53,14 @@ if TYPE_CHECKING:
 
     from containerd_client._features import Features
     from containerd_client._pb.api import Unary
+    from containerd_client._registry import CredentialsSource
     from containerd_client.containers import Container, RuncOptions
-    from containerd_client.content import ContentStore
+    from containerd_client.content import ContentStore, Platform
     from containerd_client.events import EventDispatcher, Subscription
     from containerd_client.images import Image, ImageStore
+    from containerd_client.pull import ProgressCallback, PullOptions, Via
     from containerd_client.snapshots import SnapshotStore
-    from containerd_client.spec import SpecOpt
+    from containerd_client.spec import Command, SpecOpt
     from containerd_client.tasks import ExecResult, _ProcessBase
 
 __all__ = [
@@ -79,6 +81,8 @@ Resp = TypeVar("Resp", bound="Message")
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_NAMESPACE = "default"
+#: The deadline of a whole pull, in seconds, when the caller gives none.
+DEFAULT_PULL_TIMEOUT = 1800.0
 #: Label on what the SDK creates (leases, containers, the snapshots it
 #: prepares), naming the process that made them: see :func:`session_id`.
 SESSION_LABEL = "containerd-client/session"
@@ -655,16 +659,34 @@ class Client:
         self._check_open()
         return ImageStore(self)
 
-    def pull(self, ref: str, **kwargs: Any) -> Image:
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: Platform | str | None = None,
+        auth: CredentialsSource = None,
+        plain_http: bool | None = None,
+        ca_file: str | None = None,
+        unpack: bool = True,
+        snapshotter: str = "overlayfs",
+        progress: ProgressCallback | None = None,
+        via: Via = "auto",
+        default_host: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        timeout: float | None = DEFAULT_PULL_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        docker_config: str | None = None,
+    ) -> Image:
         """Pull an image from a registry into this namespace and unpack it.
 
         The daemon fetches it through its transfer service where it can
         (containerd 2.x; 1.7 with an HTTPS registry), the SDK fetches it
-        otherwise. Keyword arguments are those of
-        :func:`containerd_client.pull.pull_detailed` (``platform``, ``auth``,
-        ``plain_http``, ``progress``, ``via``, ``timeout``: the whole pull's
-        one deadline, 30 minutes by default, ...). A failed pull leaves no
-        image, blob, ingest or lease behind.
+        otherwise. The keyword arguments are the fields of
+        :class:`containerd_client.pull.PullOptions`, which documents them
+        (``timeout`` is the whole pull's one deadline, 30 minutes by
+        default). A failed pull leaves no image, blob, ingest or lease behind.
+        :func:`containerd_client.pull.pull_detailed` takes a ``PullOptions``
+        and also says which path ran.
 
         Raises:
             InvalidReferenceError: ``ref`` is malformed.
@@ -674,15 +696,30 @@ class Client:
             PlatformNotFoundError: The image has no manifest for the platform.
             RPCError: The daemon failed.
         """
-        from containerd_client.pull import pull
+        from containerd_client.pull import PullOptions, pull
 
         self._check_open()
-        return pull(self, ref, **kwargs)
+        options = PullOptions(
+            platform=platform,
+            auth=auth,
+            plain_http=plain_http,
+            ca_file=ca_file,
+            unpack=unpack,
+            snapshotter=snapshotter,
+            progress=progress,
+            via=via,
+            default_host=default_host,
+            labels=labels,
+            timeout=timeout,
+            retry=retry,
+            docker_config=docker_config,
+        )
+        return pull(self, ref, options)
 
     def run(
         self,
         image: str | Image,
-        args: Sequence[str] | None = None,
+        args: Command | None = None,
         *,
         container_id: str | None = None,
         env: Mapping[str, str] | None = None,
@@ -691,10 +728,10 @@ class Client:
         spec: Iterable[SpecOpt] = (),
         timeout: float | None = None,
         pull: bool = True,
-        platform: Any = None,
+        platform: Platform | str | None = None,
         snapshotter: str = "overlayfs",
         runtime_options: RuncOptions | None = None,
-        **pull_args: Any,
+        pull_options: PullOptions | None = None,
     ) -> ExecResult:
         """Run a command in a new container from ``image`` and return its exit code and output.
 
@@ -704,7 +741,10 @@ class Client:
 
         Args:
             image: An image name (or :class:`Image`) in this namespace or a registry.
-            args: Replace the image's command (its entrypoint stays).
+            args: Replace the image's command (its entrypoint stays): a list,
+                or a string split as a shell would, as docker-py does
+                (``"sh -c 'echo hi'"`` is ``["sh", "-c", "echo hi"]``; nothing
+                is expanded).
             container_id: The container id; random by default.
             env: Extra environment variables.
             cwd: Working directory.
@@ -715,12 +755,14 @@ class Client:
             platform: The image platform; the host's by default.
             snapshotter: The snapshotter for the rootfs.
             runtime_options: runc options.
-            **pull_args: Passed to :meth:`pull`.
+            pull_options: How to pull a missing image (:class:`~containerd_client.pull.PullOptions`);
+                ``platform`` and ``snapshotter`` above replace its own.
 
         Raises:
             InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is done).
             InvalidIdError: ``container_id`` breaks containerd's rules (nothing is done).
-            InvalidSpecError: ``env`` or ``cwd`` would be refused by runc (nothing is done).
+            InvalidSpecError: ``args``, ``env`` or ``cwd`` would be refused by runc, or
+                ``args`` is a string that is empty or whose quotes do not close (nothing is done).
             DeadlineExceededError: It ran longer than ``timeout`` (it was killed).
             NotFoundError: The image is not here and ``pull`` is False.
             RPCError: A step failed; nothing is left behind.
@@ -739,6 +781,8 @@ class Client:
             opts.append(_spec.with_env(env))
         if cwd:
             opts.append(_spec.with_cwd(cwd))
+        if args is not None:
+            args = _spec.command_args(args)
         if container_id is not None:
             validate_id(container_id, what="container id")
         if isinstance(image, str):
@@ -748,7 +792,13 @@ class Client:
             except _NotFound:
                 if not pull:
                     raise
-                image = self.pull(ref, platform=platform, snapshotter=snapshotter, **pull_args)
+                from containerd_client.pull import PullOptions as _PullOptions
+                from containerd_client.pull import pull as _pull
+
+                options = attrs.evolve(
+                    pull_options or _PullOptions(), platform=platform, snapshotter=snapshotter
+                )
+                image = _pull(self, ref, options)
         cid = container_id or f"run-{uuid.uuid4().hex[:16]}"
         out, err = cio.Capture(), cio.Capture()
         with self.create_container(
@@ -763,7 +813,7 @@ class Client:
             task = container.new_task(stdin=stdin, stdout=out, stderr=err)
             task.start()
             status = task.wait(timeout)
-        return _ExecResult(status.code, out.getvalue(), err.getvalue())
+        return _ExecResult(status.exit_code, out.getvalue(), err.getvalue())
 
     # -- containers -------------------------------------------------------------
 
@@ -772,13 +822,13 @@ class Client:
         container_id: str,
         *,
         spec: Mapping[str, Any] | Iterable[SpecOpt] | None = None,
-        args: Sequence[str] | None = None,
+        args: Command | None = None,
         rootfs: str | None = None,
         runtime: str = "io.containerd.runc.v2",
         runtime_options: RuncOptions | None = None,
         labels: Mapping[str, str] | None = None,
         image: str | Image = "",
-        platform: Any = None,
+        platform: Platform | str | None = None,
         snapshotter: str = "",
         snapshot_key: str = "",
     ) -> Container:
@@ -788,7 +838,8 @@ class Client:
             container_id: The id (containerd rules: letters, digits, ``._-``; at most 76).
             spec: A full OCI spec dict, or spec options applied to containerd's
                 default spec (see :mod:`containerd_client.spec`).
-            args: The command line (sets ``process.args``).
+            args: The command line (sets ``process.args``): a list, or a string
+                split as a shell would (``shlex.split``, as docker-py does).
             rootfs: A host folder to use as the root filesystem.
             runtime: The shim (``io.containerd.runc.v2``).
             runtime_options: runc options, stored on the record.

@@ -47,9 +47,12 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from containerd_client import cio
+    from containerd_client._pb.containerd.runc.options import oci_pb2
     from containerd_client.client import Client
+    from containerd_client.content import Descriptor, Platform
     from containerd_client.events import Event
-    from containerd_client.spec import SpecOpt
+    from containerd_client.images import Image
+    from containerd_client.spec import Command, SpecOpt
 
 __all__ = [
     "BUNDLE_LABEL",
@@ -106,7 +109,7 @@ class RuncOptions:
     criu_image_path: str = ""
     criu_work_path: str = ""
 
-    def to_proto(self) -> Any:
+    def to_proto(self) -> oci_pb2.Options:
         """The protobuf message."""
         from containerd_client._pb.containerd.runc.options import oci_pb2
 
@@ -124,7 +127,7 @@ class RuncOptions:
         )
 
     @classmethod
-    def from_proto(cls, msg: Any) -> RuncOptions:
+    def from_proto(cls, msg: oci_pb2.Options) -> RuncOptions:
         """Build from a ``containerd.runc.v1.Options`` message."""
         return cls(
             binary_name=msg.binary_name,
@@ -375,18 +378,21 @@ class Container:
         return dict(self.info(refresh=True).labels)
 
     def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
-        """Set labels (an empty value removes a label) and return all labels.
+        """Set labels (an empty value removes a label; others stay) and return all labels.
 
         Raises:
+            InvalidArgumentError: A key is empty, or a key or value is not a string.
+            NotFoundError: The container is gone.
             RPCError: The call failed.
         """
-        from google.protobuf import field_mask_pb2
-
+        from containerd_client._convert import label_update
         from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
 
+        if not labels:
+            return self.labels()
+        values, mask = label_update(labels)
         req = containers_pb2.UpdateContainerRequest(
-            container=containers_pb2.Container(id=self.id, labels={k: v for k, v in labels.items() if v}),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
+            container=containers_pb2.Container(id=self.id, labels=values), update_mask=mask
         )
         resp = self._client.call(api.Containers.Update, req)
         self._info = ContainerInfo.from_proto(resp.container)
@@ -411,11 +417,11 @@ class Container:
         self,
         *,
         io: cio.IOCreator | None = None,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
+        stdin: cio.StdinSource | None = None,
+        stdout: cio.OutputSink = None,
+        stderr: cio.OutputSink = None,
         tty: bool | None = None,
-        checkpoint: Any = None,
+        checkpoint: Descriptor | None = None,
         runtime_options: RuncOptions | None = None,
     ) -> Task:
         """Create the container's task: its process exists but is not started.
@@ -430,7 +436,7 @@ class Container:
                 None discards output.
             stderr: Same as stdout (merged into stdout with a TTY).
             tty: Terminal or not; by default what the spec says.
-            checkpoint: A checkpoint descriptor to restore from.
+            checkpoint: The descriptor of a checkpoint to restore from.
             runtime_options: Override the container's runc options for this task.
 
         Raises:
@@ -452,7 +458,7 @@ class Container:
             uid, gid = _io_owner(spec)
             req.options.CopyFrom(_typeurl.pack(attrs.evolve(options, io_uid=uid, io_gid=gid).to_proto()))
         if checkpoint is not None:
-            req.checkpoint.CopyFrom(checkpoint)
+            req.checkpoint.CopyFrom(checkpoint.to_proto())
         proc_io = creator(self._ensure_bundle(), self.id)
         cfg = proc_io.config
         req.stdin, req.stdout, req.stderr, req.terminal = cfg.stdin, cfg.stdout, cfg.stderr, cfg.terminal
@@ -500,9 +506,9 @@ class Container:
     def attach_task(
         self,
         *,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
+        stdin: cio.StdinSource | None = None,
+        stdout: cio.OutputSink = None,
+        stderr: cio.OutputSink = None,
     ) -> Task:
         """Load the existing task and re-open its FIFOs (after a client restart).
 
@@ -698,13 +704,13 @@ def create_container(
     container_id: str,
     *,
     spec: Mapping[str, Any] | Iterable[SpecOpt] | None = None,
-    args: Sequence[str] | None = None,
+    args: Command | None = None,
     rootfs: str | None = None,
     runtime: str = DEFAULT_RUNTIME,
     runtime_options: RuncOptions | None = None,
     labels: Mapping[str, str] | None = None,
-    image: Any = "",
-    platform: Any = None,
+    image: str | Image = "",
+    platform: Platform | str | None = None,
     snapshotter: str = "",
     snapshot_key: str = "",
     state_dir: str | None = None,
@@ -713,13 +719,14 @@ def create_container(
     from containerd_client import spec as _spec
 
     validate_id(container_id, what="container id")
+    argv = None if args is None else _spec.command_args(args)
     if image and not snapshot_key and rootfs is None:
         return _create_from_image(
             client,
             container_id,
             image,
             spec=spec,
-            args=args,
+            args=argv,
             runtime=runtime,
             runtime_options=runtime_options,
             labels=labels,
@@ -730,8 +737,8 @@ def create_container(
     opts: list[SpecOpt] = []
     if rootfs is not None:
         opts.append(_spec.with_rootfs(rootfs))
-    if args is not None:
-        opts.append(_spec.with_process_args(args))
+    if argv is not None:
+        opts.append(_spec.with_process_args(argv))
     spec_doc = _build_spec(client, container_id, spec, opts)
     image_name = image if isinstance(image, str) else getattr(image, "name", "")
     return _create_record(
@@ -807,14 +814,14 @@ def _create_record(
 def _create_from_image(
     client: Client,
     container_id: str,
-    image: Any,
+    image: str | Image,
     *,
     spec: Mapping[str, Any] | Iterable[SpecOpt] | None,
     args: Sequence[str] | None,
     runtime: str,
     runtime_options: RuncOptions | None,
     labels: Mapping[str, str] | None,
-    platform: Any,
+    platform: Platform | str | None,
     snapshotter: str,
     state_dir: str | None,
 ) -> Container:

@@ -369,21 +369,24 @@ class ContentStore:
 
         self._client.call(api.Content.Delete, content_pb2.DeleteContentRequest(digest=digest))
 
-    def set_labels(self, digest: str, labels: Mapping[str, str]) -> ContentInfo:
-        """Set labels on a blob; an empty value removes that label. Others stay.
+    def set_labels(self, digest: str, labels: Mapping[str, str]) -> dict[str, str]:
+        """Set labels on a blob (an empty value removes one; others stay); return all its labels.
 
         Raises:
+            InvalidArgumentError: A key is empty, or a key or value is not a string.
             NotFoundError: No such blob.
             RPCError: The call failed.
         """
-        from google.protobuf import field_mask_pb2
+        return dict(self._set_labels(digest, labels).labels)
 
+    def _set_labels(self, digest: str, labels: Mapping[str, str]) -> ContentInfo:
+        from containerd_client._convert import label_update
         from containerd_client._pb.containerd.services.content.v1 import content_pb2
 
-        req = content_pb2.UpdateRequest(
-            info=content_pb2.Info(digest=digest, labels={k: v for k, v in labels.items() if v}),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
-        )
+        if not labels:
+            return self.info(digest)
+        values, mask = label_update(labels)
+        req = content_pb2.UpdateRequest(info=content_pb2.Info(digest=digest, labels=values), update_mask=mask)
         resp = self._client.call(api.Content.Update, req)
         return ContentInfo._from_proto(resp.info)
 
@@ -622,9 +625,7 @@ class ContentStore:
         return 0, True
 
     def _existing(self, digest: str, labels: Mapping[str, str] | None) -> ContentInfo:
-        if labels:
-            return self.set_labels(digest, labels)
-        return self.info(digest)
+        return self._set_labels(digest, labels or {})
 
     def _abort_quietly(self, ref: str) -> None:
         try:

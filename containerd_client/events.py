@@ -29,11 +29,31 @@ from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+from google.protobuf.message import Message
 
 from containerd_client import _typeurl
 from containerd_client._convert import from_timestamp
 from containerd_client._pb import api
-from containerd_client._serial import KeyedSerialExecutor
+from containerd_client._pb.containerd.events.container_pb2 import (
+    ContainerCreate,
+    ContainerDelete,
+    ContainerUpdate,
+)
+from containerd_client._pb.containerd.events.image_pb2 import ImageCreate, ImageDelete, ImageUpdate
+from containerd_client._pb.containerd.events.task_pb2 import (
+    TaskCheckpointed,
+    TaskCreate,
+    TaskDelete,
+    TaskExecAdded,
+    TaskExecStarted,
+    TaskExit,
+    TaskIO,
+    TaskOOM,
+    TaskPaused,
+    TaskResumed,
+    TaskStart,
+)
+from containerd_client._serial import ExecutorStats, KeyedSerialExecutor, PendingCall
 from containerd_client.errors import (
     CancelledError,
     ClosedError,
@@ -52,11 +72,30 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "ContainerCreate",
+    "ContainerDelete",
+    "ContainerUpdate",
     "Event",
     "EventDispatcher",
     "EventHandler",
     "EventKind",
+    "ExecutorStats",
+    "ImageCreate",
+    "ImageDelete",
+    "ImageUpdate",
+    "PendingCall",
     "Subscription",
+    "TaskCheckpointed",
+    "TaskCreate",
+    "TaskDelete",
+    "TaskExecAdded",
+    "TaskExecStarted",
+    "TaskExit",
+    "TaskIO",
+    "TaskOOM",
+    "TaskPaused",
+    "TaskResumed",
+    "TaskStart",
 ]
 
 logger = logging.getLogger(__name__)
@@ -100,8 +139,11 @@ class Event:
         topic: containerd's topic (``/tasks/exit``, ``/containers/create``, ...).
         namespace: The namespace it happened in.
         timestamp: When containerd published it.
-        payload: The decoded message (``containerd.events.TaskExit``, ...), or
-            None when the type is unknown to this SDK.
+        payload: The decoded protobuf message, or None when the type is
+            unknown to this SDK. Narrow it with ``isinstance`` against the
+            message classes this module exports (:class:`TaskExit`,
+            :class:`TaskOOM`, :class:`ContainerCreate`, ...) to read its fields:
+            mypy refuses ``event.payload.exit_status`` on an unnarrowed payload.
         type_url: The payload's type URL.
         synthesized: True for exits the dispatcher made up after reconciling
             with the daemon (the real event was lost while disconnected).
@@ -110,7 +152,7 @@ class Event:
     topic: str
     namespace: str
     timestamp: _dt.datetime | None
-    payload: Any = attrs.field(repr=False)
+    payload: Message | None = attrs.field(repr=False)
     type_url: str = ""
     synthesized: bool = False
 
@@ -152,7 +194,7 @@ class Event:
 
     def __repr__(self) -> str:
         extra = f" container={self.container_id!r}" if self.container_id else ""
-        if self.kind is EventKind.EXIT:
+        if isinstance(self.payload, TaskExit):
             extra += f" process={self.process_id!r} status={self.payload.exit_status}"
         flag = " synthesized" if self.synthesized else ""
         return f"<Event {self.topic} ns={self.namespace!r}{extra}{flag}>"
@@ -160,14 +202,16 @@ class Event:
 
 def decode_envelope(env: Any) -> Event:
     """Turn a ``containerd.types.Envelope`` (or the 1.x v1 envelope) into an :class:`Event`."""
-    payload = None
+    payload: Message | None = None
     type_url = ""
     if env.HasField("event"):
         type_url = env.event.type_url
         try:
-            payload = _typeurl.unpack(env.event)
+            decoded = _typeurl.unpack(env.event)
         except ContainerdError:
             logger.debug("undecodable event %s (%s)", env.topic, type_url)
+        else:
+            payload = decoded if isinstance(decoded, Message) else None
     ts = from_timestamp(env.timestamp)
     return Event(env.topic, env.namespace, ts, payload, type_url)
 
@@ -403,7 +447,7 @@ class EventDispatcher:
         if self._thread is None:
             self.start()
 
-    def close(self, timeout: float | None = 10.0) -> list[Any]:
+    def close(self, timeout: float | None = 10.0) -> list[PendingCall]:
         """Stop reading, let queued handlers finish within ``timeout``, join threads.
 
         Returns:
@@ -430,7 +474,7 @@ class EventDispatcher:
         """Containers whose current handler runs past ``slow_after``, with seconds running."""
         return self._executor.stuck_keys()
 
-    def stats(self) -> Any:
+    def stats(self) -> ExecutorStats:
         """Counters of the handler executor (pending, completed, failed, ...)."""
         return self._executor.stats()
 
@@ -571,10 +615,10 @@ class EventDispatcher:
                 # started since (its START came first on the live stream).
                 if pid == 0 or self._running.get(key, pid) == pid:
                     self._running.pop(key, None)
-        elif kind is EventKind.START:
+        elif isinstance(event.payload, TaskStart):
             with self._lock:
                 self._running[(ns, cid, "")] = int(event.payload.pid)
-        elif kind is EventKind.EXEC_STARTED:
+        elif isinstance(event.payload, TaskExecStarted):
             with self._lock:
                 self._running[(ns, cid, event.process_id)] = int(event.payload.pid)
         self._builtin(event)
@@ -627,6 +671,8 @@ class EventDispatcher:
             if proc is None:
                 return
             p = event.payload
+            if not isinstance(p, TaskExit):
+                return
             if p.pid and proc.pid and p.pid != proc.pid:
                 return  # the exit of an earlier run of the same id, not of this process
             proc._notify_exit(ExitStatus(int(p.exit_status), from_timestamp(p.exited_at)))

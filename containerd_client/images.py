@@ -555,6 +555,28 @@ class ImageStore:
             return Image._from_proto(self._client.call(api.Images.Update, req).image)
         return Image._from_proto(resp.image)
 
+    def set_labels(self, name: str, labels: Mapping[str, str]) -> dict[str, str]:
+        """Set labels on an image record (an empty value removes one; others stay); return all its labels.
+
+        Raises:
+            InvalidArgumentError: A key is empty, or a key or value is not a string.
+            NotFoundError: No such image.
+            RPCError: The call failed.
+        """
+        from containerd_client._convert import label_update
+        from containerd_client._pb.containerd.services.images.v1 import images_pb2
+
+        values, mask = label_update(labels) if labels else ({}, None)
+        current = self.get(name)
+        if mask is None:
+            return dict(current.labels)
+        # The mask keeps the target as it is, but containerd 1.7 dereferences
+        # the request's target unchecked (a missing one kills the daemon).
+        record = images_pb2.Image(name=name, target=current.target.to_proto(), labels=values)
+        req = images_pb2.UpdateImageRequest(image=record, update_mask=mask)
+        resp = self._client.call(api.Images.Update, req)
+        return dict(Image._from_proto(resp.image).labels)
+
     def delete(self, name: str, *, sync: bool = False) -> None:
         """Delete an image record; content only it referenced becomes garbage.
 

@@ -77,24 +77,25 @@ class NamespaceStore:
         resp = self._client.call(api.Namespaces.Create, req)
         return Namespace(resp.namespace.name, dict(resp.namespace.labels))
 
-    def set_labels(self, name: str, labels: Mapping[str, str]) -> Namespace:
-        """Set (or, with an empty value, remove) labels on a namespace.
+    def set_labels(self, name: str, labels: Mapping[str, str]) -> dict[str, str]:
+        """Set labels on a namespace (an empty value removes one; others stay); return all its labels.
 
         Raises:
+            InvalidArgumentError: A key is empty, or a key or value is not a string.
             NotFoundError: No such namespace.
             RPCError: The call failed.
         """
-        from google.protobuf import field_mask_pb2
-
+        from containerd_client._convert import label_update
         from containerd_client._pb.containerd.services.namespaces.v1 import namespace_pb2
 
-        req = namespace_pb2.UpdateNamespaceRequest(
-            namespace=namespace_pb2.Namespace(name=name, labels={k: v for k, v in labels.items() if v}),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
-        )
-        self._client.call(api.Namespaces.Update, req)
+        if labels:
+            values, mask = label_update(labels)
+            req = namespace_pb2.UpdateNamespaceRequest(
+                namespace=namespace_pb2.Namespace(name=name, labels=values), update_mask=mask
+            )
+            self._client.call(api.Namespaces.Update, req)
         # containerd answers with the request's record, not the stored one.
-        return self.get(name)
+        return dict(self.get(name).labels)
 
     def delete(self, name: str) -> None:
         """Delete an empty namespace.

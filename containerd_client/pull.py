@@ -52,6 +52,7 @@ from containerd_client._registry import (
     parse_reference,
 )
 from containerd_client._retry import RetryPolicy
+from containerd_client.client import DEFAULT_PULL_TIMEOUT
 from containerd_client.content import ContentStore
 from containerd_client.errors import (
     CancelledError,
@@ -74,6 +75,7 @@ __all__ = [
     "DEFAULT_PULL_TIMEOUT",
     "ProgressCallback",
     "ProgressEvent",
+    "PullOptions",
     "PullResult",
     "TqdmProgress",
     "pull",
@@ -102,8 +104,6 @@ _PROBE_SECONDS = 2.0
 # For a pull without deadline; containerd drops the lease by itself if this
 # process dies half-way (the Go client's default is the same 24 h).
 _LEASE_EXPIRE = 24 * 3600.0
-#: The deadline of a whole pull, in seconds, when the caller gives none.
-DEFAULT_PULL_TIMEOUT = 1800.0
 
 
 # -- values ----------------------------------------------------------------------------
@@ -157,84 +157,15 @@ class PullResult:
     chain_id: str | None = None
 
 
-# -- entry points --------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class PullOptions:
+    """How to pull: every option of :func:`pull_detailed` and :meth:`Client.pull`, in one typed value.
 
+    Build one to reuse it (``attrs.evolve(opts, platform="linux/arm64")``
+    changes one field); :meth:`Client.pull` builds it from its keyword
+    arguments.
 
-def pull(
-    client: Client,
-    ref: str,
-    *,
-    platform: Platform | str | None = None,
-    auth: CredentialsSource = None,
-    plain_http: bool | None = None,
-    ca_file: str | None = None,
-    unpack: bool = True,
-    snapshotter: str = "overlayfs",
-    progress: ProgressCallback | None = None,
-    via: Via = "auto",
-    default_host: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: float | None = DEFAULT_PULL_TIMEOUT,
-    retry: RetryPolicy | None = None,
-    docker_config: str | None = None,
-) -> Image:
-    """Pull ``ref`` into the client's namespace and (by default) unpack it.
-
-    See :func:`pull_detailed` for the arguments and errors; this returns
-    only the image.
-    """
-    return pull_detailed(
-        client,
-        ref,
-        platform=platform,
-        auth=auth,
-        plain_http=plain_http,
-        ca_file=ca_file,
-        unpack=unpack,
-        snapshotter=snapshotter,
-        progress=progress,
-        via=via,
-        default_host=default_host,
-        labels=labels,
-        timeout=timeout,
-        retry=retry,
-        docker_config=docker_config,
-    ).image
-
-
-def pull_detailed(
-    client: Client,
-    ref: str,
-    *,
-    platform: Platform | str | None = None,
-    auth: CredentialsSource = None,
-    plain_http: bool | None = None,
-    ca_file: str | None = None,
-    unpack: bool = True,
-    snapshotter: str = "overlayfs",
-    progress: ProgressCallback | None = None,
-    via: Via = "auto",
-    default_host: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: float | None = DEFAULT_PULL_TIMEOUT,
-    retry: RetryPolicy | None = None,
-    docker_config: str | None = None,
-) -> PullResult:
-    """Pull ``ref`` into the client's namespace and (by default) unpack it.
-
-    A short name is read as Docker reads it: ``busybox`` is
-    ``docker.io/library/busybox:latest`` (fetched from Docker Hub's registry
-    endpoint), ``user/app`` is ``docker.io/user/app:latest``; ``default_host``
-    sends names without a host to another registry instead (prefixed
-    unchanged). The client path goes through the proxy ``HTTPS_PROXY`` or
-    ``HTTP_PROXY`` names, except for hosts in ``NO_PROXY``; the daemon (transfer
-    path) uses its own environment.
-
-    Args:
-        client: The client; its namespace receives the image.
-        ref: The image reference. The image is named after it, normalized
-            (``host/repo`` becomes ``host/repo:latest``, ``busybox``
-            ``docker.io/library/busybox:latest``).
+    Attributes:
         platform: The platform to pull and unpack (``"linux/arm64"`` or a
             :class:`Platform`); this machine's by default.
         auth: Registry credentials: ``(user, password)``, a
@@ -261,6 +192,52 @@ def pull_detailed(
             behind (no image, blob, ingest or lease).
         retry: Retry policy for registry requests on the client path.
         docker_config: Path of Docker's config file, for ``auth=None``.
+    """
+
+    platform: Platform | str | None = None
+    auth: CredentialsSource = None
+    plain_http: bool | None = None
+    ca_file: str | None = None
+    unpack: bool = True
+    snapshotter: str = "overlayfs"
+    progress: ProgressCallback | None = None
+    via: Via = "auto"
+    default_host: str | None = None
+    labels: Mapping[str, str] | None = None
+    timeout: float | None = DEFAULT_PULL_TIMEOUT
+    retry: RetryPolicy | None = None
+    docker_config: str | None = None
+
+
+# -- entry points --------------------------------------------------------------------
+
+
+def pull(client: Client, ref: str, options: PullOptions | None = None) -> Image:
+    """Pull ``ref`` into the client's namespace and (by default) unpack it.
+
+    See :func:`pull_detailed` for the arguments and errors; this returns
+    only the image.
+    """
+    return pull_detailed(client, ref, options).image
+
+
+def pull_detailed(client: Client, ref: str, options: PullOptions | None = None) -> PullResult:
+    """Pull ``ref`` into the client's namespace and (by default) unpack it.
+
+    A short name is read as Docker reads it: ``busybox`` is
+    ``docker.io/library/busybox:latest`` (fetched from Docker Hub's registry
+    endpoint), ``user/app`` is ``docker.io/user/app:latest``; ``default_host``
+    sends names without a host to another registry instead (prefixed
+    unchanged). The client path goes through the proxy ``HTTPS_PROXY`` or
+    ``HTTP_PROXY`` names, except for hosts in ``NO_PROXY``; the daemon (transfer
+    path) uses its own environment.
+
+    Args:
+        client: The client; its namespace receives the image.
+        ref: The image reference. The image is named after it, normalized
+            (``host/repo`` becomes ``host/repo:latest``, ``busybox``
+            ``docker.io/library/busybox:latest``).
+        options: How to pull (:class:`PullOptions`); the defaults by default.
 
     Returns:
         The image, which path ran, and what was selected.
@@ -286,42 +263,15 @@ def pull_detailed(
         RPCError: containerd refused a step (the transfer path reports most
             registry failures this way, with the daemon's message).
     """
-    reference = parse_reference(ref, default_host=default_host)
-    _registry.check_credentials_source(auth)
-    timeout = validate_timeout(timeout, what="pull timeout", positive=True)
-    target_platform = _platform_of(platform)
-    chosen = _choose_path(client, via, reference, plain_http, ca_file)
+    opts = PullOptions() if options is None else options
+    reference = parse_reference(ref, default_host=opts.default_host)
+    _registry.check_credentials_source(opts.auth)
+    timeout = validate_timeout(opts.timeout, what="pull timeout", positive=True)
+    target_platform = _platform_of(opts.platform)
+    chosen = _choose_path(client, opts.via, reference, opts.plain_http, opts.ca_file)
     logger.info("pulling %s for %s via %s", reference, target_platform, chosen)
-    if chosen == "transfer":
-        result = _TransferPull(
-            client,
-            reference,
-            platform=target_platform,
-            auth=auth,
-            plain_http=plain_http,
-            unpack=unpack,
-            snapshotter=snapshotter,
-            progress=progress,
-            labels=labels,
-            timeout=timeout,
-            docker_config=docker_config,
-        ).run()
-    else:
-        result = _ClientPull(
-            client,
-            reference,
-            platform=target_platform,
-            auth=auth,
-            plain_http=plain_http,
-            ca_file=ca_file,
-            unpack=unpack,
-            snapshotter=snapshotter,
-            progress=progress,
-            labels=labels,
-            retry=retry,
-            docker_config=docker_config,
-            timeout=timeout,
-        ).run()
+    puller = _TransferPull if chosen == "transfer" else _ClientPull
+    result = puller(client, reference, opts, platform=target_platform, timeout=timeout).run()
     logger.info("pulled %s (%s) via %s", result.name, result.target.digest, result.via)
     return result
 
@@ -413,37 +363,29 @@ class _ClientPull:
         self,
         client: Client,
         ref: Reference,
+        options: PullOptions,
         *,
         platform: Platform,
-        auth: CredentialsSource,
-        plain_http: bool | None,
-        ca_file: str | None,
-        unpack: bool,
-        snapshotter: str,
-        progress: ProgressCallback | None,
-        labels: Mapping[str, str] | None,
-        retry: RetryPolicy | None,
-        docker_config: str | None,
         timeout: float | None,
     ) -> None:
         self.client = client
         self.ref = ref
         self.platform = platform
-        self.unpack = unpack
+        self.unpack = options.unpack
         self.timeout = timeout
         # Ingest refs this pull wrote to, aborted if it fails.
         self.refs: list[str] = []
-        self.snapshotter = snapshotter
-        self.progress = progress
-        self.labels = dict(labels or {})
+        self.snapshotter = options.snapshotter
+        self.progress = options.progress
+        self.labels = dict(options.labels or {})
         self.content = ContentStore(client)
         self.registry = RegistryClient(
             ref.host,
-            auth=auth,
-            plain_http=plain_http,
-            ca_file=ca_file,
-            retry=retry,
-            docker_config=docker_config,
+            auth=options.auth,
+            plain_http=options.plain_http,
+            ca_file=options.ca_file,
+            retry=options.retry,
+            docker_config=options.docker_config,
             deadline=None if timeout is None else time.monotonic() + timeout,
         )
         self.source_label = {f"{_DISTRIBUTION_SOURCE}.{ref.host}": ref.repository}
@@ -729,28 +671,22 @@ class _TransferPull:
         self,
         client: Client,
         ref: Reference,
+        options: PullOptions,
         *,
         platform: Platform,
-        auth: CredentialsSource,
-        plain_http: bool | None,
-        unpack: bool,
-        snapshotter: str,
-        progress: ProgressCallback | None,
-        labels: Mapping[str, str] | None,
         timeout: float | None,
-        docker_config: str | None,
     ) -> None:
         self.client = client
         self.ref = ref
         self.platform = platform
-        self.auth = auth
-        self.plain_http = plain_http
-        self.unpack = unpack
-        self.snapshotter = snapshotter
-        self.progress = progress
-        self.labels = dict(labels or {})
+        self.auth = options.auth
+        self.plain_http = options.plain_http
+        self.unpack = options.unpack
+        self.snapshotter = options.snapshotter
+        self.progress = options.progress
+        self.labels = dict(options.labels or {})
         self.timeout = timeout
-        self.docker_config = docker_config
+        self.docker_config = options.docker_config
         self._lock = threading.Lock()
         # Per host: how often the daemon asked, and whether we had credentials to give.
         self.asks: dict[str, int] = {}

@@ -16,6 +16,7 @@ import builtins
 import datetime as _dt
 import enum
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -201,21 +202,32 @@ class SnapshotStore:
             return False
         return True
 
-    def update_labels(self, key: str, labels: Mapping[str, str]) -> SnapshotInfo:
-        """Set labels on a snapshot; an empty value removes that label. Others stay.
+    def set_labels(self, key: str, labels: Mapping[str, str]) -> dict[str, str]:
+        """Set labels on a snapshot (an empty value removes one; others stay); return all its labels.
 
         Raises:
+            InvalidArgumentError: A key is empty, or a key or value is not a string.
             NotFoundError: No such snapshot.
             RPCError: The call failed.
         """
-        from google.protobuf import field_mask_pb2
+        return dict(self._set_labels(key, labels).labels)
 
+    def update_labels(self, key: str, labels: Mapping[str, str]) -> SnapshotInfo:
+        """Deprecated: use :meth:`set_labels`, which returns the labels."""
+        warnings.warn(
+            "SnapshotStore.update_labels is deprecated; use set_labels", DeprecationWarning, stacklevel=2
+        )
+        return self._set_labels(key, labels)
+
+    def _set_labels(self, key: str, labels: Mapping[str, str]) -> SnapshotInfo:
+        from containerd_client._convert import label_update
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
+        if not labels:
+            return self.stat(key)
+        values, mask = label_update(labels)
         req = snapshots_pb2.UpdateSnapshotRequest(
-            snapshotter=self.snapshotter,
-            info=snapshots_pb2.Info(name=key, labels={k: v for k, v in labels.items() if v}),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{k}" for k in labels]),
+            snapshotter=self.snapshotter, info=snapshots_pb2.Info(name=key, labels=values), update_mask=mask
         )
         resp = self._client.call(api.Snapshots.Update, req)
         return SnapshotInfo._from_proto(resp.info)

@@ -20,8 +20,9 @@ import math
 import numbers
 import os
 import re
+import shlex
 import signal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from containerd_client.errors import InvalidSpecError, UnknownSignalError
@@ -29,8 +30,10 @@ from containerd_client.errors import InvalidSpecError, UnknownSignalError
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PATH",
+    "Command",
     "SpecOpt",
     "check_exec_options",
+    "command_args",
     "generate",
     "parse_user_database",
     "resolve_user",
@@ -212,6 +215,32 @@ def _arg_list(args: object) -> list[str]:
     return _strings([os.fspath(a) if isinstance(a, os.PathLike) else a for a in args], "process args")
 
 
+#: A command line as the high-level calls take it: ``["echo", "hi"]``, or
+#: ``"echo hi"``, split as a POSIX shell would (``shlex.split``, as docker-py does).
+Command = str | Sequence[str]
+
+
+def command_args(command: Command) -> list[str]:
+    """The argument list of ``command``: a string is split like a shell would, without running one.
+
+    ``"sh -c 'echo hi'"`` becomes ``["sh", "-c", "echo hi"]``; there is no
+    expansion of variables, globs or redirections.
+
+    Raises:
+        InvalidSpecError: The string is empty or its quotes do not close, or a
+            list item is not a string or holds a NUL character.
+    """
+    if isinstance(command, str):
+        try:
+            args = shlex.split(command)
+        except ValueError as exc:
+            raise InvalidSpecError(f"command {_short(command)} cannot be split: {exc}") from exc
+        if not args:
+            raise InvalidSpecError("command is empty")
+        return _arg_list(args)
+    return _arg_list(command)
+
+
 def _env_items(env: object) -> list[str]:
     """``KEY=value`` strings, checked as runc checks them (a '=', a key, no NUL)."""
     items: list[str] = []
@@ -254,7 +283,10 @@ def check_exec_options(args: object, env: object = None, cwd: object = None, use
     Raises:
         InvalidSpecError: A value runc would refuse.
     """
-    _arg_list([args] if isinstance(args, str) else args)
+    if isinstance(args, str):
+        command_args(args)
+    else:
+        _arg_list(args)
     if env:
         _env_items(env)
     if cwd is not None:

@@ -23,7 +23,8 @@ import logging
 import signal as _signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from containerd_client._rpc import Pending
     from containerd_client.client import Client
     from containerd_client.containers import Container
+    from containerd_client.metrics import Metrics
+    from containerd_client.spec import Command
 
 __all__ = [
     "CLEANUP_TIMEOUT",
@@ -124,25 +127,32 @@ class ExitStatus:
     """How a process ended.
 
     Attributes:
-        code: The exit code; ``128 + n`` when killed by signal ``n``.
+        exit_code: The exit code; ``128 + n`` when killed by signal ``n``
+            (the same name as :attr:`ExecResult.exit_code` and docker-py's).
         exited_at: When it exited, as the daemon saw it.
         oom_killed: Whether an OOM kill was seen for this run of the task (init
             process only; see :attr:`Task.oom_killed`).
     """
 
-    code: int
+    exit_code: int
     exited_at: _dt.datetime | None = None
     oom_killed: bool = False
 
     @property
+    def code(self) -> int:
+        """Deprecated: use :attr:`exit_code`."""
+        warnings.warn("ExitStatus.code is deprecated; use exit_code", DeprecationWarning, stacklevel=2)
+        return self.exit_code
+
+    @property
     def ok(self) -> bool:
         """Whether the process exited with status 0."""
-        return self.code == 0
+        return self.exit_code == 0
 
     @property
     def signal(self) -> int | None:
         """The signal that killed the process, if the code says so."""
-        return self.code - 128 if 128 < self.code < 128 + 65 else None
+        return self.exit_code - 128 if 128 < self.exit_code < 128 + 65 else None
 
 
 @attrs.frozen
@@ -167,7 +177,9 @@ class ExecResult:
         return self.exit_code == 0
 
 
-def _default_io(stdin: Any, stdout: Any, stderr: Any, terminal: bool) -> cio.IOCreator:
+def _default_io(
+    stdin: cio.StdinSource | None, stdout: cio.OutputSink, stderr: cio.OutputSink, terminal: bool
+) -> cio.IOCreator:
     """FIFOs when the caller gives a stream (or a terminal needs one), else no stdio at all."""
     from containerd_client import cio as _cio
 
@@ -1035,7 +1047,7 @@ class Task(_ProcessBase):
     def _exit_check_needed(self, status: ExitStatus) -> bool:
         # An OOM kill is a SIGKILL: only then can the flag be unknown, and only
         # then is the cgroup asked (no RPC on the ordinary exit path).
-        return status.code == _SIGKILL_EXIT and not status.oom_killed and not self._oom
+        return status.exit_code == _SIGKILL_EXIT and not status.oom_killed and not self._oom
 
     def _exit_check(self, status: ExitStatus) -> bool:
         """Whether the task's cgroup counted an OOM kill (Tasks.Metrics, before delete)."""
@@ -1122,11 +1134,8 @@ class Task(_ProcessBase):
             out.append(ProcessInfo(p.pid, info))
         return out
 
-    def stats(self) -> Any:
+    def stats(self) -> Metrics:
         """The task's cgroup metrics as typed values (cgroup v1 or v2).
-
-        Returns:
-            A :class:`containerd_client.metrics.Metrics` value.
 
         Raises:
             NotFoundError: No metrics for this task.
@@ -1163,12 +1172,12 @@ class Task(_ProcessBase):
     def exec(
         self,
         exec_id: str,
-        args: Sequence[str] | Mapping[str, Any],
+        args: Command | Mapping[str, Any],
         *,
         io: cio.IOCreator | None = None,
-        stdin: Any = None,
-        stdout: Any = None,
-        stderr: Any = None,
+        stdin: cio.StdinSource | None = None,
+        stdout: cio.OutputSink = None,
+        stderr: cio.OutputSink = None,
         tty: bool = False,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
@@ -1178,7 +1187,8 @@ class Task(_ProcessBase):
 
         Args:
             exec_id: A unique id for the exec (containerd identifier rules).
-            args: The command line, or a full OCI process spec (a dict).
+            args: The command line (a list, or a string split as a shell
+                would: ``"sh -c 'echo hi'"``), or a full OCI process spec (a dict).
             io: How stdio is wired (see :mod:`containerd_client.cio`); by
                 default built from ``stdin``/``stdout``/``stderr``.
             stdin: Bytes, text, a binary file or an iterable, or ``cio.PIPE``.
@@ -1212,10 +1222,8 @@ class Task(_ProcessBase):
         if isinstance(args, Mapping):
             process = dict(args)
         else:
-            if isinstance(args, str):
-                args = [args]
             process = dict(self._container.spec().get("process", {}))
-            process["args"] = [str(a) for a in args]
+            process["args"] = _spec.command_args(args)
             process["terminal"] = tty
             if env:
                 merged = [e for e in process.get("env", []) if e.split("=", 1)[0] not in env]
@@ -1256,7 +1264,7 @@ class Task(_ProcessBase):
 
     def run(
         self,
-        args: Sequence[str],
+        args: Command,
         *,
         stdin: bytes | str | None = None,
         env: Mapping[str, str] | None = None,
@@ -1266,9 +1274,11 @@ class Task(_ProcessBase):
     ) -> ExecResult:
         """Exec a command, wait for it, and return its exit code and output.
 
-        The exec is always deleted, also on timeout or error.
+        The exec is always deleted, also on timeout or error. ``args`` is a
+        list, or a string split as a shell would (``"echo hi"``).
 
         Raises:
+            InvalidSpecError: ``args`` is empty, or its quotes do not close.
             InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is started).
             DeadlineExceededError: It ran longer than ``timeout`` (it is killed).
             RPCError: The exec could not be created or started.
@@ -1283,7 +1293,7 @@ class Task(_ProcessBase):
         with self.exec(eid, args, stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd) as proc:
             proc.start()
             status = proc.wait(timeout)
-        return ExecResult(status.code, out.getvalue(), err.getvalue())
+        return ExecResult(status.exit_code, out.getvalue(), err.getvalue())
 
     def _forget_exec(self, exec_id: str) -> None:
         self._execs.pop(exec_id, None)

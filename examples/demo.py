@@ -32,7 +32,7 @@ def main() -> None:
                 task.start()
                 status = task.wait(timeout=30)
                 print(out.text(), end="")
-                print(f"exit code {status.code}")
+                print(f"exit code {status.exit_code}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ bytes or ``time_cap`` seconds, slow writers wait on an event (so
 down and every handler thread joined on stop::
 
     with BadRegistry("manifest-slow") as registry:
-        pull(client, registry.ref, via="client", timeout=3)   # DeadlineExceededError
+        pull(client, registry.ref, PullOptions(via="client", timeout=3))   # DeadlineExceededError
 """
 
 from __future__ import annotations

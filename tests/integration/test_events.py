@@ -157,7 +157,7 @@ def test_oom_then_exit_137(containerd: Client, busybox_rootfs: str) -> None:
         task = c.new_task()
         task.start()
         status = task.wait(timeout=60)
-        assert status.code == 137
+        assert status.exit_code == 137
         containerd.events.wait_idle(5)
         deadline = time.monotonic() + 5
         while EventKind.EXIT not in kinds and time.monotonic() < deadline:
@@ -179,7 +179,7 @@ def test_100_execs_are_deleted_after_exit(containerd: Client, busybox_rootfs: st
             proc.start()
             procs.append(proc)
         for proc in procs:
-            assert proc.wait(timeout=30).code == 0
+            assert proc.wait(timeout=30).exit_code == 0
         deadline = time.monotonic() + 20
         while any(p.exit_status is None or p._deleted is None for p in procs) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -187,7 +187,7 @@ def test_100_execs_are_deleted_after_exit(containerd: Client, busybox_rootfs: st
             with pytest.raises(NotFoundError):
                 containerd.call(api.Tasks.Get, tasks_pb2.GetRequest(container_id="execs", exec_id=f"x{i}"))
         assert sorted(os.listdir(c.bundle_dir)) == []
-        assert procs[0].delete().code == 0  # already deleted by the dispatcher: returns the status
+        assert procs[0].delete().exit_code == 0  # already deleted by the dispatcher: returns the status
 
 
 def test_wait_completed_by_event_when_wait_call_is_absent(containerd: Client, busybox_rootfs: str) -> None:
@@ -201,7 +201,7 @@ def test_wait_completed_by_event_when_wait_call_is_absent(containerd: Client, bu
         task._wait_call = None
         task._arm_wait = lambda: None  # type: ignore[method-assign]
         task.start()
-        assert task.wait(timeout=30).code == 5
+        assert task.wait(timeout=30).exit_code == 5
 
 
 def test_close_client_with_events_in_flight(containerd_daemon: ContainerdDaemon) -> None:
@@ -295,7 +295,7 @@ def test_survives_containerd_sigkill_and_reconciles(
             assert exits[f"r{i}"] == expected, (i, exits[f"r{i}"])
         assert client.events.reconnects >= 1
         for i, t in enumerate(tasks):
-            assert t.wait(timeout=10).code == (i if keeps_tasks or i >= 5 else 255)
+            assert t.wait(timeout=10).exit_code == (i if keeps_tasks or i >= 5 else 255)
         for c in containers:
             c.cleanup()
     finally:
@@ -378,4 +378,4 @@ def test_state_lookups_do_not_displace_the_tracked_task(containerd: Client, busy
             c.delete()  # looks the task up first
         assert containerd._tracked(ns, "tracked", "") is task
         task.kill("KILL")
-        assert task.wait(timeout=30).code == 137
+        assert task.wait(timeout=30).exit_code == 137

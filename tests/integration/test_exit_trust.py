@@ -102,7 +102,7 @@ def test_task_wait_sees_exit_across_containerd_sigkill(
         t, out = in_thread(lambda: task.wait(timeout=60))
         serving_at = _exit_while_down(own_daemon, own_client, task.pid, t)
         status = _join(t, out, serving_at)
-        assert status.code in _expected(own_client, "down-task", "", 3)
+        assert status.exit_code in _expected(own_client, "down-task", "", 3)
         assert own_client._dispatcher is None or not own_client._dispatcher.running
 
 
@@ -117,7 +117,7 @@ def test_exec_wait_sees_exit_across_containerd_sigkill(
         t, out = in_thread(lambda: proc.wait(timeout=60))
         serving_at = _exit_while_down(own_daemon, own_client, proc.pid, t)
         status = _join(t, out, serving_at)
-        assert status.code in _expected(own_client, "down-exec", "x", 4)
+        assert status.exit_code in _expected(own_client, "down-exec", "x", 4)
         assert own_client._dispatcher is None or not own_client._dispatcher.running
 
 
@@ -163,7 +163,7 @@ def test_oom_flag_without_the_dispatcher(containerd: Client, busybox_rootfs: str
         task = c.new_task()
         task.start()
         status = task.wait(timeout=60)
-        assert status.code == 137
+        assert status.exit_code == 137
         assert status.oom_killed
         assert task.exit_status is not None
         assert task.exit_status.oom_killed
@@ -181,7 +181,7 @@ def test_oom_flag_in_on_exit_and_delete_without_waiting(containerd: Client, busy
         task.on_exit(lambda st: (got.append(st), called.set()))
         task.start()
         assert called.wait(60)
-        assert [(s.code, s.oom_killed) for s in got] == [(137, True)]
+        assert [(s.exit_code, s.oom_killed) for s in got] == [(137, True)]
         # delete() before any wait(): still the complete record.
         assert task.delete().oom_killed
 
@@ -192,6 +192,6 @@ def test_sigkill_without_oom_is_not_flagged(containerd: Client, busybox_rootfs: 
         task.start()
         task.kill("KILL")
         status = task.wait(timeout=30)
-        assert status.code == 137
+        assert status.exit_code == 137
         assert not status.oom_killed
         assert not task.delete().oom_killed

@@ -39,7 +39,7 @@ from containerd_client import Client, cio, errors
 from containerd_client._registry import InvalidReferenceError
 from containerd_client.content import ContentStore, Platform
 from containerd_client.images import ImageStore, PlatformNotFoundError, chain_ids
-from containerd_client.pull import ProgressEvent, pull, pull_detailed
+from containerd_client.pull import ProgressEvent, PullOptions, pull, pull_detailed
 from containerd_client.snapshots import SnapshotStore
 from containerd_client.testing import ContainerdDaemon, ImageArchive, build_busybox_archive
 from containerd_client.testing._proxy import ForwardProxy
@@ -274,7 +274,7 @@ def run_echo(client: Client, archive: ImageArchive, text: str) -> bytes:
     with container:
         task = container.new_task(stdout=out)
         task.start()
-        assert task.wait(timeout=30).code == 0
+        assert task.wait(timeout=30).exit_code == 0
         task.delete()
     return out.getvalue()
 
@@ -300,7 +300,7 @@ def assert_secret_free(*items: object, caplog: pytest.LogCaptureFixture) -> None
 def test_client_path_pull_and_run(c16: Client, registries: Registries) -> None:
     events: list[ProgressEvent] = []
     ref = registries.ref(registries.plain)
-    result = pull_detailed(c16, ref, progress=events.append)
+    result = pull_detailed(c16, ref, PullOptions(progress=events.append))
     assert result.via == "client"
     assert result.name == ref
     assert result.target.digest == registries.archive.manifest_digest
@@ -325,7 +325,7 @@ def test_client_path_pull_again_reuses_content(c16: Client, registries: Registri
     ref = registries.ref(registries.plain)
     pull(c16, ref)
     events: list[ProgressEvent] = []
-    image = pull(c16, ref, progress=events.append)
+    image = pull(c16, ref, PullOptions(progress=events.append))
     assert image.target.digest == registries.archive.manifest_digest
     layer = f"layer-{registries.archive.layer_digests[0]}"
     assert [e.status for e in events if e.ref == layer] == ["exists"]
@@ -336,13 +336,13 @@ def test_client_path_basic_auth(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     ref = registries.ref(registries.auth)
-    result = pull_detailed(c16, ref, auth=(USER, PASSWORD), unpack=False)
+    result = pull_detailed(c16, ref, PullOptions(auth=(USER, PASSWORD), unpack=False))
     assert result.via == "client"
     assert result.target.digest == registries.archive.manifest_digest
     with pytest.raises(errors.UnauthenticatedError) as wrong:
-        pull(c16, ref, auth=(USER, WRONG))
+        pull(c16, ref, PullOptions(auth=(USER, WRONG)))
     with pytest.raises(errors.UnauthenticatedError, match="none were given") as missing:
-        pull(c16, ref, auth=lambda host: None)
+        pull(c16, ref, PullOptions(auth=lambda host: None))
     assert_secret_free(wrong.value, missing.value, result, caplog=caplog)
 
 
@@ -356,7 +356,7 @@ def test_client_path_docker_config(
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     with open(config, "w", encoding="utf-8") as f:
         json.dump({"auths": {registries.auth.host: {"auth": token}}}, f)
-    image = pull(c16, registries.ref(registries.auth), docker_config=config, unpack=False)
+    image = pull(c16, registries.ref(registries.auth), PullOptions(docker_config=config, unpack=False))
     assert image.target.digest == registries.archive.manifest_digest
     assert_secret_free(image, caplog=caplog)
 
@@ -364,8 +364,8 @@ def test_client_path_docker_config(
 def test_client_path_tls_with_ca_file(c16: Client, registries: Registries) -> None:
     ref = registries.ref(registries.tls)
     with pytest.raises(errors.ContainerdError, match="not trusted"):
-        pull(c16, ref, auth=(USER, PASSWORD))
-    result = pull_detailed(c16, ref, auth=(USER, PASSWORD), ca_file=registries.tls.cert_path)
+        pull(c16, ref, PullOptions(auth=(USER, PASSWORD)))
+    result = pull_detailed(c16, ref, PullOptions(auth=(USER, PASSWORD), ca_file=registries.tls.cert_path))
     assert result.via == "client"
     assert_pulled(c16, ref, registries.archive)
 
@@ -396,9 +396,9 @@ def test_client_path_errors(c16: Client, registries: Registries) -> None:
     with pytest.raises(errors.NotFoundError):
         pull(c16, registries.ref(registries.plain, "no-such-tag"))
     with pytest.raises(PlatformNotFoundError, match="linux/s390x"):
-        pull(c16, registries.ref(registries.plain), platform="linux/s390x")
+        pull(c16, registries.ref(registries.plain), PullOptions(platform="linux/s390x"))
     with pytest.raises(errors.NotSupportedError, match=r"1\.7"):
-        pull(c16, registries.ref(registries.plain), via="transfer")
+        pull(c16, registries.ref(registries.plain), PullOptions(via="transfer"))
     assert c16.leases.list() == []
 
 
@@ -414,10 +414,10 @@ def test_client_path_index_selects_platform(c16: Client, registries: Registries)
     assert registries.archive.manifest_digest in children
     c16.leases.delete(c16.leases.create(expire=None).id, sync=True)
     assert_pulled(c16, ref, registries.archive, target=registries.index_digest)
-    foreign = pull_detailed(c16, ref, platform=registries.foreign, unpack=False)
+    foreign = pull_detailed(c16, ref, PullOptions(platform=registries.foreign, unpack=False))
     assert foreign.platform == registries.foreign
     with pytest.raises(PlatformNotFoundError, match="linux/riscv64") as info:
-        pull(c16, ref, platform="linux/riscv64")
+        pull(c16, ref, PullOptions(platform="linux/riscv64"))
     assert str(registries.foreign) in str(info.value)
 
 
@@ -431,7 +431,7 @@ def test_malformed_references(c16: Client, ref: str) -> None:
 
 
 def test_default_host_for_short_names(c16: Client, registries: Registries) -> None:
-    image = pull(c16, f"{REPO}:1", default_host=registries.plain.host, unpack=False)
+    image = pull(c16, f"{REPO}:1", PullOptions(default_host=registries.plain.host, unpack=False))
     assert image.name == registries.ref(registries.plain)
 
 
@@ -441,7 +441,7 @@ def test_default_host_for_short_names(c16: Client, registries: Registries) -> No
 def test_transfer_path_plain_http_and_run(c2: Client, registries: Registries) -> None:
     events: list[ProgressEvent] = []
     ref = registries.ref(registries.plain)
-    result = pull_detailed(c2, ref, progress=events.append)
+    result = pull_detailed(c2, ref, PullOptions(progress=events.append))
     assert result.via == "transfer"
     assert result.target.digest == registries.archive.manifest_digest
     c2.leases.delete(c2.leases.create(expire=None).id, sync=True)
@@ -465,15 +465,15 @@ def test_transfer_path_basic_auth(
         asked.append(host)
         return (USER, PASSWORD)
 
-    result = pull_detailed(c2, ref, auth=creds)
+    result = pull_detailed(c2, ref, PullOptions(auth=creds))
     assert result.via == "transfer"
     assert asked
     assert set(asked) == {registries.auth.host}
     assert_pulled(c2, ref, registries.archive)
     with pytest.raises(errors.UnauthenticatedError, match="refused") as wrong:
-        pull(c2, registries.ref(registries.auth), auth=(USER, WRONG))
+        pull(c2, registries.ref(registries.auth), PullOptions(auth=(USER, WRONG)))
     with pytest.raises(errors.UnauthenticatedError, match="none were given") as missing:
-        pull(c2, registries.ref(registries.auth), auth=lambda host: None)
+        pull(c2, registries.ref(registries.auth), PullOptions(auth=lambda host: None))
     assert_secret_free(wrong.value, missing.value, result, caplog=caplog)
 
 
@@ -484,7 +484,7 @@ def test_transfer_path_index(c2: Client, registries: Registries) -> None:
     assert result.target.digest == registries.index_digest
     assert_pulled(c2, ref, registries.archive, target=registries.index_digest)
     with pytest.raises(PlatformNotFoundError, match="linux/riscv64"):
-        pull(c2, ref, platform="linux/riscv64")
+        pull(c2, ref, PullOptions(platform="linux/riscv64"))
     # The image record the daemon made for the wrong platform is gone again.
     with pytest.raises(errors.NotFoundError):
         ImageStore(c2).get(ref)
@@ -494,13 +494,13 @@ def test_transfer_path_errors(c2: Client, registries: Registries) -> None:
     with pytest.raises(errors.NotFoundError):
         pull(c2, registries.ref(registries.plain, "no-such-tag"))
     with pytest.raises(PlatformNotFoundError, match="linux/s390x"):
-        pull(c2, registries.ref(registries.plain), platform="linux/s390x")
+        pull(c2, registries.ref(registries.plain), PullOptions(platform="linux/s390x"))
     assert ImageStore(c2).list() == []
 
 
 def test_client_path_on_2x(c2: Client, registries: Registries) -> None:
     ref = registries.ref(registries.plain)
-    result = pull_detailed(c2, ref, via="client")
+    result = pull_detailed(c2, ref, PullOptions(via="client"))
     assert result.via == "client"
     assert_pulled(c2, ref, registries.archive)
 
@@ -514,19 +514,19 @@ def test_1_7_plain_http_goes_client_side(c17: Client, registries: Registries) ->
     assert result.via == "client"
     assert_pulled(c17, ref, registries.archive)
     with pytest.raises(errors.NotSupportedError, match=r"2\.0"):
-        pull(c17, ref, via="transfer", plain_http=True)
+        pull(c17, ref, PullOptions(via="transfer", plain_http=True))
 
 
 _NO_NETWORK_PULL = textwrap.dedent(
     """
     import json, sys
     from containerd_client import Client, errors
-    from containerd_client.pull import pull_detailed
+    from containerd_client.pull import PullOptions, pull_detailed
 
     address, namespace, ref, via, password = sys.argv[1:6]
     with Client(address, namespace) as client:
         try:
-            result = pull_detailed(client, ref, auth=("alice", password), via=via)
+            result = pull_detailed(client, ref, PullOptions(auth=("alice", password), via=via))
         except errors.ContainerdError as exc:
             print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
         else:
@@ -570,7 +570,7 @@ def test_1_7_transfer_path_auth_errors(
     caplog.set_level(logging.DEBUG)
     ref = registries.ref(registries.tls)
     with pytest.raises(errors.UnauthenticatedError, match="refused") as wrong:
-        pull(c17, ref, auth=(USER, WRONG), via="transfer")
+        pull(c17, ref, PullOptions(auth=(USER, WRONG), via="transfer"))
     with pytest.raises(errors.UnauthenticatedError, match="none were given") as missing:
-        pull(c17, ref, auth=lambda host: None, via="transfer")
+        pull(c17, ref, PullOptions(auth=lambda host: None, via="transfer"))
     assert_secret_free(wrong.value, missing.value, caplog=caplog)

@@ -92,9 +92,21 @@ def test_create_container_from_image_with_stdin(containerd: Client, busybox: str
         assert info.snapshot_key == "fromimg"
         task = c.new_task(stdin=b"through stdin", stdout=out)
         task.start()
-        assert task.wait(timeout=30).code == 0
+        assert task.wait(timeout=30).exit_code == 0
     assert out.getvalue() == b"through stdin"
     assert "fromimg" not in [s.name for s in containerd.snapshots().list()]
+
+
+def test_a_string_command_is_split_as_docker_py_splits_it(containerd: Client, busybox: str) -> None:
+    assert containerd.run(busybox, "echo hi").stdout == b"hi\n"
+    assert containerd.run(busybox, "sh -c 'echo \"$0\" b'  'a  1'").stdout == b"a  1 b\n"
+    with containerd.create_container("split", image=busybox, args="sleep 30") as c:
+        assert c.spec()["process"]["args"] == ["sleep", "30"]
+        task = c.new_task()
+        task.start()
+        assert task.run("echo exec 'in one'").stdout == b"exec in one\n"
+        task.kill("KILL")
+        task.wait(timeout=30)
 
 
 def test_100_runs_leave_nothing_behind(containerd: Client, busybox: str) -> None:

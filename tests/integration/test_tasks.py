@@ -39,9 +39,9 @@ def test_echo_hi(containerd: Client, busybox_rootfs: str) -> None:
         task = c.new_task(stdout=out)
         task.start()
         status = task.wait(timeout=30)
-        assert status.code == 0
+        assert status.exit_code == 0
         assert status.exited_at is not None
-        assert task.delete().code == 0
+        assert task.delete().exit_code == 0
     assert out.getvalue() == b"hi\n"
     assert containerd.containers() == []
 
@@ -51,7 +51,7 @@ def test_exit_codes(containerd: Client, busybox_rootfs: str, args: list[str], co
     with containerd.create_container("codes", rootfs=busybox_rootfs, args=args) as c:
         task = c.new_task()
         task.start()
-        assert task.wait(timeout=30).code == code
+        assert task.wait(timeout=30).exit_code == code
 
 
 def test_killed_reports_137(containerd: Client, busybox_rootfs: str) -> None:
@@ -61,7 +61,7 @@ def test_killed_reports_137(containerd: Client, busybox_rootfs: str) -> None:
         assert task.status() is TaskStatus.RUNNING
         task.kill("SIGKILL")
         status = task.wait(timeout=30)
-        assert status.code == 137
+        assert status.exit_code == 137
         assert status.signal == signal.SIGKILL
         assert task.status() is TaskStatus.STOPPED
 
@@ -77,13 +77,13 @@ def test_kill_by_name_and_number(containerd: Client, busybox_rootfs: str) -> Non
         it = iter(lines)
         assert next(it) == "ready"
         task.kill("TERM")
-        assert task.wait(timeout=30).code == 7
+        assert task.wait(timeout=30).exit_code == 7
         assert list(it) == ["got-term"]
     with containerd.create_container("killnum", rootfs=busybox_rootfs, args=["sleep", "60"]) as c:
         task = c.new_task()
         task.start()
         task.kill(9)
-        assert task.wait(timeout=30).code == 137
+        assert task.wait(timeout=30).exit_code == 137
 
 
 def test_status_transitions_pause_resume_pids_stats(containerd: Client, busybox_rootfs: str) -> None:
@@ -120,7 +120,7 @@ def test_exec_with_stdin_1mib_50_times(containerd: Client, busybox_rootfs: str) 
             with task.exec(f"cat-{i}", ["cat"], stdin=payload, stdout=out) as proc:
                 proc.start()
                 status = proc.wait(timeout=30)
-            assert status.code == 0, i
+            assert status.exit_code == 0, i
             assert out.getvalue() == payload, i
         assert _fifos(c.bundle_dir) == []
 
@@ -133,7 +133,7 @@ def test_exec_empty_stdin_gets_eof(containerd: Client, busybox_rootfs: str) -> N
             out = cio.Capture()
             with task.exec(f"e{i}", ["cat"], stdin=b"", stdout=out) as proc:
                 proc.start()
-                assert proc.wait(timeout=30).code == 0
+                assert proc.wait(timeout=30).exit_code == 0
             assert out.getvalue() == b""
 
 
@@ -158,7 +158,7 @@ def test_tty_exec_output_and_resize(containerd: Client, busybox_rootfs: str) -> 
         with task.exec("t1", ["sh", "-c", script], tty=True, stdout=out) as proc:
             proc.start()
             proc.resize(100, 40)
-            assert proc.wait(timeout=30).code == 0
+            assert proc.wait(timeout=30).exit_code == 0
         text = out.text()
         assert "tty-ok" in text
         assert "40 100" in text
@@ -175,7 +175,7 @@ def test_tty_task_resize(containerd: Client, busybox_rootfs: str) -> None:
         task = c.new_task(stdout=out)
         task.start()
         task.resize(120, 30)
-        assert task.wait(timeout=30).code == 0
+        assert task.wait(timeout=30).exit_code == 0
     assert "30 120" in out.text()
 
 
@@ -196,7 +196,7 @@ def test_lines_sink_streams_while_running(containerd: Client, busybox_rootfs: st
         task = c.new_task(stdout=lines)
         task.start()
         got = list(lines)
-        assert task.wait(timeout=30).code == 0
+        assert task.wait(timeout=30).exit_code == 0
     assert got == ["line1", "line2", "line3"]
 
 
@@ -208,7 +208,7 @@ def test_oom_is_exit_137(containerd: Client, busybox_rootfs: str) -> None:
     ) as c:
         task = c.new_task()
         task.start()
-        assert task.wait(timeout=60).code == 137
+        assert task.wait(timeout=60).exit_code == 137
 
 
 def test_update_resources(containerd: Client, busybox_rootfs: str) -> None:
@@ -245,7 +245,7 @@ def test_runtime_options_survive_load(containerd: Client, busybox_rootfs: str) -
         assert loaded.info().runtime_options == opts
         task = loaded.new_task()
         task.start()
-        assert task.wait(timeout=30).code == 0
+        assert task.wait(timeout=30).exit_code == 0
         task.delete()
         assert c.info(refresh=True).runtime_options == opts
 
@@ -255,7 +255,7 @@ def test_force_delete_created_task(containerd: Client, busybox_rootfs: str) -> N
         task = c.new_task()
         assert task.status() is TaskStatus.CREATED
         status = task.force_delete()
-        assert status.code == 137
+        assert status.exit_code == 137
         with pytest.raises(errors.NotFoundError):
             c.task()
 
@@ -284,7 +284,7 @@ def test_restore_from_second_process(containerd: Client, busybox_rootfs: str) ->
                 task.kill("KILL")
                 status = task.wait(timeout=30)
                 task.delete()
-                print("restored", status.code, got[0])
+                print("restored", status.exit_code, got[0])
             """
         )
         proc = subprocess.run(
@@ -321,7 +321,7 @@ def test_lifecycle_200_cycles_leave_nothing(containerd: Client, busybox_rootfs: 
             state_root = os.path.dirname(c.bundle_dir)
             task = c.new_task(stdout=cio.Capture(), stderr=cio.Capture())
             task.start()
-            assert task.wait(timeout=30).code == 0
+            assert task.wait(timeout=30).exit_code == 0
             task.delete()
     assert containerd.containers() == []
     from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2

@@ -314,7 +314,7 @@ class ExitCounter:
 
         def got(status: Any) -> None:
             with self.arrived:
-                self.seen[name].append(status.code)
+                self.seen[name].append(status.exit_code)
                 self.arrived.notify_all()
 
         process.on_exit(got)
@@ -379,7 +379,7 @@ def test_crash_during_create_from_image(env: Env, archive: ImageArchive, method:
         task = c.new_task()
         exits.watch("init", task)
         task.start()
-        assert task.wait(BOUND).code == 4
+        assert task.wait(BOUND).exit_code == 4
         assert exits.settle() == (0, 0)
     assert leaks(env) == {}
     survived()
@@ -403,7 +403,7 @@ def test_crash_during_start(env: Env, archive: ImageArchive) -> None:
         exits = ExitCounter()
         exits.watch("init", task)
         task.start()
-        assert task.wait(BOUND).code == 5
+        assert task.wait(BOUND).exit_code == 5
         assert exits.settle() == (0, 0)
     assert leaks(env) == {}
     survived()
@@ -426,7 +426,7 @@ def test_crash_during_exec(env: Env, archive: ImageArchive) -> None:
         result = task.run(["echo", "again"], exec_id="e2", timeout=BOUND)
         assert (result.exit_code, result.stdout) == (0, b"again\n")
         task.kill(signal.SIGKILL)
-        assert task.wait(BOUND).code == 137
+        assert task.wait(BOUND).exit_code == 137
         assert exits.settle() == (0, 0)
     assert leaks(env) == {}
     survived()
@@ -443,7 +443,7 @@ def test_crash_during_delete(env: Env, archive: ImageArchive, method: tuple[str,
     exits = ExitCounter()
     exits.watch("init", task)
     task.start()
-    assert task.wait(BOUND).code == 6
+    assert task.wait(BOUND).exit_code == 6
     env.faults.crash_before(*method)
     with pytest.raises(errors.UnavailableError):
         c.delete(force=True)
@@ -550,7 +550,7 @@ def test_shim_killed_under_a_running_task(env: Env, archive: ImageArchive) -> No
         # The Wait call dies with the shim: a typed error, or the status containerd made up.
         outcome: Any
         try:
-            outcome = task.wait(BOUND).code
+            outcome = task.wait(BOUND).exit_code
         except errors.ContainerdError as exc:
             outcome = exc
         assert outcome != 0
@@ -583,7 +583,7 @@ def test_stuck_stdout_consumer_does_not_block_kill_and_delete(env: Env, archive:
                 task.start()
                 assert first.wait(BOUND)
                 task.kill(signal.SIGKILL)
-                outcome.append(task.wait(BOUND, drain_io=False).code)
+                outcome.append(task.wait(BOUND, drain_io=False).exit_code)
         except BaseException as exc:  # reported to the test thread
             outcome.append(exc)
         finally:

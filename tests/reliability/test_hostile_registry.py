@@ -29,7 +29,7 @@ from containerd_client._registry import CredentialsError, InvalidManifestError, 
 from containerd_client._retry import RetryPolicy
 from containerd_client.content import ContentStore, DigestMismatchError
 from containerd_client.images import ImageStore
-from containerd_client.pull import pull
+from containerd_client.pull import PullOptions, pull
 from containerd_client.testing._bad_registry import PASSWORD, BadRegistry
 
 #: The pull deadline of every case.
@@ -140,12 +140,14 @@ def test_hostile_registry(containerd: Client, case: Case, caplog: pytest.LogCapt
                 pull(
                     containerd,
                     registry.ref,
-                    via="client",
-                    timeout=DEADLINE,
-                    unpack=case.unpack,
-                    auth=case.auth,
-                    retry=RETRY,
-                    plain_http=True,
+                    PullOptions(
+                        via="client",
+                        timeout=DEADLINE,
+                        unpack=case.unpack,
+                        auth=case.auth,
+                        retry=RETRY,
+                        plain_http=True,
+                    ),
                 )
             elapsed = time.monotonic() - started
         assert registry.requests, "the pull never reached the registry"
@@ -166,7 +168,11 @@ def test_harness_pulls_from_a_well_behaved_registry(containerd: Client) -> None:
     # The same server in mode "ok" serves a pullable image: the cases above
     # fail for their misbehaviour, not for a broken harness.
     with BadRegistry("ok") as registry:
-        image = pull(containerd, registry.ref, via="client", timeout=DEADLINE, unpack=True, plain_http=True)
+        image = pull(
+            containerd,
+            registry.ref,
+            PullOptions(via="client", timeout=DEADLINE, unpack=True, plain_http=True),
+        )
     assert image.target.digest == registry.image.manifest_digest
     assert daemon_state(containerd)["leases"] == []
 
@@ -188,10 +194,7 @@ def test_transfer_path_reports_a_raising_credentials_callable(
             pull(
                 containerd,
                 registry.ref,
-                via="transfer",
-                timeout=DEADLINE * 3,
-                auth=_raise_for,
-                plain_http=True,
+                PullOptions(via="transfer", timeout=DEADLINE * 3, auth=_raise_for, plain_http=True),
             )
         assert time.monotonic() - started < DEADLINE * 3
     assert isinstance(info.value.__cause__, RuntimeError)

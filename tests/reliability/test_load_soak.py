@@ -93,8 +93,8 @@ def _lifecycle(client: Client, rootfs: str | None, cid: str, image: str | None =
     with container as c:
         task = c.new_task(stdout=out)
         task.start()
-        assert task.wait(timeout=60).code == 0
-        assert task.delete().code == 0
+        assert task.wait(timeout=60).exit_code == 0
+        assert task.delete().exit_code == 0
     assert out.getvalue() == f"{cid}\n".encode()
 
 
@@ -182,10 +182,10 @@ def test_32_threads_on_one_client_with_execs_and_stdin(
                     out = cio.Capture()
                     with task.exec(f"cat{e}", ["cat"], stdin=payload, stdout=out) as proc:
                         proc.start()
-                        assert proc.wait(timeout=60).code == 0
+                        assert proc.wait(timeout=60).exit_code == 0
                     assert out.getvalue() == payload, (cid, e)
                 task.kill("KILL")
-                assert task.wait(timeout=60).code == 137
+                assert task.wait(timeout=60).exit_code == 137
                 task.delete()
             done += 1
         return done

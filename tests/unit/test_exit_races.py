@@ -297,7 +297,7 @@ def test_waiter_is_woken_when_the_call_is_lost_and_rearms_itself(client: Client,
     daemon.wait_for_waits(7)[6].resolve(wait_response(4))
     t.join(BOUND)
     assert not t.is_alive()
-    assert out["value"].code == 4
+    assert out["value"].exit_code == 4
 
 
 def test_timeout_error_names_the_callers_timeout(client: Client, daemon: FakeDaemon) -> None:
@@ -352,8 +352,8 @@ def test_ordinary_exit_makes_no_extra_rpc(client: Client, daemon: FakeDaemon) ->
     daemon.handlers["tasks.Delete"] = lambda req: tasks_pb2.DeleteResponse(exit_status=0, pid=100)
     task = new_task(client)
     daemon.wait_for_waits(1)[0].resolve(wait_response(0))
-    assert task.wait(timeout=BOUND).code == 0
-    assert task.delete().code == 0
+    assert task.wait(timeout=BOUND).exit_code == 0
+    assert task.delete().exit_code == 0
     assert [n for n, _ in daemon.calls] == ["tasks.Delete"]
 
 
@@ -378,7 +378,7 @@ def test_slow_on_exit_callback_does_not_stall_other_containers(
     t.start()
     try:
         # b's exit is delivered while a's callback still runs.
-        assert b.wait(timeout=BOUND).code == 2
+        assert b.wait(timeout=BOUND).exit_code == 2
         t.join(BOUND)
         assert not t.is_alive()
     finally:
@@ -426,7 +426,7 @@ def _exited_exec(client: Client, daemon: FakeDaemon) -> Process:
     task = new_task(client)
     proc = new_exec(task)
     daemon.wait_for_waits(2)[1].resolve(wait_response(7))
-    assert proc.wait(timeout=BOUND).code == 7
+    assert proc.wait(timeout=BOUND).exit_code == 7
     return proc
 
 
@@ -446,7 +446,7 @@ def test_user_delete_while_auto_delete_runs_gets_the_same_status(client: Client,
     user.join(BOUND)
     auto.join(BOUND)
     assert "error" not in out, out.get("error")
-    assert out["value"].code == 7
+    assert out["value"].exit_code == 7
     assert blocking.n == 1
 
 
@@ -460,7 +460,7 @@ def test_auto_delete_while_user_delete_runs_sends_nothing(client: Client, daemon
     blocking.release.set()
     user.join(BOUND)
     assert "error" not in out, out.get("error")
-    assert out["value"].code == 7
+    assert out["value"].exit_code == 7
     assert blocking.n == 1
     with pytest.raises(NotFoundError):
         proc.delete()  # the user deleted it: a second delete() still says so
@@ -502,7 +502,7 @@ def test_concurrent_waits_arm_one_wait_call(client: Client, daemon: FakeDaemon) 
     t1.join(BOUND)
     t2.join(BOUND)
     assert out1.get("value") == out2.get("value")
-    assert out1["value"].code == 0
+    assert out1["value"].exit_code == 0
 
 
 # -- 3d. the dispatcher's running set under the reader and reconciliation ------------------
@@ -682,4 +682,4 @@ def test_a_wait_call_already_over_when_armed_does_not_deadlock(
     t, out = in_thread(lambda: task.wait(timeout=BOUND))
     t.join(BOUND + 2)
     assert not t.is_alive(), "wait() deadlocked arming a call that was already over"
-    assert out["value"].code == 7
+    assert out["value"].exit_code == 7

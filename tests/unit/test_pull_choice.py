@@ -17,6 +17,7 @@ from containerd_client._registry import parse_reference
 from containerd_client.content import Platform
 from containerd_client.pull import (
     ProgressEvent,
+    PullOptions,
     TqdmProgress,
     _choose_path,
     _probe_scheme,
@@ -100,15 +101,9 @@ def _transfer(auth: Any, ref: str = "127.0.0.1:5000/team/app:1") -> _TransferPul
     return _TransferPull(
         None,  # type: ignore[arg-type]
         parse_reference(ref),
+        PullOptions(auth=auth, timeout=None),
         platform=Platform("linux", "amd64"),
-        auth=auth,
-        plain_http=None,
-        unpack=True,
-        snapshotter="overlayfs",
-        progress=None,
-        labels=None,
         timeout=None,
-        docker_config=None,
     )
 
 

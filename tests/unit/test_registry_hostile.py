@@ -308,17 +308,17 @@ def test_good_index_parses() -> None:
 
 @pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), "5", True])
 def test_pull_refuses_a_bad_timeout_before_any_call(timeout: Any) -> None:
-    from containerd_client.pull import pull
+    from containerd_client.pull import PullOptions, pull
 
     # No client at all: the check comes before anything talks to a daemon.
     with pytest.raises(errors.InvalidArgumentError, match="timeout"):
-        pull(None, "127.0.0.1:5000/team/app:1", timeout=timeout)  # type: ignore[arg-type]
+        pull(None, "127.0.0.1:5000/team/app:1", PullOptions(timeout=timeout))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("auth", [12345, ("alice",), ("alice", 7), ["alice", SECRET]])
 def test_pull_refuses_a_bad_auth_before_any_call(auth: Any) -> None:
-    from containerd_client.pull import pull
+    from containerd_client.pull import PullOptions, pull
 
     with pytest.raises(CredentialsError) as info:
-        pull(None, "127.0.0.1:5000/team/app:1", auth=auth)  # type: ignore[arg-type]
+        pull(None, "127.0.0.1:5000/team/app:1", PullOptions(auth=auth))  # type: ignore[arg-type]
     assert SECRET not in str(info.value)
