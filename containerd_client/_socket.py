@@ -118,8 +118,10 @@ def _diagnose(path: str) -> tuple[bool, str] | None:
             "folder" if stat.S_ISDIR(info.st_mode) else "file" if stat.S_ISREG(info.st_mode) else "non-socket"
         )
         return False, _not_running(path, f"it is a {kind}, not a socket")
-    if not _access(path, os.R_OK | os.W_OK):
-        return True, _denied(f"containerd's socket {path}", info)
+    # Permission on the socket itself is read from connect(2), not os.access():
+    # a restarting daemon replaces its socket between our stat and a second
+    # look, and os.access() answers False for the vanished path as it would
+    # for a forbidden one.
     return _probe(path, info)
 
 
@@ -137,6 +139,8 @@ def _probe(path: str, info: os.stat_result) -> tuple[bool, str] | None:
         )
     if code in (errno.EACCES, errno.EPERM):
         return True, _denied(f"containerd's socket {path}", info)
+    if code == errno.ENOENT:  # replaced or removed since the stat: a daemon (re)starting or gone
+        return False, _not_running(path, "there is no socket at that path")
     return None
 
 

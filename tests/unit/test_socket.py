@@ -208,3 +208,26 @@ def test_a_folder_we_may_not_enter_is_named(open_folder: str) -> None:
     assert outcome["type"] == PermissionDeniedError.__name__, outcome
     assert f"the folder {inner} above containerd's socket {path}" in outcome["message"]
     assert "run as root" in outcome["message"]
+
+
+def test_a_socket_replaced_during_the_diagnosis_is_not_called_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarting daemon unlinks its old socket between our stat and our next look.
+
+    That is not a permission problem (found as a PermissionDeniedError raised to
+    root by an idempotent call riding out a restart, on containerd 1.7).
+    """
+    import stat as _stat
+
+    path = str(tmp_path / "containerd.sock")  # gone by the time we look again
+    real_stat = os.stat
+    old_socket = os.stat_result((_stat.S_IFSOCK | 0o660, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+    monkeypatch.setattr(
+        os, "stat", lambda p, *a, **k: old_socket if str(p) == path else real_stat(p, *a, **k)
+    )
+    found = _socket._diagnose(path)
+    assert found is not None
+    denied, message = found
+    assert not denied, message
+    assert "CONTAINERD_ADDRESS" in message
