@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
+import importlib
 import io
 import os
 import posixpath
@@ -35,7 +36,7 @@ from containerd_client.errors import (
     BlobTooLargeError,
     DecompressionBombError,
     InvalidArgumentError,
-    NotSupportedError,
+    MissingPackageError,
 )
 
 __all__ = [
@@ -531,8 +532,11 @@ def _gunzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _unzstd_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    # Imported by name: whether mypy sees either module's types depends on the
+    # interpreter and what is installed, and the code is the same either way.
+    zstd: Any
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+        zstd = importlib.import_module("compression.zstd")  # Python 3.14+
     except ImportError:
         zstd = None
     if zstd is not None:
@@ -555,16 +559,13 @@ def _unzstd_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
         except zstd.ZstdError as exc:
             raise ArchiveError(f"zstd data is corrupt: {exc}") from exc
         return
+    zstandard: Any
     try:
-        import zstandard  # type: ignore[import-not-found]
+        zstandard = importlib.import_module("zstandard")
     except ImportError:
-        # NotSupportedError's own message blames the daemon; here the client lacks a package.
-        missing = NotSupportedError("reading zstd-compressed layers on the client")
-        missing.args = (
-            "reading a zstd-compressed layer needs the Python package zstandard (or Python 3.14+), "
-            "which this client lacks: pip install 'containerd-client[zstd]'",
-        )
-        raise missing from None
+        raise MissingPackageError(
+            "reading a zstd-compressed layer", "zstandard", "zstd", alternative=" (or Python 3.14+)"
+        ) from None
     reader = zstandard.ZstdDecompressor().stream_reader(IterReader(chunks), read_across_frames=True)
     try:
         with reader:
@@ -596,7 +597,8 @@ def decompressed(
         DecompressionBombError: The stream expands past its limit (raised
             while iterating).
         ArchiveError: The compressed data is corrupt or truncated.
-        NotSupportedError: The stream is zstd and no zstd decoder is available.
+        MissingPackageError: The stream is zstd and no zstd decoder is available
+            (a ``NotSupportedError``).
     """
     source = _Counted(chunks)
     head = b""

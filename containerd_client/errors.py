@@ -10,6 +10,7 @@ The tree::
     ContainerdError
     ├── ClosedError                  use of a closed Client, executor or stream
     ├── NotSupportedError            the daemon lacks a feature (names the version needed)
+    │   └── MissingPackageError      this client lacks an optional Python package (also ImportError)
     ├── DaemonStartError             a private test daemon failed to start (testing module)
     ├── BlobTooLargeError            a blob is larger than the caller allowed (also ValueError)
     ├── cio.IOSetupError             a FIFO or its folder could not be made or opened
@@ -55,8 +56,9 @@ A ``module.Name`` entry lives beside the code that raises it, in that module
 of ``containerd_client``. Classes checked on the client before any RPC also
 derive from the builtin a Python caller expects: the ``InvalidArgumentError``
 family and ``BlobTooLargeError`` are ``ValueError``s, ``UnknownTypeError`` is
-a ``LookupError`` and ``DeadlineExceededError`` is a ``TimeoutError``, so
-``except TimeoutError`` catches a call that ran out of time.
+a ``LookupError``, ``MissingPackageError`` an ``ImportError`` and
+``DeadlineExceededError`` is a ``TimeoutError``, so ``except TimeoutError``
+catches a call that ran out of time.
 
 ``ConflictError`` is both an ``AlreadyExistsError`` and a
 ``FailedPreconditionError`` so that either ``except`` clause catches it,
@@ -87,6 +89,7 @@ __all__ = [
     "InvalidIdError",
     "InvalidSpecError",
     "InvalidTimeoutError",
+    "MissingPackageError",
     "NotFoundError",
     "NotModifiedError",
     "NotSupportedError",
@@ -156,6 +159,36 @@ class NotSupportedError(ContainerdError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.feature, self.needed, self.server_version))
+
+
+class MissingPackageError(NotSupportedError, ImportError):
+    """The client lacks an optional Python package that this call needs.
+
+    A :class:`NotSupportedError` (the feature is not available here) whose
+    fix is on the client's side: the message names the package and the
+    extra that installs it.
+
+    Attributes:
+        feature: What was asked for.
+        package: The missing Python package.
+        extra: The ``containerd-client`` extra that installs it.
+    """
+
+    def __init__(self, feature: str, package: str, extra: str, alternative: str = "") -> None:
+        ContainerdError.__init__(
+            self,
+            f"{feature} needs the Python package {package}{alternative}, which this client lacks: "
+            f"pip install 'containerd-client[{extra}]'",
+        )
+        self.feature = feature
+        self.needed = ""
+        self.server_version = ""
+        self.package = package
+        self.extra = extra
+        self.alternative = alternative
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.feature, self.package, self.extra, self.alternative))
 
 
 class DaemonStartError(ContainerdError):

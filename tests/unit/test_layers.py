@@ -188,9 +188,7 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 #: Modules that may import tenacity: the SDK's retry policy keeps it private.
-#: ``_registry`` still has its own use, which the registry split moves behind
-#: ``_retry``; drop it from here then.
-TENACITY_USERS = ("_retry", "_registry")
+TENACITY_USERS = ("_retry",)
 
 
 def _imports_tenacity(text: str) -> list[int]:

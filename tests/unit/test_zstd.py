@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from containerd_client._archive import decompressed
-from containerd_client.errors import NotSupportedError
+from containerd_client.errors import MissingPackageError, NotSupportedError
 
 _ZSTD_FRAME_START = b"\x28\xb5\x2f\xfd"  # the magic number; no decoder reads further without one
 
@@ -28,6 +28,18 @@ def test_zstd_layer_without_a_decoder_names_the_python_package(monkeypatch: pyte
     assert "containerd-client[zstd]" in message
     assert "zstandard" in message
     assert "containerd" not in message.replace("containerd-client[zstd]", "")
+    assert isinstance(info.value, MissingPackageError)
+    assert isinstance(info.value, ImportError)  # what `except ImportError` around an import expects
+    assert (info.value.package, info.value.extra) == ("zstandard", "zstd")
+
+
+def test_missing_package_error_pickles_with_its_message() -> None:
+    import pickle
+
+    err = MissingPackageError("reading a zstd-compressed layer", "zstandard", "zstd")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err)
+    assert again.package == "zstandard"
 
 
 def test_zstd_layer_decompresses_with_zstandard() -> None:
