@@ -380,14 +380,16 @@ def test_client_path_goes_through_the_proxy_unless_no_proxy(
     ref = registries.ref(tls)
     with ForwardProxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        result = pull_detailed(c16, ref, auth=(USER, PASSWORD), ca_file=tls.cert_path, via="client")
+        result = pull_detailed(
+            c16, ref, PullOptions(auth=(USER, PASSWORD), ca_file=tls.cert_path, via="client")
+        )
         assert result.via == "client"
         assert_pulled(c16, ref, registries.archive)
         # One CONNECT tunnel (TLS end to end, the registry's certificate checked) carried it all.
         assert proxy.seen() == [("CONNECT", tls.host)]
         ImageStore(c16).delete(ref, sync=True)
         monkeypatch.setenv("NO_PROXY", f"localhost,{tls.host}")
-        pull(c16, ref, auth=(USER, PASSWORD), ca_file=tls.cert_path, via="client")
+        pull(c16, ref, PullOptions(auth=(USER, PASSWORD), ca_file=tls.cert_path, via="client"))
         assert_pulled(c16, ref, registries.archive)
         assert proxy.seen() == [("CONNECT", tls.host)]
 

@@ -137,7 +137,9 @@ CASES: dict[str, Case] = {
     "annotation-empty-key": Case(_with_opt(lambda: spec.with_annotations({"": "x"})), InvalidSpec),
     "rootfs-relative": Case(_create(rootfs="rel", args=["true"]), InvalidSpec),
     "args-nul": Case(_create(args=["sh", "-c", "a\x00b"]), InvalidSpec),
-    "args-string": Case(_create(args="sh -c true"), InvalidSpec),
+    # A string command is split as docker-py splits it; one that does not split is refused.
+    "args-string-unclosed-quote": Case(_create(args='sh -c "true'), InvalidSpec),
+    "args-string-blank": Case(_create(args="   "), InvalidSpec),
     # exec options
     "exec-env-key-with-equals": Case(_exec(env={"A=B": "c"}), InvalidSpec, needs_task=True),
     "exec-cwd-relative": Case(_exec(cwd="rel"), InvalidSpec, needs_task=True),
