@@ -189,9 +189,13 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 #: Modules that may import tenacity: the SDK's retry policy keeps it private.
 TENACITY_USERS = ("_retry",)
+#: Modules that may import grpc: the rpc layer; the generated stubs of ``_pb``
+#: are the raw escape hatch behind ``client.services``.
+GRPC_USERS = ("_rpc", "_pb")
 
 
-def _imports_tenacity(text: str) -> list[int]:
+def _imports_of(text: str, top: str) -> list[int]:
+    """Lines that import the top-level package ``top`` (wherever they stand)."""
     lines = []
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
@@ -200,19 +204,34 @@ def _imports_tenacity(text: str) -> list[int]:
             names = [node.module or ""]
         else:
             continue
-        if any(n.split(".")[0] == "tenacity" for n in names):
+        if any(n.split(".")[0] == top for n in names):
             lines.append(node.lineno)
     return lines
 
 
-def test_tenacity_stays_behind_retry() -> None:
-    bad = [
-        f"{name} imports tenacity at line {line}"
+def _outside(top: str, allowed: tuple[str, ...]) -> list[str]:
+    return [
+        f"{name} imports {top} at line {line}"
         for name, path in package_modules()
-        if not any(name == m or name.startswith(m + ".") for m in TENACITY_USERS)
-        for line in _imports_tenacity(path.read_text())
+        if not any(name == m or name.startswith(m + ".") for m in allowed)
+        for line in _imports_of(path.read_text(), top)
     ]
+
+
+def test_tenacity_stays_behind_retry() -> None:
+    bad = _outside("tenacity", TENACITY_USERS)
     assert not bad, "tenacity is for _retry only (use _retry.poll or RetryPolicy):\n" + "\n".join(bad)
+
+
+def test_grpc_stops_at_the_rpc_layer() -> None:
+    bad = _outside("grpc", GRPC_USERS)
+    assert not bad, "grpc is for _rpc only (call through Caller and api descriptors):\n" + "\n".join(bad)
+
+
+def test_the_rpc_layer_is_typed_without_ignores() -> None:
+    text = (ROOT / "_rpc.py").read_text()
+    ignores = [n for n, line in enumerate(text.splitlines(), 1) if "type: ignore" in line]
+    assert not ignores, f"_rpc.py silences mypy at lines {ignores}"
 
 
 # -- the checker itself ---------------------------------------------------------
