@@ -12,8 +12,8 @@ import datetime as _dt
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from containerd_client import cio
+    from containerd_client._copy import PathStat
     from containerd_client._pb.containerd.runc.options import oci_pb2
     from containerd_client.client import Client
     from containerd_client.content import Descriptor, Platform
@@ -487,6 +488,123 @@ class Container:
         req = snapshots_pb2.MountsRequest(snapshotter=self._info.snapshotter, key=self._info.snapshot_key)
         resp = self._client.call(api.Snapshots.Mounts, req, idempotent=True)
         return list(resp.mounts)
+
+    # -- files -------------------------------------------------------------------
+
+    def put_archive(
+        self,
+        path: str,
+        data: bytes | IO[bytes] | Iterable[bytes],
+        *,
+        max_uncompressed: int | None = None,
+    ) -> None:
+        """Unpack a tar (plain, gzip or zstd) into the existing folder ``path`` of the container.
+
+        Works on a running or stopped container; see :func:`containerd_client.files.put_archive`.
+        Symlinks, in the container or in the tar, never lead a write outside
+        the container's root.
+
+        Raises:
+            InvalidPathError: ``path`` is empty or not a folder.
+            InvalidArgumentError: ``data`` is not bytes, a binary file or an iterable of bytes.
+            UnsafeArchiveError: A member has an absolute name or ``..``, is a
+                device or FIFO, or a hard link out of the archive (nothing written).
+            ArchiveError: ``data`` is not a tar.
+            DecompressionBombError: It expands too far or has too many members.
+            NotFoundError: ``path`` does not exist in the container.
+            PermissionDeniedError: The snapshot of a stopped container must
+                be mounted and this process may not mount.
+            FailedPreconditionError: The file system refused a write.
+            RPCError: A call to containerd failed.
+        """
+        from containerd_client import files
+
+        if max_uncompressed is None:
+            files.put_archive(self, path, data)
+        else:
+            files.put_archive(self, path, data, max_uncompressed=max_uncompressed)
+
+    def get_archive(self, path: str) -> tuple[Iterator[bytes], PathStat]:
+        """A tar of ``path`` in the container (as chunks of bytes) and what ``path`` is.
+
+        See :func:`containerd_client.files.get_archive`.
+
+        Raises:
+            InvalidPathError: ``path`` is empty, or a component on the way is not a folder.
+            NotFoundError: Nothing at ``path``.
+            PermissionDeniedError: The snapshot of a stopped container must
+                be mounted and this process may not mount.
+            FailedPreconditionError: The file system refused a read.
+            RPCError: A call to containerd failed.
+        """
+        from containerd_client import files
+
+        return files.get_archive(self, path)
+
+    def read_file(self, path: str, *, max_size: int | None = None) -> bytes:
+        """The bytes of a regular file of the container (16 MiB at most unless ``max_size``).
+
+        Raises:
+            InvalidPathError: ``path`` is empty, a folder or not a regular file.
+            NotFoundError: No such file.
+            BlobTooLargeError: It is larger than ``max_size``.
+            PermissionDeniedError: The snapshot of a stopped container must
+                be mounted and this process may not mount.
+            FailedPreconditionError: The file system refused the read.
+            RPCError: A call to containerd failed.
+        """
+        from containerd_client import files
+
+        return files.read_file(self, path, max_size=files.DEFAULT_MAX_READ if max_size is None else max_size)
+
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write ``data`` to the file ``path`` of the container, replacing what is there.
+
+        The folder must exist; the file is owned by root.
+
+        Raises:
+            InvalidPathError: ``path`` is empty or names a folder.
+            InvalidArgumentError: ``data`` is not bytes or ``mode`` no permission bits.
+            NotFoundError: The folder of ``path`` does not exist.
+            PermissionDeniedError: The snapshot of a stopped container must
+                be mounted and this process may not mount.
+            FailedPreconditionError: The file system refused the write.
+            RPCError: A call to containerd failed.
+        """
+        from containerd_client import files
+
+        files.write_file(self, path, data, mode=mode)
+
+    def copy_in(self, local_path: str | os.PathLike[str], container_path: str) -> None:
+        """Copy a host file or folder into the container, as ``docker cp SRC CONTAINER:DEST``.
+
+        Raises:
+            InvalidPathError: ``local_path`` does not exist, or a path is empty.
+            NotFoundError: The folder of ``container_path`` does not exist.
+            PermissionDeniedError: The snapshot of a stopped container must
+                be mounted and this process may not mount.
+            FailedPreconditionError: The file system refused a write.
+            RPCError: A call to containerd failed.
+        """
+        from containerd_client import files
+
+        files.copy_in(self, local_path, container_path)
+
+    def copy_out(self, container_path: str, local_path: str | os.PathLike[str]) -> PathStat:
+        """Copy a file or folder of the container to the host, as ``docker cp CONTAINER:SRC DEST``.
+
+        Raises:
+            InvalidPathError: A path is empty.
+            NotFoundError: Nothing at ``container_path``, or no folder for ``local_path``.
+            UnsafeArchiveError: The path holds a device or FIFO.
+            PermissionDeniedError: The snapshot of a stopped container must
+                be mounted and this process may not mount.
+            FailedPreconditionError: The file system refused a read or write.
+            RPCError: A call to containerd failed.
+        """
+        from containerd_client import files
+
+        return files.copy_out(self, container_path, local_path)
 
     def task(self) -> Task:
         """Load the container's existing task, without stdio.

@@ -26,6 +26,8 @@ The tree::
         │   ├── UnknownSignalError   a signal name or number this host does not know
         │   ├── InvalidSpecError     a spec option runc would refuse (checked before any RPC)
         │   ├── InvalidTimeoutError  a timeout or expiry that is negative, NaN, infinite or no number
+        │   ├── files.InvalidPathError  a path in a container of the wrong kind (a file where a
+        │   │                        folder is needed...), empty, or with too many symlinks
         │   ├── DecompressionBombError  data expands past its client-side limit (a gzip
         │   │                        or tar bomb, an oversized tar header); checked locally
         │   ├── _registry.InvalidReferenceError  a malformed or not fully qualified image reference

@@ -53,6 +53,8 @@ LAYER_OF: dict[str, str] = {
     "cio": "machinery",
     "_serial": "machinery",
     "_archive": "machinery",
+    "_copy": "machinery",
+    "_mount": "machinery",
     "_registry": "machinery",
     "spec": "machinery",
     # the public objects and stores
@@ -68,6 +70,7 @@ LAYER_OF: dict[str, str] = {
     "leases": "objects",
     "events": "objects",
     "pull": "objects",
+    "files": "objects",
     # the private daemon, fixtures and the pytest plugin
     "testing": "testing",
 }
