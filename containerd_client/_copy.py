@@ -132,7 +132,11 @@ def resolve(root_fd: int, path: str, *, follow_last: bool, create_dirs: bool = F
                     os.mkdir(part, 0o755, dir_fd=stack[-1])
                 todo.append(part)
                 continue
-            mode = os.fstat(fd).st_mode
+            try:
+                mode = os.fstat(fd).st_mode
+            except BaseException:
+                os.close(fd)
+                raise
             if stat.S_ISLNK(mode) and (follow_last or not last):
                 os.close(fd)
                 hops += 1
@@ -195,6 +199,23 @@ def stat_path(root_fd: int, path: str) -> PathStat:
     return PathStat(shown, st.st_size, st.st_mode, st.st_mtime, target)
 
 
+def _open_regular(parent: int, name: str) -> int | None:
+    """Open ``name`` of ``parent`` for reading if it is a regular file; ``None`` if it is anything else.
+
+    The entry is first opened with ``O_PATH`` (which opens no device, FIFO or
+    link) and only a regular file is then opened for reading, through
+    ``/proc/self/fd``: the same inode, even if the name was swapped meanwhile.
+    A device node in a snapshot may be the host's disk; it is never opened.
+    """
+    path_fd = os.open(name, _PATH, dir_fd=parent)
+    try:
+        if not stat.S_ISREG(os.fstat(path_fd).st_mode):
+            return None
+        return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(path_fd)
+
+
 def read_file(root_fd: int, path: str, max_size: int) -> bytes:
     """The bytes of a regular file in the root (symlinks followed inside the root).
 
@@ -210,15 +231,15 @@ def read_file(root_fd: int, path: str, max_size: int) -> bytes:
         if not name:
             raise InvalidPathError(f"{path!r} is a folder, not a file")
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
+            fd = _open_regular(parent, name)
         except FileNotFoundError:
             raise NotFoundError(f"{path!r}: no such file in the container") from None
     finally:
         os.close(parent)
+    if fd is None:
+        raise InvalidPathError(f"{path!r} is not a regular file")
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidPathError(f"{path!r} is not a regular file")
         if st.st_size > max_size:
             raise BlobTooLargeError(f"{path!r} is larger than {max_size} bytes")
         data = f.read(max_size + 1)
@@ -597,11 +618,9 @@ def _add(
                 tar.addfile(info)
                 return
             links[key] = arcname
-            rfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
+            rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)  # the inode checked above
             with os.fdopen(rfd, "rb") as f:
                 st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    return  # swapped while we looked
                 info.size = st.st_size
                 tar.addfile(info, cast(Any, _Exact(f, st.st_size)))
         elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):

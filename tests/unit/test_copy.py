@@ -291,3 +291,27 @@ def test_nothing_left_open(root: Path, root_fd: int, canary: Path) -> None:
             _copy.read_file(root_fd, "/nope/x", 10)
         _copy.pack(root_fd, "/", io.BytesIO())
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_device_nodes_are_never_opened(root: Path, root_fd: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stopped container's snapshot may hold a block device node of the host's disk:
+    # opening it from the host reads the host's disk. Only O_PATH opens may touch it.
+    os.mknod(root / "etc" / "disk", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        fd = real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+        if not flags & os.O_PATH and stat.S_ISCHR(os.fstat(fd).st_mode):
+            opened.append(path)
+        return fd
+
+    monkeypatch.setattr(_copy.os, "open", spy)
+    with pytest.raises(_copy.InvalidPathError):
+        _copy.read_file(root_fd, "/etc/disk", 100)
+    out = io.BytesIO()
+    _copy.pack(root_fd, "/etc", out)
+    assert opened == []
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        assert tar.getmember("etc/disk").ischr()
