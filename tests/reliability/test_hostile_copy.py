@@ -17,6 +17,7 @@ import io
 import os
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import pytest
 from containerd_client import Client
 from containerd_client._archive import ArchiveError, UnsafeArchiveError
 from containerd_client.containers import Container
-from containerd_client.errors import NotFoundError
+from containerd_client.errors import ContainerdError, NotFoundError
 from containerd_client.testing import build_busybox_archive, make_busybox_rootfs
 
 pytestmark = [
@@ -178,3 +179,37 @@ def test_reads_never_follow_links_to_the_host(container: Container, canary: Path
     container.copy_out("/tmp/box", out)
     assert os.readlink(out / "box" / "secret") == str(canary / "secret")
     assert (out / "box" / "dir").is_symlink()
+
+
+def test_symlink_swapped_while_copying(containerd: Client, canary: Path, tmp_path: Path) -> None:
+    """A container process swaps a folder for a link to the host's canary in a loop while
+    the host copies into it and reads from it: every copy lands in the container or fails
+    with a typed error; none reaches the canary."""
+    rootfs = make_busybox_rootfs(str(tmp_path / "rootfs"))
+    script = (
+        f"mkdir -p /tmp/d; echo in > /tmp/d/f; echo ready; while true; do "
+        f"mv /tmp/d /tmp/real; ln -s {canary} /tmp/d; rm /tmp/d; mv /tmp/real /tmp/d; done"
+    )
+    with containerd.create_container("swap", rootfs=rootfs, args=["sh", "-c", script]) as c:
+        task = c.new_task()
+        task.start()
+        deadline = 30.0
+        start = time.monotonic()
+        outcomes: dict[str, int] = {}
+        for i in range(150):
+            assert time.monotonic() - start < deadline
+            for op in (
+                lambda i=i: c.put_archive("/tmp/d", _tar(("f", f"p{i}", "x"))),
+                lambda: c.write_file("/tmp/d/w", b"w"),
+                lambda: c.read_file("/tmp/d/secret"),
+            ):
+                try:
+                    data = op()
+                    outcomes["ok"] = outcomes.get("ok", 0) + 1
+                    assert data != SECRET
+                except ContainerdError as exc:
+                    outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+        task.kill("SIGKILL")
+        task.wait(timeout=30)
+    assert outcomes.get("ok", 0) > 0
+    assert not (canary / "w").exists()
