@@ -99,6 +99,9 @@ def _open_proc_root(container: Container, pid: int) -> int | None:
 @contextlib.contextmanager
 def _root(container: Container, *, write: bool) -> Iterator[int]:
     """Yield a descriptor of the container's root folder; release all it took after."""
+    if write and (container.info().spec.get("root") or {}).get("readonly"):
+        # As Docker: a read-only root stays read-only, also when no task holds it.
+        raise FailedPreconditionError(f"container {container.id!r} has a read-only root file system")
     try:
         state = get_process_state(container.client, container.id)
     except NotFoundError:
@@ -174,7 +177,8 @@ def put_archive(
         NotFoundError: ``path`` does not exist in the container.
         PermissionDeniedError: A stopped container's snapshot must be
             mounted and this process may not mount.
-        FailedPreconditionError: The file system refused a write.
+        FailedPreconditionError: The container's root is read-only, or the
+            file system refused a write.
         RPCError: A call to containerd failed.
     """
     _check_path(path)
@@ -301,6 +305,7 @@ def copy_in(container: Container, local_path: str | os.PathLike[str], container_
 
     Raises:
         InvalidPathError: ``local_path`` does not exist, or a path is empty.
+        UnsafeArchiveError: ``local_path`` holds a device or FIFO.
         NotFoundError: The folder of ``container_path`` does not exist.
         PermissionDeniedError: A stopped container's snapshot must be
             mounted and this process may not mount.

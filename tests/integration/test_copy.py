@@ -190,3 +190,19 @@ def test_typed_errors(containerd: Client, busybox: str) -> None:
             c.get_archive("/nope")
         with pytest.raises(InvalidPathError):
             c.copy_in("/definitely/not/here", "/tmp")
+
+
+def test_read_only_root_refuses_writes_without_a_task(containerd: Client, busybox: str) -> None:
+    from containerd_client import spec
+    from containerd_client.errors import FailedPreconditionError
+
+    with containerd.create_container(
+        "cpro", image=busybox, args=["sleep", "60"], spec=[spec.with_readonly_rootfs()]
+    ) as c:
+        with pytest.raises(FailedPreconditionError, match="read-only"):
+            c.write_file("/tmp/x", b"x")
+        with pytest.raises(FailedPreconditionError, match="read-only"):
+            c.put_archive("/tmp", tar_of({"x": b"x"}))
+        assert c.read_file("/etc/passwd").startswith(b"root:")
+        with pytest.raises(NotFoundError):
+            c.read_file("/tmp/x")
