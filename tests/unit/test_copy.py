@@ -15,10 +15,11 @@ import stat
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from containerd_client import _copy
+from containerd_client import _copy, files
 from containerd_client._archive import ArchiveError, UnsafeArchiveError
 from containerd_client.errors import (
     BlobTooLargeError,
@@ -315,3 +316,39 @@ def test_device_nodes_are_never_opened(root: Path, root_fd: int, monkeypatch: py
     out.seek(0)
     with tarfile.open(fileobj=out) as tar:
         assert tar.getmember("etc/disk").ischr()
+
+
+class _NoRPCContainer:
+    """Stands in for a Container whose every daemon call fails the test."""
+
+    id = "c"
+
+    @property
+    def client(self) -> object:
+        raise AssertionError("bad input must be refused before any call to containerd")
+
+    def info(self) -> object:
+        raise AssertionError("bad input must be refused before any call to containerd")
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda c: files.put_archive(c, "/tmp", _tar(("f", "../x", "x"))), UnsafeArchiveError),
+        (lambda c: files.put_archive(c, "/tmp", _tar(("c", "dev", ""))), UnsafeArchiveError),
+        (lambda c: files.put_archive(c, "/tmp", b"not a tar" * 200), ArchiveError),
+        (lambda c: files.put_archive(c, "/tmp", "text"), InvalidArgumentError),
+        (lambda c: files.put_archive(c, "", _tar(("f", "x", "x"))), _copy.InvalidPathError),
+        (lambda c: files.put_archive(c, None, b""), _copy.InvalidPathError),
+        (lambda c: files.write_file(c, "/tmp/x", "text"), InvalidArgumentError),
+        (lambda c: files.write_file(c, "/tmp/x", b"", mode=0o10000), InvalidArgumentError),
+        (lambda c: files.write_file(c, "/tmp/", b""), _copy.InvalidPathError),
+        (lambda c: files.write_file(c, "/", b""), _copy.InvalidPathError),
+        (lambda c: files.read_file(c, ""), _copy.InvalidPathError),
+        (lambda c: files.get_archive(c, "a\0b"), _copy.InvalidPathError),
+        (lambda c: files.copy_in(c, "/no/such/local/path", "/tmp"), _copy.InvalidPathError),
+    ],
+)
+def test_bad_input_refused_before_any_rpc(call: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        call(_NoRPCContainer())
