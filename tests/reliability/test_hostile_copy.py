@@ -137,26 +137,29 @@ def test_writes_through_symlinks_stay_inside(container: Container, canary: Path)
     assert container.read_file("/tmp/secret") == b"mine"
 
 
-@pytest.mark.parametrize(
-    ("members", "error"),
-    [
-        ((("f", "ok", "x"), ("f", "../../../../pwned", "x")), UnsafeArchiveError),
-        ((("f", "ok", "x"), ("f", "/pwned", "x")), UnsafeArchiveError),
-        ((("f", "ok", "x"), ("h", "hl", "../../../../etc/passwd")), UnsafeArchiveError),
-        ((("f", "ok", "x"), ("c", "null", "")), UnsafeArchiveError),
-        # A hard link through a symlinked folder to the host's secret: not there in the container.
-        ((("l", "d", "/CANARY"), ("h", "hl", "d/secret")), ArchiveError),
-    ],
-)
-def test_hostile_tars_refused(
-    container: Container, canary: Path, members: tuple[tuple[str, str, str], ...], error: type[Exception]
-) -> None:
-    members = tuple((k, n, v.replace("/CANARY", str(canary))) for k, n, v in members)
-    with pytest.raises(error):
-        container.put_archive("/tmp", _tar(*members))
-    if error is UnsafeArchiveError:  # refused before anything was written
+#: Tars ``put_archive`` must refuse, and the error each gets. One container serves all
+#: (a container per case would triple the test's time for no more coverage).
+HOSTILE_TARS: list[tuple[tuple[tuple[str, str, str], ...], type[Exception]]] = [
+    ((("f", "ok", "x"), ("f", "../../../../pwned", "x")), UnsafeArchiveError),
+    ((("f", "ok", "x"), ("f", "/pwned", "x")), UnsafeArchiveError),
+    ((("f", "ok", "x"), ("h", "hl", "../../../../etc/passwd")), UnsafeArchiveError),
+    ((("f", "ok", "x"), ("h", "hl", "/etc/passwd")), UnsafeArchiveError),
+    ((("f", "ok", "x"), ("c", "null", "")), UnsafeArchiveError),
+    # A hard link through a symlinked folder to the host's secret: not there in the container.
+    ((("l", "d", "/CANARY"), ("h", "hl", "d/secret")), ArchiveError),
+]
+
+
+def test_hostile_tars_refused(container: Container, canary: Path) -> None:
+    for template, error in HOSTILE_TARS:
+        members = tuple((k, n, v.replace("/CANARY", str(canary))) for k, n, v in template)
+        with pytest.raises(error):
+            container.put_archive("/tmp", _tar(*members))
+        if error is UnsafeArchiveError:  # refused before anything was written
+            with pytest.raises(NotFoundError):
+                container.read_file("/tmp/ok")
         with pytest.raises(NotFoundError):
-            container.read_file("/tmp/ok")
+            container.read_file("/tmp/hl")
 
 
 def test_reads_never_follow_links_to_the_host(container: Container, canary: Path, tmp_path: Path) -> None:
