@@ -414,7 +414,9 @@ def extract(
 
     All members are checked first; nothing is written if one is refused.
     Missing parent folders of a member are made. An existing entry is
-    replaced (a folder only when empty), never written through.
+    replaced (a folder only when empty), never written through, except that
+    a folder member meeting a link that leads to a folder inside the root
+    keeps the link and fills its target (as ``tar --keep-directory-symlink``).
 
     Args:
         root_fd: The root the tar may not leave.
@@ -482,7 +484,12 @@ def _extract_one(
         if not name:
             return  # the member names a folder that already resolves (e.g. "a/..")
         if member.isdir():
-            fd = _dir_for(parent, name)
+            try:
+                # An existing folder, or a link to one inside the root (merged-/usr
+                # images have /lib -> usr/lib), is kept and written into.
+                fd = _open_dir(root_fd, rel)
+            except (NotFoundError, InvalidPathError):
+                fd = _dir_for(parent, name)
             try:
                 _finish(fd, None, member, owner)
             finally:

@@ -352,3 +352,23 @@ class _NoRPCContainer:
 def test_bad_input_refused_before_any_rpc(call: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         call(_NoRPCContainer())
+
+
+def test_folder_member_keeps_an_existing_link_to_a_folder(root: Path, root_fd: int, canary: Path) -> None:
+    # Merged-/usr images have /lib -> usr/lib: a tar holding "lib/" must not replace the link
+    # with an empty folder (the image would lose its libraries); it writes through it, inside.
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "usr" / "lib" / "libc.so").write_text("libc")
+    (root / "lib").symlink_to("usr/lib")
+    (root / "hostlink").symlink_to(canary)  # a link to a folder only the host has
+    _put(
+        root_fd,
+        "/",
+        _tar(("d", "lib", ""), ("f", "lib/x", "x"), ("d", "hostlink", ""), ("f", "hostlink/y", "y")),
+    )
+    assert os.readlink(root / "lib") == "usr/lib"
+    assert (root / "usr" / "lib" / "x").read_text() == "x"
+    assert (root / "usr" / "lib" / "libc.so").read_text() == "libc"
+    # The link to a folder that is not in the container is replaced by a real folder.
+    assert not (root / "hostlink").is_symlink()
+    assert (root / "hostlink" / "y").read_text() == "y"
