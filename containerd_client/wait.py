@@ -20,13 +20,14 @@ command exec'd in the task exits 0) and :func:`file` (a path exists in the
 container); :func:`all_of` and :func:`any_of` compose them, as do ``a & b``
 and ``a | b``.
 
-A wait polls its strategies (every 5 ms at first, backing off to 50 ms) and
-fails with :class:`~containerd_client.errors.WaitTimeoutError` at its
-timeout, or as soon as the task exits (it can never become ready then); the
-error carries the last lines of the kept log and the exit code. Networking
-is the caller's: :func:`port` and :func:`http` dial the address they are
-given (127.0.0.1 by default), so the service must be reachable from here
-(a published port, or the host's network namespace).
+A wait polls its strategies (every 5 ms at first, backing off to 50 ms;
+a task's new output or exit ends a pause at once) and fails with
+:class:`~containerd_client.errors.WaitTimeoutError` at its timeout, or as
+soon as the task exits (it can never become ready then); the error carries
+the last lines of the kept log and the exit code. Networking is the
+caller's: :func:`port` and :func:`http` dial the address they are given
+(127.0.0.1 by default), so the service must be reachable from here (a
+published port, or the host's network namespace).
 """
 
 from __future__ import annotations
@@ -111,8 +112,10 @@ class WaitStrategy(abc.ABC):
         probe = self._begin(task)
         deadline = time.monotonic() + limit
         pause = _FIRST_POLL
+        log = task._log
         while True:
             exited = task.exit_status
+            seen = log.end if log is not None else 0
             remaining = deadline - time.monotonic()
             if probe(max(remaining, 0.0)):
                 return
@@ -123,8 +126,12 @@ class WaitStrategy(abc.ABC):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._error(task, f"{self.describe()} not met within {limit:g} s")
-            # Sleeps on the task's exit record: an exit ends the pause at once.
-            task._exit.wait_done(min(pause, remaining))
+            if log is not None and not log.done:
+                # New output (or the streams' end, as at an exit) ends the pause at once.
+                log.wait_change(seen, min(pause, remaining))
+            else:
+                # Sleeps on the task's exit record: an exit ends the pause at once.
+                task._exit.wait_done(min(pause, remaining))
             pause = min(pause * 2, _MAX_POLL)
 
     def _error(self, task: Task, message: str) -> WaitTimeoutError:

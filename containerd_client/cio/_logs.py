@@ -206,6 +206,17 @@ class LogFile:
         except FileNotFoundError:
             return b""
 
+    @property
+    def end(self) -> int:
+        """The position after the last record (bytes ever written)."""
+        with self._cond:
+            return self._dropped + self._size
+
+    def wait_change(self, end: int, timeout: float) -> None:
+        """Sleep until something is written past position ``end``, the log ends, or ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._done or self._dropped + self._size != end, timeout)
+
     def read_since(self, pos: int, streams: frozenset[int]) -> tuple[list[bytes], int]:
         """The records of ``streams`` written after position ``pos`` (0: the start), and the new position.
 
