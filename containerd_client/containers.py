@@ -34,9 +34,13 @@ from containerd_client.errors import (
 )
 from containerd_client.tasks import (
     CLEANUP_TIMEOUT,
+    STOP_SIGNAL_LABEL,
+    STOP_TIMEOUT,
+    ExitStatus,
     Task,
     TaskStatus,
     _default_io,
+    _log_streams,
     _ProcessState,
     get_process_state,
 )
@@ -424,6 +428,7 @@ class Container:
         tty: bool | None = None,
         checkpoint: Descriptor | None = None,
         runtime_options: RuncOptions | None = None,
+        logs: bool = False,
     ) -> Task:
         """Create the container's task: its process exists but is not started.
 
@@ -439,8 +444,15 @@ class Container:
             tty: Terminal or not; by default what the spec says.
             checkpoint: The descriptor of a checkpoint to restore from.
             runtime_options: Override the container's runc options for this task.
+            logs: Also keep the output in a bounded log file in the container's
+                state folder, for :meth:`Task.logs`, :meth:`logs` and the log
+                wait strategy (FIFOs are then made even with no stream given;
+                without it and without streams the task has no stdio at all,
+                the fast path). Combines with ``stdout``/``stderr`` (each
+                chunk goes to both).
 
         Raises:
+            InvalidArgumentError: ``logs`` together with ``io`` (nothing is created).
             ConflictError: The container already has a task.
             RPCError: The daemon failed to create it; nothing is left behind.
         """
@@ -448,9 +460,20 @@ class Container:
 
         if self._deleted:
             raise NotFoundError(f"container {self.id} was deleted", StatusCode.NOT_FOUND)
+        if logs and io is not None:
+            from containerd_client.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "new_task(): logs=True keeps output from the FIFOs; it cannot go with io="
+            )
         spec = self._info.spec
         terminal = bool(spec.get("process", {}).get("terminal", False)) if tty is None else tty
-        creator = io or _default_io(stdin, stdout, stderr, terminal)
+        if logs:
+            from containerd_client import cio as _cio
+
+            creator: cio.IOCreator = _cio.stdio(stdin, stdout, stderr, terminal=terminal, logs=True)
+        else:
+            creator = io or _default_io(stdin, stdout, stderr, terminal)
         req = tasks_pb2.CreateTaskRequest(container_id=self.id)
         if self._info.snapshot_key:
             req.rootfs.extend(self._mounts())
@@ -663,6 +686,48 @@ class Container:
         if self._task is task:
             self._task = None
             self._task_deleted_here = True
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> ExitStatus | None:
+        """Stop the container's task gracefully (see :meth:`Task.stop`); None if it has none.
+
+        Raises:
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite.
+            DeadlineExceededError: It did not die even after SIGKILL.
+            RPCError: A call failed.
+        """
+        from containerd_client._ids import validate_timeout
+
+        validate_timeout(timeout, what="stop timeout", allow_none=False)
+        try:
+            task = self._task if self._task is not None else self.task()
+        except NotFoundError:
+            return None
+        return task.stop(timeout)
+
+    def logs(self, *, stdout: bool = True, stderr: bool = True, tail: int | None = None) -> bytes:
+        """The output kept of the container's last task created with ``logs=True``.
+
+        Reads the log file in the state folder, so it works after the task was
+        deleted and from another client (same state folder); for ``follow``
+        use :meth:`Task.logs`.
+
+        Raises:
+            FailedPreconditionError: No log kept (no task made with ``logs=True``).
+            InvalidArgumentError: Neither stream chosen, or a bad ``tail``.
+        """
+        from containerd_client.cio import _logs
+
+        streams = _log_streams(stdout, stderr, tail)
+        task = self._task
+        if task is not None and task.has_logs:
+            return task.logs(stdout=stdout, stderr=stderr, tail=tail)
+        try:
+            return b"".join(_logs.read_log(os.path.join(self._bundle_dir, f"{self.id}-log"), streams, tail))
+        except FileNotFoundError:
+            raise FailedPreconditionError(
+                f"container {self.id} has no kept log: create its task with new_task(logs=True)",
+                StatusCode.FAILED_PRECONDITION,
+            ) from None
 
     # -- deletion -----------------------------------------------------------------
 
@@ -956,6 +1021,7 @@ def _create_from_image(
     img = images.get(image) if isinstance(image, str) else image
     config = images.config(img, platform)
     user = str((config.get("config") or {}).get("User") or "")
+    stop_signal = (config.get("config") or {}).get("StopSignal")
     passwd = group = None
     if user:
         # Names resolve through the image's own files, read from its layers.
@@ -991,7 +1057,16 @@ def _create_from_image(
                 spec_doc,
                 runtime=runtime,
                 runtime_options=runtime_options,
-                labels={**(labels or {}), OPERATION_LABEL: lease.id},
+                labels={
+                    # The image's stop signal, where containerd's own client keeps it.
+                    **(
+                        {STOP_SIGNAL_LABEL: stop_signal}
+                        if isinstance(stop_signal, str) and stop_signal
+                        else {}
+                    ),
+                    **(labels or {}),
+                    OPERATION_LABEL: lease.id,
+                },
                 image=img.name,
                 snapshotter=snapshotter,
                 snapshot_key=container_id,

@@ -35,6 +35,8 @@ The tree::
         │       └── images.ArchiveError  a malformed archive (not a tar, files missing, bad JSON)
         │           └── images.UnsafeArchiveError  a member escapes the archive (absolute, '..', links)
         ├── DeadlineExceededError    DEADLINE_EXCEEDED (also the builtin TimeoutError)
+        │   └── WaitTimeoutError     a wait strategy was not met in time, or the task
+        │                            exited first (carries the last log lines, exit code)
         ├── NotFoundError            NOT_FOUND
         │   └── images.PlatformNotFoundError  an image has no manifest for the platform asked
         ├── AlreadyExistsError       ALREADY_EXISTS
@@ -105,6 +107,7 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "UnknownSignalError",
+    "WaitTimeoutError",
     "error_for_status",
 ]
 
@@ -256,6 +259,39 @@ class DeadlineExceededError(RPCError, TimeoutError):
     """
 
     status_code = StatusCode.DEADLINE_EXCEEDED
+
+
+class WaitTimeoutError(DeadlineExceededError):
+    """A wait strategy (:mod:`containerd_client.wait`) was not met within its timeout.
+
+    Also raised before the timeout when the task exited, since it can then
+    never become ready; :attr:`exit_code` says so.
+
+    Attributes:
+        logs: The last lines of the task's kept log (empty without ``logs=True``).
+        exit_code: The task's exit code if it exited, else None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: StatusCode | None = None,
+        *,
+        logs: tuple[str, ...] = (),
+        exit_code: int | None = None,
+    ) -> None:
+        super().__init__(message, code)
+        self.logs = tuple(logs)
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_make_wait_timeout, (self.message, self.code, self.logs, self.exit_code))
+
+
+def _make_wait_timeout(
+    message: str, code: StatusCode, logs: tuple[str, ...], exit_code: int | None
+) -> WaitTimeoutError:
+    return WaitTimeoutError(message, code, logs=logs, exit_code=exit_code)
 
 
 class NotFoundError(RPCError):

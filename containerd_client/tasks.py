@@ -24,8 +24,8 @@ import signal as _signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import attrs
 
@@ -39,11 +39,12 @@ from containerd_client.errors import (
     ContainerdError,
     DeadlineExceededError,
     FailedPreconditionError,
+    InvalidArgumentError,
     NotFoundError,
     StatusCode,
     UnavailableError,
 )
-from containerd_client.spec import parse_signal
+from containerd_client.spec import parse_signal, signal_number
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -56,9 +57,12 @@ if TYPE_CHECKING:
     from containerd_client.containers import Container
     from containerd_client.metrics import Metrics
     from containerd_client.spec import Command
+    from containerd_client.wait import WaitStrategy
 
 __all__ = [
     "CLEANUP_TIMEOUT",
+    "STOP_SIGNAL_LABEL",
+    "STOP_TIMEOUT",
     "ExecResult",
     "ExitStatus",
     "Process",
@@ -81,6 +85,14 @@ EXEC_START_CLEANUP_TIMEOUT = 45.0
 #: How long wait()/delete() let stdout/stderr drain after an exit. A
 #: grandchild that inherited the pipes can keep them open forever (moby#39383).
 IO_DRAIN_TIMEOUT = 2.0
+
+#: Default of :meth:`Task.stop`: how long the stop signal has before SIGKILL (docker's 10 s).
+STOP_TIMEOUT = 10.0
+#: Container label holding the image's stop signal (the one containerd's own
+#: ``WithImageStopSignal`` and nerdctl write); read by :meth:`Task.stop`.
+STOP_SIGNAL_LABEL = "io.containerd.image.config.stop-signal"
+#: The OCI annotation the spec carries it in (``spec.with_image_config``).
+STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
 
 #: containerd reports this exit code when it cannot know the real one.
 UNKNOWN_EXIT_CODE = 255
@@ -985,6 +997,18 @@ class Process(_ProcessBase):
         return self._mark_deleted(status)
 
 
+def _log_streams(stdout: bool, stderr: bool, tail: int | None) -> frozenset[int]:
+    """The log's stream numbers for ``logs()``; checks ``tail`` too."""
+    from containerd_client.cio import _logs
+
+    if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
+        raise InvalidArgumentError(f"tail must be None or a count >= 0, not {tail!r}")
+    streams = frozenset(n for n, on in ((_logs.STDOUT, stdout), (_logs.STDERR, stderr)) if on)
+    if not streams:
+        raise InvalidArgumentError("logs(): choose stdout, stderr or both")
+    return streams
+
+
 def _oom_kills(cgroup_version: int, raw: Any) -> int:
     """The OOM kill counter of a cgroup metrics message (v1 ``memory.oom_control``, v2 ``memory.events``)."""
     if cgroup_version == 1 and raw.HasField("memory_oom_control"):
@@ -1014,6 +1038,7 @@ class Task(_ProcessBase):
     ) -> None:
         super().__init__(container._client, container.id, "", pid, io)
         self._container = container
+        self._log: cio.LogFile | None = getattr(io, "log", None)
         self._started = started
         self._execs: dict[str, Process] = {}
         self._oom = False
@@ -1074,6 +1099,187 @@ class Task(_ProcessBase):
         if (checked or self._oom) and not status.oom_killed:
             return attrs.evolve(status, oom_killed=True)
         return status
+
+    # -- logs, readiness, stop ---------------------------------------------------------
+
+    @property
+    def has_logs(self) -> bool:
+        """Whether the output is kept (``new_task(logs=True)``), so :meth:`logs` works."""
+        return self._log is not None
+
+    @overload
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        follow: Literal[False] = False,
+    ) -> bytes: ...
+
+    @overload
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        follow: Literal[True],
+    ) -> Iterator[bytes]: ...
+
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        follow: bool = False,
+    ) -> bytes | Iterator[bytes]:
+        """The output kept so far, or an iterator over it that ends when the task exits.
+
+        Needs ``new_task(logs=True)``. Output is kept line by line (a line
+        longer than 16 KiB in pieces), the two streams interleaved in the
+        order their lines arrived; a line still open (no newline yet) shows
+        once it completes or the stream ends. The log is bounded
+        (``cio.LOG_MAX_BYTES``, oldest lines dropped) and stays readable after
+        the task exited, until the container is deleted.
+
+        Args:
+            stdout: Include stdout.
+            stderr: Include stderr.
+            tail: Only the last ``tail`` lines (None: all kept).
+            follow: Return an iterator of lines (bytes, line ending included):
+                the kept ones (the last ``tail``), then new ones as they
+                arrive. It ends once the task exited and its output was read
+                (at most ``IO_DRAIN_TIMEOUT`` after the exit, even if a
+                grandchild holds the streams open).
+
+        Returns:
+            The bytes (lines concatenated), or with ``follow`` the iterator.
+
+        Raises:
+            FailedPreconditionError: The task was created without ``logs=True``.
+            InvalidArgumentError: Neither stream chosen, or a bad ``tail``.
+        """
+        streams = _log_streams(stdout, stderr, tail)
+        log = self._log
+        if log is None:
+            raise FailedPreconditionError(
+                f"task {self._container_id} keeps no logs: create it with new_task(logs=True)",
+                StatusCode.FAILED_PRECONDITION,
+            )
+        if not follow:
+            return b"".join(log.read(streams, tail))
+        return log.follow(streams, tail, self._follow_stop())
+
+    def _follow_stop(self) -> Callable[[], bool]:
+        """True once the exit is known and the output had IO_DRAIN_TIMEOUT to arrive."""
+        seen: list[float] = []
+
+        def stop() -> bool:
+            if not self._exit.done and self._deleted is None:
+                return False
+            now = time.monotonic()
+            if not seen:
+                seen.append(now)
+            return now - seen[0] >= IO_DRAIN_TIMEOUT
+
+        return stop
+
+    def _last_log_lines(self, n: int = 20) -> tuple[str, ...]:
+        """The last ``n`` kept lines, decoded, for error messages ((): no log)."""
+        from containerd_client.cio import _logs
+
+        if self._log is None:
+            return ()
+        try:
+            records = self._log.read(frozenset({_logs.STDOUT, _logs.STDERR}), n)
+        except OSError:
+            return ()
+        return tuple(r.decode("utf-8", "replace").rstrip("\r\n") for r in records)
+
+    @property
+    def stop_signal(self) -> int:
+        """The signal :meth:`stop` sends: the image's ``StopSignal``, else SIGTERM.
+
+        Read from the container's :data:`STOP_SIGNAL_LABEL` label, else the
+        spec's ``org.opencontainers.image.stopSignal`` annotation (both set at
+        create from the image config). A value this host does not know is
+        logged and SIGTERM used.
+        """
+        info = self._container._info
+        value = info.labels.get(STOP_SIGNAL_LABEL) or (info.spec.get("annotations") or {}).get(
+            STOP_SIGNAL_ANNOTATION
+        )
+        if value:
+            try:
+                return signal_number(value)
+            except ContainerdError:
+                logger.warning(
+                    "container %s: unknown stop signal %r; using SIGTERM", self._container_id, value
+                )
+        return int(_signal.SIGTERM)
+
+    def stop(
+        self, timeout: float = STOP_TIMEOUT, *, signal: int | str | _signal.Signals | None = None
+    ) -> ExitStatus:
+        """Stop the task gracefully: the stop signal, then SIGKILL after ``timeout``.
+
+        Sends :attr:`stop_signal` (or ``signal``) to the init process, waits
+        up to ``timeout`` seconds for the exit, then sends SIGKILL to every
+        process of the task and waits for the exit. The task is not deleted.
+        A task that already exited returns its status at once.
+
+        Args:
+            timeout: Seconds between the stop signal and SIGKILL (0 kills at once).
+            signal: Send this instead of the image's stop signal.
+
+        Returns:
+            How the task ended (``exit_code`` 137 if it had to be killed).
+
+        Raises:
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is sent).
+            UnknownSignalError: ``signal`` is not a signal here (nothing is sent).
+            DeadlineExceededError: It did not die even after SIGKILL (within CLEANUP_TIMEOUT).
+            RPCError: A kill failed for another reason than the task being gone.
+        """
+        grace = validate_timeout(timeout, what="stop timeout", allow_none=False)
+        assert grace is not None
+        sig = parse_signal(signal) if signal is not None else self.stop_signal
+        done = self.exit_status
+        if done is not None:
+            return done
+        if grace > 0:
+            with contextlib.suppress(NotFoundError):
+                self.kill(sig)
+            try:
+                return self.wait(grace)
+            except DeadlineExceededError:
+                logger.debug("task %s ignored signal %d for %g s; killing it", self._container_id, sig, grace)
+        with contextlib.suppress(NotFoundError):
+            self.kill(_signal.SIGKILL, all=True)
+        return self.wait(CLEANUP_TIMEOUT)
+
+    def wait_for(self, *strategies: WaitStrategy, timeout: float = 60.0) -> None:
+        """Block until every strategy is met (``wait.log(...)``, ``wait.port(...)``, ...).
+
+        Example::
+
+            task.wait_for(wait.log(r"ready"), wait.port(8080), timeout=10)
+
+        Raises:
+            WaitTimeoutError: Not met within ``timeout``, or the task exited
+                first; carries the last log lines and the exit code.
+            InvalidTimeoutError: ``timeout`` is negative, NaN or infinite.
+            FailedPreconditionError: A log strategy on a task without ``logs=True``.
+            InvalidArgumentError: No strategy given.
+        """
+        from containerd_client import wait as _wait
+
+        if not strategies:
+            raise InvalidArgumentError("wait_for() needs at least one strategy")
+        strategy = strategies[0] if len(strategies) == 1 else _wait.all_of(*strategies)
+        strategy.wait(self, timeout)
 
     def start(self) -> None:
         """Start the task's process (runc start).

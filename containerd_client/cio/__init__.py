@@ -39,6 +39,7 @@ from __future__ import annotations
 from containerd_client.cio._creators import StdioCreator, attach, stdio
 from containerd_client.cio._engine import CLOSE_TIMEOUT as CLOSE_TIMEOUT  # FifoIO.close's default
 from containerd_client.cio._engine import FifoIO
+from containerd_client.cio._logs import LogFile
 from containerd_client.cio._protocol import PIPE, IOConfig, IOCreator, IOSetupError, ProcessIO
 from containerd_client.cio._sinks import Capture, Lines, OutputSink
 from containerd_client.cio._sources import StdinSource
@@ -52,6 +53,7 @@ __all__ = [
     "IOCreator",
     "IOSetupError",
     "Lines",
+    "LogFile",
     "OutputSink",
     "ProcessIO",
     "StaticIO",
@@ -68,8 +70,12 @@ __all__ = [
 #: How many bytes :meth:`FifoIO.stdin_write` queues before it blocks (read when
 #: each FifoIO is built, so setting ``cio.STDIN_QUEUE_LIMIT`` takes effect).
 STDIN_QUEUE_LIMIT = 4 << 20
+#: Bound of the log file kept with ``stdio(logs=True)`` (``new_task(logs=True)``);
+#: past it the oldest lines are dropped. Read when each log is made.
+LOG_MAX_BYTES = 8 << 20
 
 # Where things live: _protocol (IOConfig, ProcessIO, IOCreator, PIPE,
 # IOSetupError), _sinks (stdout/stderr targets), _sources (stdin feeds),
 # _static (null_io, log_file, binary_io), _engine (FifoIO, the copy threads),
-# _creators (stdio, attach), _fifo (non-blocking FIFO syscalls).
+# _creators (stdio, attach), _fifo (non-blocking FIFO syscalls), _logs (the
+# bounded log file behind Task.logs()).

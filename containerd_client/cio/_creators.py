@@ -10,8 +10,9 @@ import attrs
 
 from containerd_client.cio import _fifo
 from containerd_client.cio._engine import FifoIO, _close_fd, _InStream, _OutStream, _remove
+from containerd_client.cio._logs import FdFeed, LogFile, TeeFeed
 from containerd_client.cio._protocol import IOConfig, IOSetupError
-from containerd_client.cio._sinks import Lines, OutputSink, _check_sink, _Feed, _plan_sink
+from containerd_client.cio._sinks import Lines, OutputSink, _check_sink, _Feed, _plan_sink, _SinkPlan
 from containerd_client.cio._sources import (
     StdinSource,
     _check_source,
@@ -39,6 +40,15 @@ class _Builder:
         self.outputs: list[_OutStream] = []
         self.stdin: _InStream | None = None
         self.fed: set[int] = set()  # ids of the sinks that got a feed
+        self.log: LogFile | None = None
+
+    def open_log(self, path: str) -> None:
+        from containerd_client import cio
+
+        try:
+            self.log = LogFile(path, cio.LOG_MAX_BYTES)
+        except OSError as exc:
+            raise IOSetupError(f"cannot create log file {path}: {exc}", path) from exc
 
     def ensure_dir(self, folder: str) -> None:
         missing: list[str] = []
@@ -76,6 +86,12 @@ class _Builder:
         self.fds.append(fd)
         self.fed.add(id(sink))
         plan = _plan_sink(sink)
+        if self.log is not None:
+            # Keep a copy in the log: the caller's sink gets each chunk after it.
+            other: _Feed | None = plan.feed
+            if plan.fd >= 0:
+                other = FdFeed(plan.fd)
+            plan = _SinkPlan(feed=TeeFeed(self.log.feed(name), other), keep=plan.keep)
         if plan.feed is not None:
             self.feeds.append(plan.feed)
         self.outputs.append(_OutStream(name, path, fd, plan))
@@ -99,6 +115,7 @@ class _Builder:
             canceller=self.canceller,
             owned_paths=self.owned_paths,
             owned_dirs=self.owned_dirs,
+            log=self.log,
         )
 
     def undo(self) -> None:
@@ -111,6 +128,9 @@ class _Builder:
                 logger.debug("closing a sink during cleanup failed", exc_info=True)
         for flag in self.flags:
             flag.close()
+        if self.log is not None:
+            self.log.finish()
+            _remove(self.log.path)
         for path in self.owned_paths:
             _remove(path)
         for folder in reversed(self.owned_dirs):
@@ -141,6 +161,7 @@ class StdioCreator:
     stdout: Any
     stderr: Any
     terminal: bool
+    logs: bool = False
 
     def __call__(self, fifo_dir: str, process_id: str) -> FifoIO:
         _check_process_id(process_id)
@@ -149,6 +170,8 @@ class StdioCreator:
         builder = _Builder(process_id)
         try:
             builder.ensure_dir(fifo_dir)
+            if self.logs:
+                builder.open_log(base + "-log")
             stdin_path = ""
             if self.stdin is not None:
                 stdin_path = base + "-stdin"
@@ -177,6 +200,7 @@ def stdio(
     stderr: OutputSink = None,
     *,
     terminal: bool = False,
+    logs: bool = False,
 ) -> StdioCreator:
     """Stdio through FIFOs ``<fifo_dir>/<process_id>-stdin|-stdout|-stderr`` that we copy.
 
@@ -196,6 +220,10 @@ def stdio(
             each chunk, :class:`Capture`, :class:`Lines` or None.
         stderr: Like ``stdout``; ignored with ``terminal`` (a Lines ends at once).
         terminal: Whether the process gets a TTY.
+        logs: Also keep the output in a bounded log file
+            ``<fifo_dir>/<process_id>-log`` (:class:`LogFile`, at most
+            :data:`LOG_MAX_BYTES`), which outlives the FIFOs; the FifoIO's
+            ``log`` attribute reads it.
 
     Raises:
         TypeError: A source or sink of an unsupported type.
@@ -204,7 +232,7 @@ def stdio(
         _check_source(stdin)
     _check_sink(stdout, "stdout")
     _check_sink(stderr, "stderr")
-    return StdioCreator(stdin, stdout, stderr, terminal)
+    return StdioCreator(stdin, stdout, stderr, terminal, logs)
 
 
 def _is_fifo_path(value: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from containerd_client.cio import _fifo
+from containerd_client.cio._logs import LogFile
 from containerd_client.cio._protocol import IOConfig
 from containerd_client.cio._sinks import _Feed, _SinkPlan
 from containerd_client.cio._sources import _read_chunks, _SourceKind, _StdinQueue
@@ -73,8 +74,10 @@ class FifoIO:
         canceller: _fifo.Flag,
         owned_paths: list[str],
         owned_dirs: list[str],
+        log: LogFile | None = None,
     ) -> None:
         self._config = config
+        self._log = log
         self._process_id = process_id
         self._stdin = stdin
         self._outputs = outputs
@@ -99,6 +102,11 @@ class FifoIO:
     def config(self) -> IOConfig:
         """What goes into the create/exec request."""
         return self._config
+
+    @property
+    def log(self) -> LogFile | None:
+        """The log file kept of the output (``stdio(logs=True)``), else None."""
+        return self._log
 
     @property
     def errors(self) -> tuple[BaseException, ...]:

@@ -180,7 +180,11 @@ class _WriteFeed:
 
 
 class _TextFeed:
-    """A text file without a descriptor (StringIO, a captured sys.stdout)."""
+    """A text stream written as text: StringIO, Jupyter's sys.stdout, look-alikes.
+
+    Output is decoded as UTF-8 (undecodable bytes replaced) and each chunk is
+    passed to ``write`` as it arrives.
+    """
 
     def __init__(self, file: IO[str]) -> None:
         self._file = file
@@ -195,7 +199,9 @@ class _TextFeed:
         text = self._decoder.decode(b"", final=True)
         if text:
             self._file.write(text)
-        self._file.flush()
+        flush = getattr(self._file, "flush", None)
+        if flush is not None:
+            flush()
 
 
 #: Where a stdout/stderr stream goes: None (discard), a file object (its
@@ -232,6 +238,15 @@ def _sink_fd(sink: object) -> int:
     return fd if isinstance(fd, int) and fd >= 0 else -1
 
 
+def _is_text(sink: object) -> bool:
+    """Whether ``write`` takes str: a TextIOBase, or a look-alike with a text ``encoding``."""
+    if isinstance(sink, _io.TextIOBase):
+        return True
+    if isinstance(sink, _io.RawIOBase | _io.BufferedIOBase):
+        return False
+    return isinstance(getattr(sink, "encoding", None), str)
+
+
 def _plan_sink(sink: object) -> _SinkPlan:
     """Open the feed for a sink; called when the process IO is built."""
     if sink is None:
@@ -239,7 +254,12 @@ def _plan_sink(sink: object) -> _SinkPlan:
     if isinstance(sink, Capture | Lines):
         return _SinkPlan(feed=sink._open_feed())
     if hasattr(sink, "write"):
-        fd = _sink_fd(sink)
+        text = _is_text(sink)
+        # A text stream's descriptor is its own only for a real file's text
+        # layer. Jupyter's sys.stdout (ipykernel's OutStream) answers fileno()
+        # with the kernel process's original stdout, the server's terminal:
+        # writing there would bypass the cell. Other text streams get text.
+        fd = _sink_fd(sink) if not text or isinstance(sink, _io.TextIOWrapper) else -1
         if fd >= 0:
             # We write beneath the object's buffer: flush it first so that
             # what the caller wrote earlier comes first.
@@ -247,7 +267,7 @@ def _plan_sink(sink: object) -> _SinkPlan:
             if flush is not None:
                 flush()
             return _SinkPlan(fd=fd, keep=sink)
-        if isinstance(sink, _io.TextIOBase):
+        if text:
             return _SinkPlan(feed=_TextFeed(sink))  # type: ignore[arg-type]
         return _SinkPlan(feed=_WriteFeed(sink))  # type: ignore[arg-type]
     return _SinkPlan(feed=_CallFeed(sink))  # type: ignore[arg-type]

@@ -607,6 +607,7 @@ def build_busybox_archive(
     gzip: bool = False,
     busybox: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    stop_signal: str | None = None,
 ) -> ImageArchive:
     """Write a busybox image: the host's static busybox plus all its applets.
 
@@ -633,6 +634,7 @@ def build_busybox_archive(
         busybox: The busybox binary; defaults to ``busybox`` on ``PATH``.
         cache_dir: Keep built archives here, keyed by every input, and copy
             from there next time.
+        stop_signal: Config ``StopSignal`` (``"SIGUSR1"``), what ``stop()`` sends.
 
     Returns:
         The digests and name of what was written.
@@ -659,6 +661,8 @@ def build_busybox_archive(
         config["WorkingDir"] = workdir
     if labels:
         config["Labels"] = dict(labels)
+    if stop_signal is not None:
+        config["StopSignal"] = stop_signal
 
     passwd_lines = [
         "root:x:0:0:root:/root:/bin/sh",

@@ -657,6 +657,7 @@ def test_public_names() -> None:
             "IOCreator",
             "IOSetupError",
             "Lines",
+            "LogFile",
             "OutputSink",
             "ProcessIO",
             "StaticIO",

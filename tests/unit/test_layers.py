@@ -62,6 +62,7 @@ LAYER_OF: dict[str, str] = {
     "client": "objects",
     "containers": "objects",
     "tasks": "objects",
+    "wait": "objects",
     "processes": "objects",
     "images": "objects",
     "content": "objects",
