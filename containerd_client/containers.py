@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client import network as _network
 from containerd_client._convert import from_timestamp
 from containerd_client._ids import validate_id
 from containerd_client._pb import api
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from containerd_client.content import Descriptor, Platform
     from containerd_client.events import Event
     from containerd_client.images import Image
+    from containerd_client.network import PortMapping
     from containerd_client.spec import Command, SpecOpt
 
 __all__ = [
@@ -352,6 +354,38 @@ class Container:
     def __repr__(self) -> str:
         return f"<Container {self.id!r} namespace={self._client.namespace_name!r}>"
 
+    # -- network ------------------------------------------------------------------
+
+    @property
+    def network(self) -> str | None:
+        """The CNI network the SDK attached this container to (``"bridge"``...), else None."""
+        return self._info.labels.get(_network.NETWORK_LABEL) or None
+
+    @property
+    def ports(self) -> tuple[PortMapping, ...]:
+        """The published ports (host ports picked), read from the record's labels."""
+        return _network.parse_ports_label(self._info.labels.get(_network.PORTS_LABEL, ""))
+
+    def host_port(self, container_port: int, protocol: str = "tcp") -> int:
+        """The host port (on 127.0.0.1) that ``container_port`` is published on.
+
+        Raises:
+            NotFoundError: That port is not published.
+        """
+        for port in self.ports:
+            if port.container_port == container_port and port.protocol == protocol:
+                return port.host_port
+        raise NotFoundError(f"port {container_port}/{protocol} of container {self.id} is not published")
+
+    def _detach_network(self) -> None:
+        """Run CNI DEL and remove the namespace, if the SDK attached one here. Idempotent.
+
+        Raises:
+            NetworkError: DEL or the namespace's removal failed.
+        """
+        if self.network is not None:
+            _network.detach(self._state_root, self._client.namespace_name, self.id)
+
     # -- record ------------------------------------------------------------------
 
     def info(self, *, refresh: bool = False) -> ContainerInfo:
@@ -562,6 +596,7 @@ class Container:
         Raises:
             FailedPreconditionError: It still has a task (and not ``force``).
             NotFoundError: It does not exist.
+            NetworkError: Its CNI network could not be torn down (the record is gone).
             RPCError: The call failed.
         """
         from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
@@ -585,6 +620,7 @@ class Container:
         if snapshot and self._info.snapshot_key:
             self._remove_snapshot()
         self._remove_bundle()
+        self._detach_network()
 
     def _remove_snapshot(self) -> None:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
@@ -655,6 +691,13 @@ class Container:
             logger.warning("client closed before container %s could be deleted", self.id)
         except ContainerdError:
             logger.warning("cleanup of container %s failed", self.id, exc_info=True)
+        finally:
+            # Whatever happened to the record, the container is given up: its
+            # network goes now (idempotent after a delete that did it).
+            try:
+                self._detach_network()
+            except ContainerdError:
+                logger.warning("network teardown of container %s failed", self.id, exc_info=True)
 
     def _defer_cleanup(self) -> None:
         """The daemon is away: delete this container (task, snapshot, FIFOs) once it is back.
@@ -714,12 +757,81 @@ def create_container(
     snapshotter: str = "",
     snapshot_key: str = "",
     state_dir: str | None = None,
+    network: str | None = None,
+    ports: Mapping[Any, Any] | None = None,
+    network_config: _network.NetworkConfig | None = None,
 ) -> Container:
     """Create a container record (see :meth:`Client.create_container`)."""
     from containerd_client import spec as _spec
 
     validate_id(container_id, what="container id")
     argv = None if args is None else _spec.command_args(args)
+    # The network request is checked before any RPC or namespace is made.
+    net = _network.plan(
+        network,
+        ports,
+        network_config or _network.NetworkConfig(),
+        state_root=_state_root(state_dir),
+        namespace=client.namespace_name,
+        container_id=container_id,
+    )
+    net_opts: list[SpecOpt] = []
+    net_labels: dict[str, str] = {}
+    if net.kind == "host":
+        net_opts.append(_spec.with_host_network())
+    attachment = _network.attach(net) if net.kind == "cni" else None
+    if attachment is not None:
+        net_opts.append(_spec.with_network_namespace(attachment.netns))
+        net_labels[_network.NETWORK_LABEL] = attachment.network
+        if attachment.ports:
+            net_labels[_network.PORTS_LABEL] = _network.ports_label(attachment.ports)
+    try:
+        return _create_container(
+            client,
+            container_id,
+            spec=spec,
+            argv=argv,
+            rootfs=rootfs,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels={**(labels or {}), **net_labels} if net_labels else labels,
+            image=image,
+            platform=platform,
+            snapshotter=snapshotter,
+            snapshot_key=snapshot_key,
+            state_dir=state_dir,
+            net_opts=net_opts,
+        )
+    except BaseException:
+        if attachment is not None:
+            try:
+                _network.detach(_state_root(state_dir), client.namespace_name, container_id)
+            except ContainerdError:
+                logger.warning(
+                    "network teardown after a failed create of %s failed", container_id, exc_info=True
+                )
+        raise
+
+
+def _create_container(
+    client: Client,
+    container_id: str,
+    *,
+    spec: Mapping[str, Any] | Iterable[SpecOpt] | None,
+    argv: list[str] | None,
+    rootfs: str | None,
+    runtime: str,
+    runtime_options: RuncOptions | None,
+    labels: Mapping[str, str] | None,
+    image: str | Image,
+    platform: Platform | str | None,
+    snapshotter: str,
+    snapshot_key: str,
+    state_dir: str | None,
+    net_opts: list[SpecOpt],
+) -> Container:
+    from containerd_client import spec as _spec
+
     if image and not snapshot_key and rootfs is None:
         return _create_from_image(
             client,
@@ -733,13 +845,14 @@ def create_container(
             platform=platform,
             snapshotter=snapshotter or "overlayfs",
             state_dir=state_dir,
+            net_opts=net_opts,
         )
     opts: list[SpecOpt] = []
     if rootfs is not None:
         opts.append(_spec.with_rootfs(rootfs))
     if argv is not None:
         opts.append(_spec.with_process_args(argv))
-    spec_doc = _build_spec(client, container_id, spec, opts)
+    spec_doc = _build_spec(client, container_id, spec, [*opts, *net_opts])
     image_name = image if isinstance(image, str) else getattr(image, "name", "")
     return _create_record(
         client,
@@ -824,6 +937,7 @@ def _create_from_image(
     platform: Platform | str | None,
     snapshotter: str,
     state_dir: str | None,
+    net_opts: Sequence[SpecOpt] = (),
 ) -> Container:
     """Unpack the image, prepare a writable snapshot keyed by the container id, create the record.
 
@@ -849,7 +963,7 @@ def _create_from_image(
         from containerd_client.errors import InvalidArgumentError
 
         raise InvalidArgumentError(f"image {img.name}: {exc}") from exc
-    spec_doc = _build_spec(client, container_id, spec, [], first=[image_opt])
+    spec_doc = _build_spec(client, container_id, spec, list(net_opts), first=[image_opt])
     snapshots = client.snapshots(snapshotter)
     nbytes = sum(layer.size for layer in images.layers(img, platform))
     with client.lease(expire=client._operation_expiry(nbytes)) as lease:

@@ -55,6 +55,7 @@ LAYER_OF: dict[str, str] = {
     "_archive": "machinery",
     "_registry": "machinery",
     "spec": "machinery",
+    "network": "machinery",
     # the public objects and stores
     "": "objects",
     "client": "objects",
