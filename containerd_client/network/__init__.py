@@ -63,6 +63,7 @@ __all__ = [
     "PortInUseError",
     "PortMapping",
     "attach",
+    "attachments",
     "detach",
     "parse_ports_label",
     "plan",
@@ -556,6 +557,29 @@ def detach(state_root: str, namespace: str, container_id: str) -> bool:
     if failure is not None:
         raise failure
     return found
+
+
+def attachments(state_root: str, namespace: str | None = None) -> list[tuple[str, str]]:
+    """The ``(namespace, container id)`` pairs with an attachment record or a pinned namespace.
+
+    For a sweep after a crash: :func:`detach` undoes each. Only this state
+    folder is looked at; nothing is checked against the daemon.
+    """
+    found: set[tuple[str, str]] = set()
+    records = os.path.join(state_root, "_cni", "attachments")
+    with contextlib.suppress(FileNotFoundError):
+        for fname in os.listdir(records):
+            ns, sep, cid = fname.removesuffix(".json").partition("--")
+            if sep and fname.endswith(".json") and (namespace is None or ns == namespace):
+                found.add((ns, cid))
+    pinned = os.path.join(state_root, "_netns")
+    with contextlib.suppress(FileNotFoundError):
+        for ns in os.listdir(pinned):
+            if namespace is not None and ns != namespace:
+                continue
+            with contextlib.suppress(NotADirectoryError, FileNotFoundError):
+                found.update((ns, cid) for cid in os.listdir(os.path.join(pinned, ns)))
+    return sorted(found)
 
 
 def ports_label(ports: tuple[PortMapping, ...]) -> str:

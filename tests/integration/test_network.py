@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -265,4 +264,21 @@ def test_cleanup_after_a_running_task_removes_the_network(
         container.new_task().start()
         assert container.ports == ()
     assert host_network_state(containerd) == before
-    assert shutil.which("ip")
+
+
+def test_attachments_left_by_a_crash_are_listed_and_detached(containerd: Client, warm: None) -> None:
+    # What a process killed between CNI ADD and the container's creation leaves:
+    # a record and a pinned namespace with a veth; detach undoes it from here.
+    root, ns = _state_root(containerd), containerd.namespace_name
+    before = host_network_state(containerd)
+    plan = network.plan(
+        "bridge", {80: None}, network.NetworkConfig(), state_root=root, namespace=ns, container_id="orphan"
+    )
+    network.attach(plan)
+    assert network.attachments(root, ns) == [(ns, "orphan")]
+    assert len(host_network_state(containerd)["veths"]) == len(before["veths"]) + 1
+    for namespace, cid in network.attachments(root, ns):
+        assert network.detach(root, namespace, cid) is True
+    assert network.attachments(root, ns) == []
+    assert network.detach(root, ns, "orphan") is False
+    assert host_network_state(containerd) == before
