@@ -282,3 +282,23 @@ def test_attachments_left_by_a_crash_are_listed_and_detached(containerd: Client,
     assert network.attachments(root, ns) == []
     assert network.detach(root, ns, "orphan") is False
     assert host_network_state(containerd) == before
+
+
+def test_ctrl_c_during_cni_add_leaves_nothing(
+    containerd: Client, busybox_rootfs: str, monkeypatch: pytest.MonkeyPatch, warm: None
+) -> None:
+    from containerd_client.network import _cni
+
+    real = _cni._exec
+
+    def interrupted(plugin: str, binary: str, conf: dict[str, object], env: dict[str, str]) -> object:
+        if plugin == "portmap" and env["CNI_COMMAND"] == "ADD":
+            raise KeyboardInterrupt  # after bridge made the veth and took an address
+        return real(plugin, binary, conf, env)
+
+    monkeypatch.setattr(_cni, "_exec", interrupted)
+    before = host_network_state(containerd)
+    with pytest.raises(KeyboardInterrupt):
+        containerd.create_container("interrupted", rootfs=busybox_rootfs, network="bridge", ports={80: None})
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
