@@ -331,6 +331,8 @@ class Container:
         # True once this object deleted the task it created: delete() then
         # knows there is none without asking (one RPC less per lifecycle).
         self._task_deleted_here = False
+        # CNI ADD still running for a container this object just created.
+        self._pending_network: _network.PendingAttachment | None = None
 
     @property
     def id(self) -> str:
@@ -383,8 +385,26 @@ class Container:
         Raises:
             NetworkError: DEL or the namespace's removal failed.
         """
+        pending, self._pending_network = self._pending_network, None
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                pending.wait()  # DEL must not race ADD; ADD's own failure is undone already
         if self.network is not None:
             _network.detach(self._state_root, self._client.namespace_name, self.id)
+
+    def wait_network(self, timeout: float | None = None) -> _network.Attachment | None:
+        """Wait until CNI ADD has configured the container's interfaces (if it still runs).
+
+        :meth:`new_task` calls it after creating the task, so a started task
+        always has its network. Returns the attachment when this object made
+        it, else None.
+
+        Raises:
+            CNIError: A plugin failed (the namespace is removed again).
+            NetworkError: ADD did not finish within ``timeout``.
+        """
+        pending = self._pending_network
+        return None if pending is None else pending.wait(timeout)
 
     # -- record ------------------------------------------------------------------
 
@@ -475,6 +495,7 @@ class Container:
 
         Raises:
             ConflictError: The container already has a task.
+            CNIError: Its CNI network failed to come up (the task is deleted again).
             RPCError: The daemon failed to create it; nothing is left behind.
         """
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
@@ -513,6 +534,14 @@ class Container:
         task._stdin.ready()
         self._task = task
         self._task_deleted_here = False
+        if self._pending_network is not None:
+            # runc only joins the namespace, so the task was made while CNI ADD
+            # ran; it must not start before its interfaces are there.
+            try:
+                self.wait_network()
+            except BaseException:
+                task.cleanup()
+                raise
         return task
 
     def _mounts(self) -> list[Any]:
@@ -779,14 +808,16 @@ def create_container(
     net_labels: dict[str, str] = {}
     if net.kind == "host":
         net_opts.append(_spec.with_host_network())
-    attachment = _network.attach(net) if net.kind == "cni" else None
-    if attachment is not None:
-        net_opts.append(_spec.with_network_namespace(attachment.netns))
-        net_labels[_network.NETWORK_LABEL] = attachment.network
-        if attachment.ports:
-            net_labels[_network.PORTS_LABEL] = _network.ports_label(attachment.ports)
+    # The namespace exists from here; CNI ADD runs on a thread while the record
+    # (and later the task) is created, and new_task waits for it.
+    pending = _network.start_attach(net) if net.kind == "cni" else None
+    if pending is not None:
+        net_opts.append(_spec.with_network_namespace(net.netns))
+        net_labels[_network.NETWORK_LABEL] = net.name
+        if pending.ports:
+            net_labels[_network.PORTS_LABEL] = _network.ports_label(pending.ports)
     try:
-        return _create_container(
+        container = _create_container(
             client,
             container_id,
             spec=spec,
@@ -803,14 +834,22 @@ def create_container(
             net_opts=net_opts,
         )
     except BaseException:
-        if attachment is not None:
-            try:
-                _network.detach(_state_root(state_dir), client.namespace_name, container_id)
-            except ContainerdError:
-                logger.warning(
-                    "network teardown after a failed create of %s failed", container_id, exc_info=True
-                )
+        if pending is not None:
+            _give_up_network(pending)
         raise
+    container._pending_network = pending
+    return container
+
+
+def _give_up_network(pending: _network.PendingAttachment) -> None:
+    """Let ADD finish, then undo it (idempotent; logs, never raises)."""
+    p = pending.plan
+    with contextlib.suppress(BaseException):
+        pending.wait()
+    try:
+        _network.detach(p.state_root, p.namespace, p.container_id)
+    except ContainerdError:
+        logger.warning("network teardown of %s failed", p.container_id, exc_info=True)
 
 
 def _create_container(

@@ -41,6 +41,7 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +60,7 @@ __all__ = [
     "NetworkConfig",
     "NetworkError",
     "NetworkPlan",
+    "PendingAttachment",
     "PluginNotFoundError",
     "PortInUseError",
     "PortMapping",
@@ -68,6 +70,7 @@ __all__ = [
     "parse_ports_label",
     "plan",
     "ports_label",
+    "start_attach",
 ]
 
 logger = logging.getLogger(__name__)
@@ -432,13 +435,83 @@ def _first_ip(result: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def attach(p: NetworkPlan) -> Attachment:
-    """Make the namespace and run CNI ADD (loopback, then the network); undone on failure.
+class PendingAttachment:
+    """An attachment whose namespace exists and whose CNI ADD runs on a thread.
+
+    The namespace is ready for runc at once (it only joins it), so the
+    container's task can be created while the plugins configure its
+    interfaces; :meth:`wait` joins them. A failed ADD undoes itself on its
+    thread before :meth:`wait` raises.
+    """
+
+    def __init__(self, p: NetworkPlan, ports: tuple[PortMapping, ...], doc: dict[str, Any]) -> None:
+        self.plan = p
+        self.ports = ports
+        self._doc = doc
+        self._result: Attachment | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"containerd-client-cni-{p.container_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        p, doc = self.plan, self._doc
+        try:
+            cni_id = str(doc["cni_id"])
+            _cni.run_list(
+                "ADD", _LOOPBACK, container_id=cni_id, netns=p.netns, ifname="lo", plugin_dirs=p.plugin_dirs
+            )
+            result = _cni.run_list(
+                "ADD",
+                p.conflist,
+                container_id=cni_id,
+                netns=p.netns,
+                ifname="eth0",
+                plugin_dirs=p.plugin_dirs,
+                runtime_config={"portMappings": doc["ports"]},
+            )
+            doc["result"] = result
+            _write_json(_record_path(p.state_root, p.namespace, p.container_id), doc)
+            self._result = Attachment(p.name, p.netns, self.ports, _first_ip(result), result or {})
+        except BaseException as exc:  # handed to wait()
+            self._error = exc
+            _undo(p)
+
+    def done(self) -> bool:
+        """Whether ADD has finished (either way)."""
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> Attachment:
+        """Wait for ADD and return the attachment.
+
+        Raises:
+            CNIError: A plugin failed (already undone).
+            NetworkError: ADD did not finish within ``timeout``.
+        """
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise NetworkError(f"CNI ADD for {self.plan.container_id} did not finish within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _undo(p: NetworkPlan) -> None:
+    try:
+        detach(p.state_root, p.namespace, p.container_id)
+    except Exception:
+        logger.warning("undoing the network of %s failed", p.container_id, exc_info=True)
+
+
+def start_attach(p: NetworkPlan) -> PendingAttachment:
+    """Reserve the ports, make the namespace, and start CNI ADD on a thread.
 
     Raises:
         PortInUseError: An explicit host port is published by another container of the SDK.
-        CNIError: A plugin failed (what was done is undone first).
-        NetworkError: The namespace could not be made (not root?).
+        ConflictError: The container already has an attachment record.
+        NetworkError: The namespace could not be made (not root?); nothing is left.
     """
     record = _record_path(p.state_root, p.namespace, p.container_id)
     with _locked(p.state_root):
@@ -464,39 +537,38 @@ def attach(p: NetworkPlan) -> Attachment:
         if os.path.exists(record):
             raise ConflictError(
                 f"container {p.container_id} already has a network attachment ({record}): "
-                "the id is in use, or a crashed process left it (client.sweep() removes it)"
+                "the id is in use, or a crashed process left it (network.detach removes it)"
             )
         # Written before anything is made, so detach can undo a half-made attachment.
         _write_json(record, doc)
     try:
-        try:
-            _netns.create(p.netns)
-        except OSError as exc:
+        _netns.create(p.netns)
+    except BaseException as exc:
+        _undo(p)
+        if isinstance(exc, OSError):
             raise NetworkError(
                 f"cannot make a network namespace at {p.netns}: {exc.strerror or exc}"
             ) from exc
-        cni_id = str(doc["cni_id"])
-        _cni.run_list(
-            "ADD", _LOOPBACK, container_id=cni_id, netns=p.netns, ifname="lo", plugin_dirs=p.plugin_dirs
-        )
-        result = _cni.run_list(
-            "ADD",
-            p.conflist,
-            container_id=cni_id,
-            netns=p.netns,
-            ifname="eth0",
-            plugin_dirs=p.plugin_dirs,
-            runtime_config={"portMappings": mappings},
-        )
-        doc["result"] = result
-        _write_json(record, doc)
-    except BaseException:
-        try:
-            detach(p.state_root, p.namespace, p.container_id)
-        except Exception:
-            logger.warning("undoing the network of %s failed", p.container_id, exc_info=True)
         raise
-    return Attachment(p.name, p.netns, ports, _first_ip(result), result or {})
+    return PendingAttachment(p, ports, doc)
+
+
+def attach(p: NetworkPlan) -> Attachment:
+    """Make the namespace and run CNI ADD (loopback, then the network); undone on failure.
+
+    Raises:
+        PortInUseError: An explicit host port is published by another container of the SDK.
+        CNIError: A plugin failed (what was done is undone first).
+        NetworkError: The namespace could not be made (not root?).
+    """
+    pending = start_attach(p)
+    try:
+        return pending.wait()
+    except BaseException:
+        # Ctrl-C while waiting: let ADD finish, then undo it.
+        pending._thread.join()
+        _undo(p)
+        raise
 
 
 def detach(state_root: str, namespace: str, container_id: str) -> bool:

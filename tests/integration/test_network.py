@@ -10,12 +10,14 @@ before the first count.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -134,6 +136,9 @@ def test_httpd_published_port_answers_on_localhost_and_leaves_nothing(
                 "path": network.netns_path(_state_root(containerd), containerd.namespace_name, "web"),
             }
         ]
+        attachment = container.wait_network()
+        assert attachment is not None
+        assert ipaddress.ip_address(attachment.ip_address or "") in ipaddress.ip_network("10.213.0.0/16")
         during = host_network_state(containerd)
         assert len(during["veths"]) == len(before["veths"]) + 1
         assert len(during["ipam"]) == len(before["ipam"]) + 1
@@ -244,11 +249,17 @@ def test_failing_plugin_gives_cni_error_and_leaves_nothing(
         containerd.namespace_name,
         network_config=network.NetworkConfig(conf_dirs=(str(conf_dir),)),
     ) as client:
-        with pytest.raises(network.CNIError) as info:
-            client.create_container("broken", rootfs=busybox_rootfs, network="broken")
-        assert info.value.plugin == "tuning"
-        assert info.value.command == "ADD"
-        assert info.value.msg
+        # ADD runs while the record and the task are made; new_task reports its failure.
+        with client.create_container(
+            "broken", rootfs=busybox_rootfs, args=["/bin/busybox", "true"], network="broken"
+        ) as container:
+            with pytest.raises(network.CNIError) as info:
+                container.new_task()
+            assert info.value.plugin == "tuning"
+            assert info.value.command == "ADD"
+            assert info.value.msg
+            with pytest.raises(NotFoundError):
+                container.task()  # the task made while ADD ran is gone again
         assert client.containers() == []
     assert host_network_state(containerd) == before
 
@@ -284,7 +295,7 @@ def test_attachments_left_by_a_crash_are_listed_and_detached(containerd: Client,
     assert host_network_state(containerd) == before
 
 
-def test_ctrl_c_during_cni_add_leaves_nothing(
+def test_ctrl_c_in_a_plugin_run_leaves_nothing(
     containerd: Client, busybox_rootfs: str, monkeypatch: pytest.MonkeyPatch, warm: None
 ) -> None:
     from containerd_client.network import _cni
@@ -297,6 +308,39 @@ def test_ctrl_c_during_cni_add_leaves_nothing(
         return real(plugin, binary, conf, env)
 
     monkeypatch.setattr(_cni, "_exec", interrupted)
+    before = host_network_state(containerd)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        containerd.create_container(
+            "interrupted", rootfs=busybox_rootfs, args=["/bin/busybox", "true"], network="bridge"
+        ) as container,
+    ):
+        container.new_task()
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
+
+
+def test_ctrl_c_while_add_runs_in_the_background_leaves_nothing(
+    containerd: Client, busybox_rootfs: str, monkeypatch: pytest.MonkeyPatch, warm: None
+) -> None:
+    # Ctrl-C lands in the caller's thread while the record is being made and
+    # CNI ADD runs on its own: create_container must wait for ADD, then undo it.
+    from containerd_client import containers
+    from containerd_client.network import _cni
+
+    real_exec = _cni._exec
+    add_started = threading.Event()
+
+    def exec_and_signal(plugin: str, binary: str, conf: dict[str, object], env: dict[str, str]) -> object:
+        add_started.set()
+        return real_exec(plugin, binary, conf, env)
+
+    def interrupted_create(*args: object, **kwargs: object) -> object:
+        assert add_started.wait(10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cni, "_exec", exec_and_signal)
+    monkeypatch.setattr(containers, "_create_container", interrupted_create)
     before = host_network_state(containerd)
     with pytest.raises(KeyboardInterrupt):
         containerd.create_container("interrupted", rootfs=busybox_rootfs, network="bridge", ports={80: None})
