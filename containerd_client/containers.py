@@ -387,8 +387,7 @@ class Container:
         """
         pending, self._pending_network = self._pending_network, None
         if pending is not None:
-            with contextlib.suppress(BaseException):
-                pending.wait()  # DEL must not race ADD; ADD's own failure is undone already
+            pending.join()  # DEL must not race ADD
         if self.network is not None:
             _network.detach(self._state_root, self._client.namespace_name, self.id)
 
@@ -400,7 +399,7 @@ class Container:
         it, else None.
 
         Raises:
-            CNIError: A plugin failed (the namespace is removed again).
+            CNIError: A plugin failed (deleting the container removes the rest).
             NetworkError: ADD did not finish within ``timeout``.
         """
         pending = self._pending_network
@@ -541,6 +540,10 @@ class Container:
                 self.wait_network()
             except BaseException:
                 task.cleanup()
+                try:
+                    self._detach_network()
+                except ContainerdError:
+                    logger.warning("network teardown of container %s failed", self.id, exc_info=True)
                 raise
         return task
 
@@ -844,8 +847,7 @@ def create_container(
 def _give_up_network(pending: _network.PendingAttachment) -> None:
     """Let ADD finish, then undo it (idempotent; logs, never raises)."""
     p = pending.plan
-    with contextlib.suppress(BaseException):
-        pending.wait()
+    pending.join()
     try:
         _network.detach(p.state_root, p.namespace, p.container_id)
     except ContainerdError:

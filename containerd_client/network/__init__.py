@@ -440,8 +440,8 @@ class PendingAttachment:
 
     The namespace is ready for runc at once (it only joins it), so the
     container's task can be created while the plugins configure its
-    interfaces; :meth:`wait` joins them. A failed ADD undoes itself on its
-    thread before :meth:`wait` raises.
+    interfaces; :meth:`wait` joins them. A failed ADD is not undone on its
+    thread: the caller of :meth:`wait` runs :func:`detach`.
     """
 
     def __init__(self, p: NetworkPlan, ports: tuple[PortMapping, ...], doc: dict[str, Any]) -> None:
@@ -475,8 +475,14 @@ class PendingAttachment:
             _write_json(_record_path(p.state_root, p.namespace, p.container_id), doc)
             self._result = Attachment(p.name, p.netns, self.ports, _first_ip(result), result or {})
         except BaseException as exc:  # handed to wait()
+            # Not undone here: runc may be joining the namespace right now, and
+            # removing it under runc turns a clear CNI error into a runc one.
+            # Whoever gets the error from wait() calls detach().
             self._error = exc
-            _undo(p)
+
+    def join(self) -> None:
+        """Wait for ADD to finish, whatever its outcome (before DEL: they must not race)."""
+        self._thread.join()
 
     def done(self) -> bool:
         """Whether ADD has finished (either way)."""
@@ -486,7 +492,7 @@ class PendingAttachment:
         """Wait for ADD and return the attachment.
 
         Raises:
-            CNIError: A plugin failed (already undone).
+            CNIError: A plugin failed (call :func:`detach` to undo the rest).
             NetworkError: ADD did not finish within ``timeout``.
         """
         self._thread.join(timeout)
@@ -566,7 +572,7 @@ def attach(p: NetworkPlan) -> Attachment:
         return pending.wait()
     except BaseException:
         # Ctrl-C while waiting: let ADD finish, then undo it.
-        pending._thread.join()
+        pending.join()
         _undo(p)
         raise
 
