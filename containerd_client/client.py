@@ -739,6 +739,7 @@ class Client:
         snapshotter: str = "overlayfs",
         runtime_options: RuncOptions | None = None,
         pull_options: PullOptions | None = None,
+        network: str | None = None,
     ) -> ExecResult:
         """Run a command in a new container from ``image`` and return its exit code and output.
 
@@ -764,12 +765,16 @@ class Client:
             runtime_options: runc options.
             pull_options: How to pull a missing image (:class:`~containerd_client.pull.PullOptions`);
                 ``platform`` and ``snapshotter`` above replace its own.
+            network: As for :meth:`create_container` (``"bridge"`` gives it an
+                address and a route out; the network is removed with the container).
 
         Raises:
             InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is done).
             InvalidIdError: ``container_id`` breaks containerd's rules (nothing is done).
             InvalidSpecError: ``args``, ``env`` or ``cwd`` would be refused by runc, or
                 ``args`` is a string that is empty or whose quotes do not close (nothing is done).
+            InvalidNetworkError: An unknown network (nothing is done).
+            CNIError: A CNI plugin failed; nothing is left behind.
             DeadlineExceededError: It ran longer than ``timeout`` (it was killed).
             NotFoundError: The image is not here and ``pull`` is False.
             RPCError: A step failed; nothing is left behind.
@@ -792,6 +797,19 @@ class Client:
             args = _spec.command_args(args)
         if container_id is not None:
             validate_id(container_id, what="container id")
+        if network is not None:
+            from containerd_client import network as _network
+            from containerd_client.containers import _state_root
+
+            # Checked (no side effects) before any pull; create_container checks again.
+            _network.plan(
+                network,
+                None,
+                self._network_config or _network.NetworkConfig(),
+                state_root=_state_root(self._state_dir),
+                namespace=self.namespace_name,
+                container_id=container_id or "run",
+            )
         if isinstance(image, str):
             ref = image
             try:
@@ -816,6 +834,7 @@ class Client:
             platform=platform,
             snapshotter=snapshotter,
             runtime_options=runtime_options,
+            network=network,
         ) as container:
             task = container.new_task(stdin=stdin, stdout=out, stderr=err)
             task.start()

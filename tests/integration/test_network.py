@@ -346,3 +346,19 @@ def test_ctrl_c_while_add_runs_in_the_background_leaves_nothing(
         containerd.create_container("interrupted", rootfs=busybox_rootfs, network="bridge", ports={80: None})
     assert containerd.containers() == []
     assert host_network_state(containerd) == before
+
+
+@pytest.mark.containerd_leaks_ok("images", reason="the imported image is the test's setup")
+def test_run_with_bridge_network_sees_eth0(containerd: Client, tmp_path: Path, warm: None) -> None:
+    from containerd_client.testing import build_busybox_archive
+
+    (image,) = containerd.images.import_archive(build_busybox_archive(tmp_path / "bb.tar").path)
+    before = host_network_state(containerd)
+    assert b"eth0" not in containerd.run(image, ["cat", "/proc/net/dev"]).stdout
+    result = containerd.run(image, ["cat", "/proc/net/dev"], network="bridge")
+    assert result.exit_code == 0
+    assert b"eth0" in result.stdout
+    with pytest.raises(network.InvalidNetworkError, match="no network 'nosuch'"):
+        containerd.run("example.invalid/never-pulled:1", ["true"], network="nosuch")
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
