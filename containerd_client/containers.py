@@ -806,6 +806,7 @@ def create_container(
         state_root=_state_root(state_dir),
         namespace=client.namespace_name,
         container_id=container_id,
+        session=client.session,
     )
     net_opts: list[SpecOpt] = []
     net_labels: dict[str, str] = {}

@@ -70,6 +70,7 @@ __all__ = [
     "parse_ports_label",
     "plan",
     "ports_label",
+    "record",
     "start_attach",
 ]
 
@@ -164,6 +165,7 @@ class NetworkPlan:
     namespace: str = ""
     container_id: str = ""
     plugin_dirs: tuple[str, ...] = ()
+    session: str = ""
 
 
 @attrs.frozen
@@ -313,8 +315,12 @@ def plan(
     state_root: str,
     namespace: str,
     container_id: str,
+    session: str = "",
 ) -> NetworkPlan:
     """Check a network request; nothing is made.
+
+    ``session`` (the client's session id) is kept in the attachment's record,
+    so a sweep can tell whose it is.
 
     Raises:
         InvalidNetworkError: Unknown network, malformed ports, or ports without a
@@ -351,6 +357,7 @@ def plan(
         namespace=namespace,
         container_id=container_id,
         plugin_dirs=config.plugin_dirs,
+        session=session,
     )
 
 
@@ -519,7 +526,7 @@ def start_attach(p: NetworkPlan) -> PendingAttachment:
         ConflictError: The container already has an attachment record.
         NetworkError: The namespace could not be made (not root?); nothing is left.
     """
-    record = _record_path(p.state_root, p.namespace, p.container_id)
+    record_file = _record_path(p.state_root, p.namespace, p.container_id)
     with _locked(p.state_root):
         ports = _pick_ports(p.ports, _ports_taken(p.state_root))
         mappings = [
@@ -538,15 +545,16 @@ def start_attach(p: NetworkPlan) -> PendingAttachment:
             "cni_id": _cni_id(p.namespace, p.container_id),
             "plugin_dirs": list(p.plugin_dirs),
             "ports": mappings,
+            "session": p.session,
             "result": None,
         }
-        if os.path.exists(record):
+        if os.path.exists(record_file):
             raise ConflictError(
-                f"container {p.container_id} already has a network attachment ({record}): "
+                f"container {p.container_id} already has a network attachment ({record_file}): "
                 "the id is in use, or a crashed process left it (network.detach removes it)"
             )
         # Written before anything is made, so detach can undo a half-made attachment.
-        _write_json(record, doc)
+        _write_json(record_file, doc)
     try:
         _netns.create(p.netns)
     except BaseException as exc:
@@ -590,15 +598,15 @@ def detach(state_root: str, namespace: str, container_id: str) -> bool:
         CNIError: A plugin's DEL failed (the namespace is removed anyway).
         NetworkError: The namespace could not be removed.
     """
-    record = _record_path(state_root, namespace, container_id)
+    record_file = _record_path(state_root, namespace, container_id)
     netns = netns_path(state_root, namespace, container_id)
     try:
-        with open(record) as fh:
+        with open(record_file) as fh:
             doc = json.load(fh)
     except FileNotFoundError:
         doc = None
     except ValueError:
-        logger.warning("unreadable network record %s; removing only the namespace", record)
+        logger.warning("unreadable network record %s; removing only the namespace", record_file)
         doc = None
     found = doc is not None or os.path.lexists(netns)
     failure: BaseException | None = None
@@ -629,12 +637,25 @@ def detach(state_root: str, namespace: str, container_id: str) -> bool:
         failure = failure or NetworkError(f"cannot remove network namespace {netns}: {exc.strerror or exc}")
     if failure is None and doc is not None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(record)
+            os.unlink(record_file)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.dirname(netns))  # the namespace's folder, once empty
     if failure is not None:
         raise failure
     return found
+
+
+def record(state_root: str, namespace: str, container_id: str) -> dict[str, Any] | None:
+    """The attachment record of a container (``session``, ``network``, ``ports``...), if any.
+
+    For a sweep: compare ``record(...)["session"]`` with live sessions before :func:`detach`.
+    """
+    try:
+        with open(_record_path(state_root, namespace, container_id)) as fh:
+            doc = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def attachments(state_root: str, namespace: str | None = None) -> list[tuple[str, str]]:

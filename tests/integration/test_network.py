@@ -150,6 +150,9 @@ def test_httpd_published_port_answers_on_localhost_and_leaves_nothing(
         assert body == b"hello from a container\n"
         task.kill(signal.SIGKILL)  # httpd as pid 1 has no SIGTERM handler
         task.wait(10)
+        doc = network.record(_state_root(containerd), containerd.namespace_name, "web")
+        assert doc is not None
+        assert doc["session"] == containerd.session
         # A loaded handle sees the same ports, from the record's labels.
         assert containerd.load_container("web").host_port(80) == port
         with pytest.raises(NotFoundError, match="443/tcp"):
