@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from containerd_client.content import ContentStore, Platform
     from containerd_client.events import EventDispatcher, Subscription
     from containerd_client.images import Image, ImageStore
+    from containerd_client.network import NetworkConfig
     from containerd_client.pull import ProgressCallback, PullOptions, Via
     from containerd_client.snapshots import SnapshotStore
     from containerd_client.spec import Command, SpecOpt
@@ -200,6 +201,9 @@ class Client:
         state_dir: Folder for containers' FIFO folders (``<state_dir>/<namespace>/<id>``).
             Defaults to ``$CONTAINERD_CLIENT_STATE_DIR``, else ``/run/containerd-client``
             for root.
+        network_config: How CNI networks are set up (subnet and bridge of the
+            ``"bridge"`` network, plugin and configuration folders); see
+            :class:`~containerd_client.network.NetworkConfig`.
 
     Raises:
         InvalidIdError: The namespace breaks containerd's identifier rules
@@ -221,6 +225,7 @@ class Client:
         retry: RetryPolicy | None = None,
         channel_options: list[tuple[str, Any]] | None = None,
         state_dir: str | None = None,
+        network_config: NetworkConfig | None = None,
     ) -> None:
         from containerd_client._ids import validate_id, validate_timeout
 
@@ -236,6 +241,7 @@ class Client:
         self._state = _State.OPEN
         self._lock = threading.Lock()
         self._state_dir = state_dir
+        self._network_config = network_config
         # Live task/exec objects of this client (and its views), for the event
         # dispatcher: exits complete their waits, reconciliation asks about them.
         self._processes: weakref.WeakValueDictionary[tuple[str, str, str], _ProcessBase] = (
@@ -260,6 +266,7 @@ class Client:
         view._state = _State.OPEN
         view._lock = threading.Lock()
         view._state_dir = root._state_dir
+        view._network_config = root._network_config
         return view
 
     @property
@@ -732,6 +739,7 @@ class Client:
         snapshotter: str = "overlayfs",
         runtime_options: RuncOptions | None = None,
         pull_options: PullOptions | None = None,
+        network: str | None = None,
     ) -> ExecResult:
         """Run a command in a new container from ``image`` and return its exit code and output.
 
@@ -757,12 +765,16 @@ class Client:
             runtime_options: runc options.
             pull_options: How to pull a missing image (:class:`~containerd_client.pull.PullOptions`);
                 ``platform`` and ``snapshotter`` above replace its own.
+            network: As for :meth:`create_container` (``"bridge"`` gives it an
+                address and a route out; the network is removed with the container).
 
         Raises:
             InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is done).
             InvalidIdError: ``container_id`` breaks containerd's rules (nothing is done).
             InvalidSpecError: ``args``, ``env`` or ``cwd`` would be refused by runc, or
                 ``args`` is a string that is empty or whose quotes do not close (nothing is done).
+            InvalidNetworkError: An unknown network (nothing is done).
+            CNIError: A CNI plugin failed; nothing is left behind.
             DeadlineExceededError: It ran longer than ``timeout`` (it was killed).
             NotFoundError: The image is not here and ``pull`` is False.
             RPCError: A step failed; nothing is left behind.
@@ -785,6 +797,19 @@ class Client:
             args = _spec.command_args(args)
         if container_id is not None:
             validate_id(container_id, what="container id")
+        if network is not None:
+            from containerd_client import network as _network
+            from containerd_client.containers import _state_root
+
+            # Checked (no side effects) before any pull; create_container checks again.
+            _network.plan(
+                network,
+                None,
+                self._network_config or _network.NetworkConfig(),
+                state_root=_state_root(self._state_dir),
+                namespace=self.namespace_name,
+                container_id=container_id or "run",
+            )
         if isinstance(image, str):
             ref = image
             try:
@@ -809,6 +834,7 @@ class Client:
             platform=platform,
             snapshotter=snapshotter,
             runtime_options=runtime_options,
+            network=network,
         ) as container:
             task = container.new_task(stdin=stdin, stdout=out, stderr=err)
             task.start()
@@ -831,6 +857,8 @@ class Client:
         platform: Platform | str | None = None,
         snapshotter: str = "",
         snapshot_key: str = "",
+        network: str | None = None,
+        ports: Mapping[int | str, int | None] | None = None,
     ) -> Container:
         """Create a container record; use it in a ``with`` block to have it deleted.
 
@@ -852,9 +880,23 @@ class Client:
             platform: The image platform (host's by default).
             snapshotter: The snapshotter for the rootfs (``overlayfs``).
             snapshot_key: An existing snapshot to use as rootfs instead.
+            network: ``None`` or ``"none"`` (a private namespace with only
+                ``lo``, the default), ``"host"`` (the host's network),
+                ``"bridge"`` (the SDK's CNI bridge network, see
+                :mod:`containerd_client.network`) or the name of a CNI network
+                configured in the client's ``network_config.conf_dirs``.
+                A CNI network's namespace is made now and removed with the container.
+            ports: Ports to publish on 127.0.0.1 (needs a CNI network):
+                ``{80: None}`` picks a free host port, ``{80: 8080}`` asks for
+                8080; ``"53/udp"`` keys publish UDP. See :attr:`Container.ports`.
 
         Raises:
             InvalidIdError: ``container_id`` breaks containerd's rules (no RPC made).
+            InvalidNetworkError: An unknown network, malformed ports, or ports
+                without a CNI network (no RPC made).
+            PortInUseError: An explicit host port is taken (no RPC made).
+            PluginNotFoundError: A CNI plugin the network needs is missing.
+            CNIError: A CNI plugin failed (the namespace is removed again).
             ConflictError: The id is already in use.
             RPCError: The daemon refused the container.
         """
@@ -875,6 +917,9 @@ class Client:
             snapshotter=snapshotter,
             snapshot_key=snapshot_key,
             state_dir=self._state_dir,
+            network=network,
+            ports=ports,
+            network_config=self._network_config,
         )
 
     def load_container(self, container_id: str) -> Container:

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from containerd_client import _typeurl
+from containerd_client import network as _network
 from containerd_client._convert import from_timestamp
 from containerd_client._ids import validate_id
 from containerd_client._pb import api
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from containerd_client.content import Descriptor, Platform
     from containerd_client.events import Event
     from containerd_client.images import Image
+    from containerd_client.network import PortMapping
     from containerd_client.spec import Command, SpecOpt
 
 __all__ = [
@@ -334,6 +336,8 @@ class Container:
         # True once this object deleted the task it created: delete() then
         # knows there is none without asking (one RPC less per lifecycle).
         self._task_deleted_here = False
+        # CNI ADD still running for a container this object just created.
+        self._pending_network: _network.PendingAttachment | None = None
 
     @property
     def id(self) -> str:
@@ -356,6 +360,55 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<Container {self.id!r} namespace={self._client.namespace_name!r}>"
+
+    # -- network ------------------------------------------------------------------
+
+    @property
+    def network(self) -> str | None:
+        """The CNI network the SDK attached this container to (``"bridge"``...), else None."""
+        return self._info.labels.get(_network.NETWORK_LABEL) or None
+
+    @property
+    def ports(self) -> tuple[PortMapping, ...]:
+        """The published ports (host ports picked), read from the record's labels."""
+        return _network.parse_ports_label(self._info.labels.get(_network.PORTS_LABEL, ""))
+
+    def host_port(self, container_port: int, protocol: str = "tcp") -> int:
+        """The host port (on 127.0.0.1) that ``container_port`` is published on.
+
+        Raises:
+            NotFoundError: That port is not published.
+        """
+        for port in self.ports:
+            if port.container_port == container_port and port.protocol == protocol:
+                return port.host_port
+        raise NotFoundError(f"port {container_port}/{protocol} of container {self.id} is not published")
+
+    def _detach_network(self) -> None:
+        """Run CNI DEL and remove the namespace, if the SDK attached one here. Idempotent.
+
+        Raises:
+            NetworkError: DEL or the namespace's removal failed.
+        """
+        pending, self._pending_network = self._pending_network, None
+        if pending is not None:
+            pending.join()  # DEL must not race ADD
+        if self.network is not None:
+            _network.detach(self._state_root, self._client.namespace_name, self.id)
+
+    def wait_network(self, timeout: float | None = None) -> _network.Attachment | None:
+        """Wait until CNI ADD has configured the container's interfaces (if it still runs).
+
+        :meth:`new_task` calls it after creating the task, so a started task
+        always has its network. Returns the attachment when this object made
+        it, else None.
+
+        Raises:
+            CNIError: A plugin failed (deleting the container removes the rest).
+            NetworkError: ADD did not finish within ``timeout``.
+        """
+        pending = self._pending_network
+        return None if pending is None else pending.wait(timeout)
 
     # -- record ------------------------------------------------------------------
 
@@ -454,6 +507,7 @@ class Container:
         Raises:
             InvalidArgumentError: ``logs`` together with ``io`` (nothing is created).
             ConflictError: The container already has a task.
+            CNIError: Its CNI network failed to come up (the task is deleted again).
             RPCError: The daemon failed to create it; nothing is left behind.
         """
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
@@ -503,6 +557,18 @@ class Container:
         task._stdin.ready()
         self._task = task
         self._task_deleted_here = False
+        if self._pending_network is not None:
+            # runc only joins the namespace, so the task was made while CNI ADD
+            # ran; it must not start before its interfaces are there.
+            try:
+                self.wait_network()
+            except BaseException:
+                task.cleanup()
+                try:
+                    self._detach_network()
+                except ContainerdError:
+                    logger.warning("network teardown of container %s failed", self.id, exc_info=True)
+                raise
         return task
 
     def _mounts(self) -> list[Any]:
@@ -745,6 +811,7 @@ class Container:
         Raises:
             FailedPreconditionError: It still has a task (and not ``force``).
             NotFoundError: It does not exist.
+            NetworkError: Its CNI network could not be torn down (the record is gone).
             RPCError: The call failed.
         """
         from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
@@ -768,6 +835,7 @@ class Container:
         if snapshot and self._info.snapshot_key:
             self._remove_snapshot()
         self._remove_bundle()
+        self._detach_network()
 
     def _remove_snapshot(self) -> None:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
@@ -838,6 +906,13 @@ class Container:
             logger.warning("client closed before container %s could be deleted", self.id)
         except ContainerdError:
             logger.warning("cleanup of container %s failed", self.id, exc_info=True)
+        finally:
+            # Whatever happened to the record, the container is given up: its
+            # network goes now (idempotent after a delete that did it).
+            try:
+                self._detach_network()
+            except ContainerdError:
+                logger.warning("network teardown of container %s failed", self.id, exc_info=True)
 
     def _defer_cleanup(self) -> None:
         """The daemon is away: delete this container (task, snapshot, FIFOs) once it is back.
@@ -897,12 +972,91 @@ def create_container(
     snapshotter: str = "",
     snapshot_key: str = "",
     state_dir: str | None = None,
+    network: str | None = None,
+    ports: Mapping[Any, Any] | None = None,
+    network_config: _network.NetworkConfig | None = None,
 ) -> Container:
     """Create a container record (see :meth:`Client.create_container`)."""
     from containerd_client import spec as _spec
 
     validate_id(container_id, what="container id")
     argv = None if args is None else _spec.command_args(args)
+    # The network request is checked before any RPC or namespace is made.
+    net = _network.plan(
+        network,
+        ports,
+        network_config or _network.NetworkConfig(),
+        state_root=_state_root(state_dir),
+        namespace=client.namespace_name,
+        container_id=container_id,
+        session=client.session,
+    )
+    net_opts: list[SpecOpt] = []
+    net_labels: dict[str, str] = {}
+    if net.kind == "host":
+        net_opts.append(_spec.with_host_network())
+    # The namespace exists from here; CNI ADD runs on a thread while the record
+    # (and later the task) is created, and new_task waits for it.
+    pending = _network.start_attach(net) if net.kind == "cni" else None
+    if pending is not None:
+        net_opts.append(_spec.with_network_namespace(net.netns))
+        net_labels[_network.NETWORK_LABEL] = net.name
+        if pending.ports:
+            net_labels[_network.PORTS_LABEL] = _network.ports_label(pending.ports)
+    try:
+        container = _create_container(
+            client,
+            container_id,
+            spec=spec,
+            argv=argv,
+            rootfs=rootfs,
+            runtime=runtime,
+            runtime_options=runtime_options,
+            labels={**(labels or {}), **net_labels} if net_labels else labels,
+            image=image,
+            platform=platform,
+            snapshotter=snapshotter,
+            snapshot_key=snapshot_key,
+            state_dir=state_dir,
+            net_opts=net_opts,
+        )
+    except BaseException:
+        if pending is not None:
+            _give_up_network(pending)
+        raise
+    container._pending_network = pending
+    return container
+
+
+def _give_up_network(pending: _network.PendingAttachment) -> None:
+    """Let ADD finish, then undo it (idempotent; logs, never raises)."""
+    p = pending.plan
+    pending.join()
+    try:
+        _network.detach(p.state_root, p.namespace, p.container_id)
+    except ContainerdError:
+        logger.warning("network teardown of %s failed", p.container_id, exc_info=True)
+
+
+def _create_container(
+    client: Client,
+    container_id: str,
+    *,
+    spec: Mapping[str, Any] | Iterable[SpecOpt] | None,
+    argv: list[str] | None,
+    rootfs: str | None,
+    runtime: str,
+    runtime_options: RuncOptions | None,
+    labels: Mapping[str, str] | None,
+    image: str | Image,
+    platform: Platform | str | None,
+    snapshotter: str,
+    snapshot_key: str,
+    state_dir: str | None,
+    net_opts: list[SpecOpt],
+) -> Container:
+    from containerd_client import spec as _spec
+
     if image and not snapshot_key and rootfs is None:
         return _create_from_image(
             client,
@@ -916,13 +1070,14 @@ def create_container(
             platform=platform,
             snapshotter=snapshotter or "overlayfs",
             state_dir=state_dir,
+            net_opts=net_opts,
         )
     opts: list[SpecOpt] = []
     if rootfs is not None:
         opts.append(_spec.with_rootfs(rootfs))
     if argv is not None:
         opts.append(_spec.with_process_args(argv))
-    spec_doc = _build_spec(client, container_id, spec, opts)
+    spec_doc = _build_spec(client, container_id, spec, [*opts, *net_opts])
     image_name = image if isinstance(image, str) else getattr(image, "name", "")
     return _create_record(
         client,
@@ -1007,6 +1162,7 @@ def _create_from_image(
     platform: Platform | str | None,
     snapshotter: str,
     state_dir: str | None,
+    net_opts: Sequence[SpecOpt] = (),
 ) -> Container:
     """Unpack the image, prepare a writable snapshot keyed by the container id, create the record.
 
@@ -1033,7 +1189,7 @@ def _create_from_image(
         from containerd_client.errors import InvalidArgumentError
 
         raise InvalidArgumentError(f"image {img.name}: {exc}") from exc
-    spec_doc = _build_spec(client, container_id, spec, [], first=[image_opt])
+    spec_doc = _build_spec(client, container_id, spec, list(net_opts), first=[image_opt])
     snapshots = client.snapshots(snapshotter)
     nbytes = sum(layer.size for layer in images.layers(img, platform))
     with client.lease(expire=client._operation_expiry(nbytes)) as lease:

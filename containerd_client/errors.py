@@ -10,7 +10,8 @@ The tree::
     ContainerdError
     ├── ClosedError                  use of a closed Client, executor or stream
     ├── NotSupportedError            the daemon lacks a feature (names the version needed)
-    │   └── MissingPackageError      this client lacks an optional Python package (also ImportError)
+    │   ├── MissingPackageError      this client lacks an optional Python package (also ImportError)
+    │   └── network.PluginNotFoundError  a CNI plugin is not installed (also a NetworkError)
     ├── DaemonStartError             a private test daemon failed to start (testing module)
     ├── BlobTooLargeError            a blob is larger than the caller allowed (also ValueError)
     ├── cio.IOSetupError             a FIFO or its folder could not be made or opened
@@ -18,6 +19,8 @@ The tree::
     ├── _registry.RegistryError      a registry answered with an unexpected status or was unreachable
     │   └── _registry.InvalidManifestError  a malformed or unsupported manifest, index or config
     ├── testing._registry.LocalRegistryError  the test registry or a tool it needs could not start
+    ├── network.NetworkError         a network namespace, CNI configuration or CNI step failed
+    │   └── network.CNIError         a CNI plugin failed (its code, msg and details kept)
     └── RPCError                     the daemon answered with a non-OK status
         ├── CancelledError           CANCELLED
         ├── UnknownError             UNKNOWN
@@ -28,6 +31,7 @@ The tree::
         │   ├── InvalidTimeoutError  a timeout or expiry that is negative, NaN, infinite or no number
         │   ├── files.InvalidPathError  a path in a container of the wrong kind (a file where a
         │   │                        folder is needed...), empty, or with too many symlinks
+        │   ├── network.InvalidNetworkError  an unknown network, bad ports or subnet (before any RPC)
         │   ├── DecompressionBombError  data expands past its client-side limit (a gzip
         │   │                        or tar bomb, an oversized tar header); checked locally
         │   ├── _registry.InvalidReferenceError  a malformed or not fully qualified image reference
@@ -41,7 +45,8 @@ The tree::
         │   └── images.PlatformNotFoundError  an image has no manifest for the platform asked
         ├── AlreadyExistsError       ALREADY_EXISTS
         │   └── ConflictError        ALREADY_EXISTS on create ("id already in use"), or
-        │                            FAILED_PRECONDITION ending in ": conflict"
+        │       │                    FAILED_PRECONDITION ending in ": conflict"
+        │       └── network.PortInUseError  a host port to publish is taken (before any RPC)
         ├── PermissionDeniedError    PERMISSION_DENIED
         ├── ResourceExhaustedError   RESOURCE_EXHAUSTED
         ├── FailedPreconditionError  FAILED_PRECONDITION

@@ -48,6 +48,7 @@ __all__ = [
     "with_hostname",
     "with_image_config",
     "with_memory_limit",
+    "with_network_namespace",
     "with_pids_limit",
     "with_privileged",
     "with_process_args",
@@ -698,6 +699,23 @@ def with_host_network() -> SpecOpt:
                 mounts.append(
                     {"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]}
                 )
+
+    return opt
+
+
+def with_network_namespace(path: str) -> SpecOpt:
+    """Join the network namespace pinned at ``path`` (a bind-mounted nsfs file, as ``ip netns`` makes).
+
+    Raises:
+        InvalidSpecError: ``path`` is not an absolute path.
+    """
+    path = _path(path, "network namespace path")
+
+    def opt(spec: Spec) -> None:
+        linux = spec.setdefault("linux", {})
+        namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
+        namespaces.append({"type": "network", "path": path})
+        linux["namespaces"] = namespaces
 
     return opt
 

@@ -57,6 +57,7 @@ LAYER_OF: dict[str, str] = {
     "_mount": "machinery",
     "_registry": "machinery",
     "spec": "machinery",
+    "network": "machinery",
     # the public objects and stores
     "": "objects",
     "client": "objects",

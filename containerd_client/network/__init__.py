@@ -1,0 +1,700 @@
+"""Container networking through CNI: a network namespace per container, published ports.
+
+``Client.create_container(..., network="bridge", ports={80: None})`` asks for
+it. The SDK then
+
+1. makes a network namespace pinned under its state folder
+   (``<state_dir>/_netns/<namespace>/<id>``, like ``ip netns add``),
+2. runs the real CNI plugins on it (Debian's ``containernetworking-plugins``):
+   ``loopback`` for ``lo``, then the network's configuration list for
+   ``eth0`` (for ``"bridge"``, the SDK's own list, written to
+   ``<state_dir>/_cni/net.d``: ``bridge`` with ``host-local`` addresses from
+   :attr:`NetworkConfig.subnet`, ``portmap`` and ``firewall``),
+3. points the OCI spec's network namespace at it.
+
+Deleting the container (or leaving its ``with`` block) runs CNI DEL in
+reverse order and removes the namespace, so no veth, iptables rule, address
+allocation or namespace stays. What each attachment did is recorded in
+``<state_dir>/_cni/attachments/<namespace>--<id>.json`` before the first
+plugin runs, so :func:`detach` can undo it from another process too (after a
+crash).
+
+Published ports answer on :attr:`NetworkConfig.host_ip` (127.0.0.1): the
+``portmap`` plugin DNATs locally made connections and, with ``snat``, sets
+``route_localnet`` on the bridge so 127.0.0.1 can be forwarded.
+
+Networks:
+    ``None`` or ``"none"``: today's default, a private namespace with only ``lo``
+    (made by runc, no CNI). ``"host"``: the host's network. ``"bridge"``: the
+    SDK's bridge network. Any other name: a CNI network whose configuration
+    (``.conflist``, ``.conf`` or ``.json``) is in :attr:`NetworkConfig.conf_dirs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from containerd_client.errors import ConflictError, InvalidArgumentError
+from containerd_client.network import _cni, _netns
+from containerd_client.network._cni import DEFAULT_PLUGIN_DIRS, CNIError, NetworkError, PluginNotFoundError
+
+__all__ = [
+    "NETWORK_LABEL",
+    "PORTS_LABEL",
+    "Attachment",
+    "CNIError",
+    "InvalidNetworkError",
+    "NetworkConfig",
+    "NetworkError",
+    "NetworkPlan",
+    "PendingAttachment",
+    "PluginNotFoundError",
+    "PortInUseError",
+    "PortMapping",
+    "attach",
+    "attachments",
+    "detach",
+    "parse_ports_label",
+    "plan",
+    "ports_label",
+    "record",
+    "start_attach",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Container label naming the network the SDK attached it to.
+NETWORK_LABEL = "containerd-client/network"
+#: Container label listing its published ports: ``80/tcp=127.0.0.1:34567,...``.
+PORTS_LABEL = "containerd-client/ports"
+#: The SDK's own network's name, as ``network=`` takes it.
+BRIDGE = "bridge"
+_LOOPBACK = {"cniVersion": "1.0.0", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}
+
+
+class InvalidNetworkError(InvalidArgumentError, ValueError):
+    """An unknown network name, a malformed CNI configuration, bad ports or subnet; checked before any RPC."""
+
+
+class PortInUseError(ConflictError):
+    """A host port asked for is taken (by a listening socket or another container of the SDK)."""
+
+
+def _subnet(_inst: object, _attr: object, value: str) -> None:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidNetworkError(f"subnet must be a network like 10.213.0.0/16, not {value!r}") from exc
+    if net.version != 4 or net.prefixlen > 29:
+        raise InvalidNetworkError(f"subnet must be IPv4 with a prefix of at most /29, not {value!r}")
+
+
+def _bridge(_inst: object, _attr: object, value: str) -> None:
+    if not isinstance(value, str) or not 0 < len(value) < 16 or "/" in value or value.strip() != value:
+        raise InvalidNetworkError(f"bridge must be an interface name of 1 to 15 characters, not {value!r}")
+
+
+def _plugin_dirs() -> tuple[str, ...]:
+    env = os.environ.get("CNI_PATH")
+    return tuple(p for p in env.split(":") if p) if env else DEFAULT_PLUGIN_DIRS
+
+
+@attrs.frozen
+class NetworkConfig:
+    """How the SDK's networks are set up (``Client(network_config=...)``).
+
+    Two state folders on one host must use different subnets and bridges:
+    each folder keeps its own address allocations.
+
+    Attributes:
+        subnet: Addresses of the ``"bridge"`` network (the SDK's own, configurable).
+        bridge: The Linux bridge of the ``"bridge"`` network.
+        host_ip: Where published ports answer.
+        plugin_dirs: Folders holding the CNI plugins (``$CNI_PATH``, else
+            ``/opt/cni/bin`` and ``/usr/lib/cni``).
+        conf_dirs: Folders searched for named networks' configurations.
+    """
+
+    subnet: str = attrs.field(default="10.213.0.0/16", validator=_subnet)
+    bridge: str = attrs.field(default="ctrdc0", validator=_bridge)
+    host_ip: str = "127.0.0.1"
+    plugin_dirs: tuple[str, ...] = attrs.field(factory=_plugin_dirs, converter=tuple)
+    conf_dirs: tuple[str, ...] = attrs.field(default=("/etc/cni/net.d",), converter=tuple)
+
+
+@attrs.frozen
+class PortMapping:
+    """A published port.
+
+    Attributes:
+        container_port: The port inside the container.
+        host_port: The port on the host (0 until one is picked).
+        protocol: ``tcp`` or ``udp``.
+        host_ip: The host address it answers on.
+    """
+
+    container_port: int
+    host_port: int
+    protocol: str = "tcp"
+    host_ip: str = "127.0.0.1"
+
+
+@attrs.frozen
+class NetworkPlan:
+    """A checked network request (from :func:`plan`), not yet set up."""
+
+    kind: str  # "none", "host" or "cni"
+    name: str = ""
+    conflist: Mapping[str, Any] = attrs.field(factory=dict)
+    ports: tuple[PortMapping, ...] = ()
+    netns: str = ""
+    state_root: str = ""
+    namespace: str = ""
+    container_id: str = ""
+    plugin_dirs: tuple[str, ...] = ()
+    session: str = ""
+
+
+@attrs.frozen
+class Attachment:
+    """A container's CNI attachment.
+
+    Attributes:
+        network: The network name.
+        netns: The namespace file.
+        ports: Published ports, host ports picked.
+        ip_address: The container's first IP address on the network, if any.
+        result: The CNI ADD result.
+    """
+
+    network: str
+    netns: str
+    ports: tuple[PortMapping, ...]
+    ip_address: str | None
+    result: Mapping[str, Any]
+
+
+# -- planning (no side effects) -------------------------------------------------
+
+
+def _port_number(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise InvalidNetworkError(f"{what} must be a port number from 1 to 65535, not {value!r}")
+    return value
+
+
+def _parse_ports(ports: Mapping[Any, Any] | None, host_ip: str) -> tuple[PortMapping, ...]:
+    if ports is None:
+        return ()
+    if not isinstance(ports, Mapping):
+        raise InvalidNetworkError(f"ports must be a mapping like {{80: None}}, not {type(ports).__name__}")
+    out: list[PortMapping] = []
+    seen: set[tuple[int, str]] = set()
+    for key, value in ports.items():
+        proto = "tcp"
+        number: object = key
+        if isinstance(key, str):
+            text, _, proto = key.partition("/")
+            proto = proto or "tcp"
+            if proto not in ("tcp", "udp") or not text.isdigit():
+                raise InvalidNetworkError(f"port {key!r} must look like 80, '80/tcp' or '53/udp'")
+            number = int(text)
+        cport = _port_number(number, "container port")
+        hport = 0 if value is None else _port_number(value, f"host port for {cport}/{proto}")
+        if (cport, proto) in seen:
+            raise InvalidNetworkError(f"port {cport}/{proto} is published twice")
+        seen.add((cport, proto))
+        out.append(PortMapping(cport, hport, proto, host_ip))
+    hosts = [(p.host_port, p.protocol) for p in out if p.host_port]
+    if len(hosts) != len(set(hosts)):
+        raise InvalidNetworkError(f"a host port is asked for twice: {sorted(hosts)}")
+    return tuple(out)
+
+
+def _bridge_conflist(config: NetworkConfig, state_root: str) -> dict[str, Any]:
+    return {
+        "cniVersion": "1.0.0",
+        "name": "containerd-client",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": config.bridge,
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": config.subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": os.path.join(state_root, "_cni", "ipam"),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+            {"type": "firewall"},
+        ],
+    }
+
+
+def _load_named(name: str, conf_dirs: tuple[str, ...]) -> dict[str, Any]:
+    known: list[str] = []
+    for folder in conf_dirs:
+        try:
+            files = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for fname in files:
+            if not fname.endswith((".conflist", ".conf", ".json")):
+                continue
+            try:
+                with open(os.path.join(folder, fname), "rb") as fh:
+                    doc = json.loads(fh.read(1 << 20))
+            except (OSError, ValueError):
+                logger.warning("skipping unreadable CNI configuration %s", os.path.join(folder, fname))
+                continue
+            if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+                continue
+            known.append(doc["name"])
+            if doc["name"] != name:
+                continue
+            if "plugins" not in doc:  # a single plugin's .conf
+                doc = {"cniVersion": doc.get("cniVersion", "1.0.0"), "name": name, "plugins": [doc]}
+            if not isinstance(doc["plugins"], list) or not all(isinstance(p, dict) for p in doc["plugins"]):
+                raise InvalidNetworkError(f"CNI network {name!r} in {folder}/{fname}: 'plugins' is no list")
+            return doc
+    raise InvalidNetworkError(
+        f"no network {name!r}: use 'none', 'host', 'bridge' or a CNI network from "
+        f"{', '.join(conf_dirs) or '(no folders)'}"
+        + (f" (found: {', '.join(sorted(known))})" if known else "")
+    )
+
+
+def _check_host_port(port: PortMapping) -> None:
+    kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((port.host_ip, port.host_port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"host port {port.host_ip}:{port.host_port}/{port.protocol} is already in use"
+                ) from exc
+            raise InvalidNetworkError(
+                f"cannot publish on {port.host_ip}:{port.host_port}/{port.protocol}: {exc.strerror}"
+            ) from exc
+
+
+def netns_path(state_root: str, namespace: str, container_id: str) -> str:
+    """Where the namespace of container ``container_id`` of ``namespace`` is pinned."""
+    # "_netns" is no valid containerd namespace, so it never meets a bundle folder.
+    return os.path.join(state_root, "_netns", namespace, container_id)
+
+
+def _record_path(state_root: str, namespace: str, container_id: str) -> str:
+    # containerd ids never hold "--", so the name is unambiguous.
+    return os.path.join(state_root, "_cni", "attachments", f"{namespace}--{container_id}.json")
+
+
+def plan(
+    network: str | None,
+    ports: Mapping[Any, Any] | None,
+    config: NetworkConfig,
+    *,
+    state_root: str,
+    namespace: str,
+    container_id: str,
+    session: str = "",
+) -> NetworkPlan:
+    """Check a network request; nothing is made.
+
+    ``session`` (the client's session id) is kept in the attachment's record,
+    so a sweep can tell whose it is.
+
+    Raises:
+        InvalidNetworkError: Unknown network, malformed ports, or ports without a
+            network that can publish them.
+        PortInUseError: An explicit host port is taken.
+        PluginNotFoundError: A plugin the network needs is not installed.
+    """
+    if network is not None and not isinstance(network, str):
+        raise InvalidNetworkError(f"network must be a string, not {type(network).__name__}")
+    parsed = _parse_ports(ports, config.host_ip)
+    if network in (None, "none", "host"):
+        if parsed:
+            raise InvalidNetworkError(f"ports need a CNI network (network='bridge'), not network={network!r}")
+        return NetworkPlan(kind="host" if network == "host" else "none")
+    assert network is not None
+    if network == BRIDGE:
+        conflist = _bridge_conflist(config, state_root)
+    else:
+        conflist = _load_named(network, config.conf_dirs)
+    for plugin in [*conflist["plugins"], *_LOOPBACK["plugins"]]:
+        _cni.find_plugin(str(plugin.get("type", "")), config.plugin_dirs)
+    if parsed and not any((p.get("capabilities") or {}).get("portMappings") for p in conflist["plugins"]):
+        raise InvalidNetworkError(f"network {network!r} has no plugin with the portMappings capability")
+    for port in parsed:
+        if port.host_port:
+            _check_host_port(port)
+    return NetworkPlan(
+        kind="cni",
+        name=network,
+        conflist=conflist,
+        ports=parsed,
+        netns=netns_path(state_root, namespace, container_id),
+        state_root=state_root,
+        namespace=namespace,
+        container_id=container_id,
+        plugin_dirs=config.plugin_dirs,
+        session=session,
+    )
+
+
+# -- attach / detach --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _locked(state_root: str) -> Any:
+    folder = os.path.join(state_root, "_cni")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: str, doc: Mapping[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _ports_taken(state_root: str) -> set[tuple[int, str]]:
+    folder = os.path.join(state_root, "_cni", "attachments")
+    taken: set[tuple[int, str]] = set()
+    with contextlib.suppress(FileNotFoundError):
+        for fname in os.listdir(folder):
+            if not fname.endswith(".json"):
+                continue
+            try:
+                with open(os.path.join(folder, fname)) as fh:
+                    doc = json.load(fh)
+                for p in doc.get("ports") or []:
+                    taken.add((int(p["hostPort"]), str(p["protocol"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return taken
+
+
+def _pick_ports(ports: tuple[PortMapping, ...], taken: set[tuple[int, str]]) -> tuple[PortMapping, ...]:
+    out: list[PortMapping] = []
+    for port in ports:
+        if port.host_port:
+            if (port.host_port, port.protocol) in taken:
+                raise PortInUseError(
+                    f"host port {port.host_port}/{port.protocol} is already published by another container"
+                )
+            out.append(port)
+            continue
+        kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, kind) as sock:
+                sock.bind((port.host_ip, 0))
+                number = int(sock.getsockname()[1])
+            if (number, port.protocol) not in taken:
+                break
+        else:  # pragma: no cover - 100 ephemeral ports in a row already published
+            raise PortInUseError(f"no free host port for {port.container_port}/{port.protocol}")
+        taken.add((number, port.protocol))
+        out.append(attrs.evolve(port, host_port=number))
+    return tuple(out)
+
+
+def _cni_id(namespace: str, container_id: str) -> str:
+    return f"{namespace}--{container_id}"
+
+
+def _first_ip(result: Mapping[str, Any] | None) -> str | None:
+    for entry in (result or {}).get("ips") or []:
+        address = str(entry.get("address") or "")
+        if address:
+            return address.split("/", maxsplit=1)[0]
+    return None
+
+
+class PendingAttachment:
+    """An attachment whose namespace exists and whose CNI ADD runs on a thread.
+
+    The namespace is ready for runc at once (it only joins it), so the
+    container's task can be created while the plugins configure its
+    interfaces; :meth:`wait` joins them. A failed ADD is not undone on its
+    thread: the caller of :meth:`wait` runs :func:`detach`.
+    """
+
+    def __init__(self, p: NetworkPlan, ports: tuple[PortMapping, ...], doc: dict[str, Any]) -> None:
+        self.plan = p
+        self.ports = ports
+        self._doc = doc
+        self._result: Attachment | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"containerd-client-cni-{p.container_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        p, doc = self.plan, self._doc
+        try:
+            cni_id = str(doc["cni_id"])
+            _cni.run_list(
+                "ADD", _LOOPBACK, container_id=cni_id, netns=p.netns, ifname="lo", plugin_dirs=p.plugin_dirs
+            )
+            result = _cni.run_list(
+                "ADD",
+                p.conflist,
+                container_id=cni_id,
+                netns=p.netns,
+                ifname="eth0",
+                plugin_dirs=p.plugin_dirs,
+                runtime_config={"portMappings": doc["ports"]},
+            )
+            doc["result"] = result
+            _write_json(_record_path(p.state_root, p.namespace, p.container_id), doc)
+            self._result = Attachment(p.name, p.netns, self.ports, _first_ip(result), result or {})
+        except BaseException as exc:  # handed to wait()
+            # Not undone here: runc may be joining the namespace right now, and
+            # removing it under runc turns a clear CNI error into a runc one.
+            # Whoever gets the error from wait() calls detach().
+            self._error = exc
+
+    def join(self) -> None:
+        """Wait for ADD to finish, whatever its outcome (before DEL: they must not race)."""
+        self._thread.join()
+
+    def done(self) -> bool:
+        """Whether ADD has finished (either way)."""
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> Attachment:
+        """Wait for ADD and return the attachment.
+
+        Raises:
+            CNIError: A plugin failed (call :func:`detach` to undo the rest).
+            NetworkError: ADD did not finish within ``timeout``.
+        """
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise NetworkError(f"CNI ADD for {self.plan.container_id} did not finish within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _undo(p: NetworkPlan) -> None:
+    try:
+        detach(p.state_root, p.namespace, p.container_id)
+    except Exception:
+        logger.warning("undoing the network of %s failed", p.container_id, exc_info=True)
+
+
+def start_attach(p: NetworkPlan) -> PendingAttachment:
+    """Reserve the ports, make the namespace, and start CNI ADD on a thread.
+
+    Raises:
+        PortInUseError: An explicit host port is published by another container of the SDK.
+        ConflictError: The container already has an attachment record.
+        NetworkError: The namespace could not be made (not root?); nothing is left.
+    """
+    record_file = _record_path(p.state_root, p.namespace, p.container_id)
+    with _locked(p.state_root):
+        ports = _pick_ports(p.ports, _ports_taken(p.state_root))
+        mappings = [
+            {
+                "hostPort": m.host_port,
+                "containerPort": m.container_port,
+                "protocol": m.protocol,
+                "hostIP": m.host_ip,
+            }
+            for m in ports
+        ]
+        doc: dict[str, Any] = {
+            "network": p.name,
+            "conflist": dict(p.conflist),
+            "netns": p.netns,
+            "cni_id": _cni_id(p.namespace, p.container_id),
+            "plugin_dirs": list(p.plugin_dirs),
+            "ports": mappings,
+            "session": p.session,
+            "result": None,
+        }
+        if os.path.exists(record_file):
+            raise ConflictError(
+                f"container {p.container_id} already has a network attachment ({record_file}): "
+                "the id is in use, or a crashed process left it (network.detach removes it)"
+            )
+        # Written before anything is made, so detach can undo a half-made attachment.
+        _write_json(record_file, doc)
+    try:
+        _netns.create(p.netns)
+    except BaseException as exc:
+        _undo(p)
+        if isinstance(exc, OSError):
+            raise NetworkError(
+                f"cannot make a network namespace at {p.netns}: {exc.strerror or exc}"
+            ) from exc
+        raise
+    return PendingAttachment(p, ports, doc)
+
+
+def attach(p: NetworkPlan) -> Attachment:
+    """Make the namespace and run CNI ADD (loopback, then the network); undone on failure.
+
+    Raises:
+        PortInUseError: An explicit host port is published by another container of the SDK.
+        CNIError: A plugin failed (what was done is undone first).
+        NetworkError: The namespace could not be made (not root?).
+    """
+    pending = start_attach(p)
+    try:
+        return pending.wait()
+    except BaseException:
+        # Ctrl-C while waiting: let ADD finish, then undo it.
+        pending.join()
+        _undo(p)
+        raise
+
+
+def detach(state_root: str, namespace: str, container_id: str) -> bool:
+    """Run CNI DEL for the container's attachment and remove its namespace. Idempotent.
+
+    Every step runs even when one fails; the record is removed only when DEL
+    succeeded, so a later call can retry.
+
+    Returns:
+        Whether there was anything to undo.
+
+    Raises:
+        CNIError: A plugin's DEL failed (the namespace is removed anyway).
+        NetworkError: The namespace could not be removed.
+    """
+    record_file = _record_path(state_root, namespace, container_id)
+    netns = netns_path(state_root, namespace, container_id)
+    try:
+        with open(record_file) as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        doc = None
+    except ValueError:
+        logger.warning("unreadable network record %s; removing only the namespace", record_file)
+        doc = None
+    found = doc is not None or os.path.lexists(netns)
+    failure: BaseException | None = None
+    if doc is not None:
+        cni_id = str(doc["cni_id"])
+        dirs = tuple(doc.get("plugin_dirs") or DEFAULT_PLUGIN_DIRS)
+        steps: list[tuple[Mapping[str, Any], str, Mapping[str, Any] | None]] = [
+            (doc["conflist"], "eth0", doc.get("result")),
+            (_LOOPBACK, "lo", None),
+        ]
+        for conflist, ifname, prev in steps:
+            try:
+                _cni.run_list(
+                    "DEL",
+                    conflist,
+                    container_id=cni_id,
+                    netns=netns,
+                    ifname=ifname,
+                    plugin_dirs=dirs,
+                    runtime_config={"portMappings": doc.get("ports") or []},
+                    prev_result=prev,
+                )
+            except NetworkError as exc:  # CNIError, or a plugin gone since ADD
+                failure = failure or exc
+    try:
+        _netns.remove(netns)
+    except OSError as exc:
+        failure = failure or NetworkError(f"cannot remove network namespace {netns}: {exc.strerror or exc}")
+    if failure is None and doc is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(record_file)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(netns))  # the namespace's folder, once empty
+    if failure is not None:
+        raise failure
+    return found
+
+
+def record(state_root: str, namespace: str, container_id: str) -> dict[str, Any] | None:
+    """The attachment record of a container (``session``, ``network``, ``ports``...), if any.
+
+    For a sweep: compare ``record(...)["session"]`` with live sessions before :func:`detach`.
+    """
+    try:
+        with open(_record_path(state_root, namespace, container_id)) as fh:
+            doc = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def attachments(state_root: str, namespace: str | None = None) -> list[tuple[str, str]]:
+    """The ``(namespace, container id)`` pairs with an attachment record or a pinned namespace.
+
+    For a sweep after a crash: :func:`detach` undoes each. Only this state
+    folder is looked at; nothing is checked against the daemon.
+    """
+    found: set[tuple[str, str]] = set()
+    records = os.path.join(state_root, "_cni", "attachments")
+    with contextlib.suppress(FileNotFoundError):
+        for fname in os.listdir(records):
+            ns, sep, cid = fname.removesuffix(".json").partition("--")
+            if sep and fname.endswith(".json") and (namespace is None or ns == namespace):
+                found.add((ns, cid))
+    pinned = os.path.join(state_root, "_netns")
+    with contextlib.suppress(FileNotFoundError):
+        for ns in os.listdir(pinned):
+            if namespace is not None and ns != namespace:
+                continue
+            with contextlib.suppress(NotADirectoryError, FileNotFoundError):
+                found.update((ns, cid) for cid in os.listdir(os.path.join(pinned, ns)))
+    return sorted(found)
+
+
+def ports_label(ports: tuple[PortMapping, ...]) -> str:
+    """The :data:`PORTS_LABEL` value for ``ports``."""
+    return ",".join(f"{p.container_port}/{p.protocol}={p.host_ip}:{p.host_port}" for p in ports)
+
+
+def parse_ports_label(value: str) -> tuple[PortMapping, ...]:
+    """Read a :data:`PORTS_LABEL` value; malformed entries are skipped."""
+    out: list[PortMapping] = []
+    for item in value.split(","):
+        try:
+            left, _, right = item.partition("=")
+            cport, _, proto = left.partition("/")
+            host_ip, _, hport = right.rpartition(":")
+            out.append(PortMapping(int(cport), int(hport), proto or "tcp", host_ip))
+        except ValueError:
+            continue
+    return tuple(out)

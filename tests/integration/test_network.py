@@ -1,0 +1,367 @@
+"""CNI networking against a real daemon and the real plugins: published ports, teardown.
+
+Each test counts what networking leaves on the host (pinned namespaces,
+veths, iptables rules, host-local allocations, attachment records) before and
+after, and asserts the counts are equal. The shared chains the plugins make
+once per host (``CNI-HOSTPORT-DNAT``, ``CNI-FORWARD``...) and the bridge stay,
+as Docker's ``DOCKER`` chains and ``docker0`` do: :func:`warm` makes them
+before the first count.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from containerd_client import Client, network
+from containerd_client import spec as spec_opts
+from containerd_client.errors import NotFoundError
+from containerd_client.testing._census import state_folder
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and CNI need root"),
+    pytest.mark.skipif(
+        not any(os.path.exists(os.path.join(d, "bridge")) for d in network.NetworkConfig().plugin_dirs),
+        reason="CNI plugins missing (apt-get install containernetworking-plugins)",
+    ),
+]
+
+HTTPD = ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]
+
+
+def _state_root(client: Client) -> str:
+    return os.path.dirname(state_folder(client))
+
+
+def _lines(cmd: list[str]) -> list[str]:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
+
+
+def host_network_state(client: Client) -> dict[str, list[str]]:
+    """What networking holds on the host, by kind (sorted names or lines)."""
+    root = _state_root(client)
+    ipam = os.path.join(root, "_cni", "ipam")
+    allocations = []
+    for folder, _dirs, files in os.walk(ipam):
+        # host-local keeps one file per allocated address, plus a lock and a cursor.
+        allocations += [
+            os.path.join(folder, f) for f in files if f != "lock" and not f.startswith("last_reserved_ip")
+        ]
+    netns = []
+    for folder, _dirs, files in os.walk(os.path.join(root, "_netns")):
+        netns += [os.path.join(folder, f) for f in files]
+    records = os.path.join(root, "_cni", "attachments")
+    iptables = [
+        re.sub(r"\[\d+:\d+\]", "", line) for line in _lines(["iptables-save"]) if not line.startswith("#")
+    ]
+    return {
+        "netns": sorted(netns),
+        "ip netns": sorted(_lines(["ip", "netns", "list"])),
+        "veths": sorted(
+            line.split(":")[1].strip() for line in _lines(["ip", "-o", "link", "show", "type", "veth"])
+        ),
+        "iptables": sorted(iptables),
+        "ipam": sorted(allocations),
+        "records": sorted(os.listdir(records)) if os.path.isdir(records) else [],
+    }
+
+
+@pytest.fixture
+def warm(containerd: Client) -> None:
+    """Make the host-wide CNI chains and the bridge once, so counts compare per-container state."""
+    root = _state_root(containerd)
+    plan = network.plan(
+        "bridge",
+        {80: None},
+        network.NetworkConfig(),
+        state_root=root,
+        namespace=containerd.namespace_name,
+        container_id="warm-up",
+    )
+    network.attach(plan)
+    network.detach(root, containerd.namespace_name, "warm-up")
+
+
+@pytest.fixture
+def www(tmp_path: Path) -> Path:
+    folder = tmp_path / "www"
+    folder.mkdir()
+    (folder / "index.html").write_text("hello from a container\n")
+    return folder
+
+
+def _wait_http(url: str, deadline: float) -> bytes:
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bytes(resp.read())
+        except OSError as exc:  # refused until httpd listens
+            last = exc
+            time.sleep(0.02)  # polling with a deadline, not synchronisation
+    raise AssertionError(f"{url} never answered: {last}")
+
+
+def test_httpd_published_port_answers_on_localhost_and_leaves_nothing(
+    containerd: Client, busybox_rootfs: str, www: Path, warm: None
+) -> None:
+    before = host_network_state(containerd)
+    with containerd.create_container(
+        "web",
+        rootfs=busybox_rootfs,
+        args=HTTPD,
+        spec=[spec_opts.with_bind_mount(str(www), "/www", readonly=True)],
+        network="bridge",
+        ports={80: None},
+    ) as container:
+        port = container.host_port(80)
+        assert container.network == "bridge"
+        assert container.ports == (network.PortMapping(80, port, "tcp", "127.0.0.1"),)
+        namespaces = container.spec()["linux"]["namespaces"]
+        netns = [ns for ns in namespaces if ns["type"] == "network"]
+        assert netns == [
+            {
+                "type": "network",
+                "path": network.netns_path(_state_root(containerd), containerd.namespace_name, "web"),
+            }
+        ]
+        attachment = container.wait_network()
+        assert attachment is not None
+        assert ipaddress.ip_address(attachment.ip_address or "") in ipaddress.ip_network("10.213.0.0/16")
+        during = host_network_state(containerd)
+        assert len(during["veths"]) == len(before["veths"]) + 1
+        assert len(during["ipam"]) == len(before["ipam"]) + 1
+        assert len(during["netns"]) == len(before["netns"]) + 1
+        assert during["iptables"] != before["iptables"]
+        task = container.new_task()
+        task.start()
+        body = _wait_http(f"http://127.0.0.1:{port}/", time.monotonic() + 10)
+        assert body == b"hello from a container\n"
+        task.kill(signal.SIGKILL)  # httpd as pid 1 has no SIGTERM handler
+        task.wait(10)
+        doc = network.record(_state_root(containerd), containerd.namespace_name, "web")
+        assert doc is not None
+        assert doc["session"] == containerd.session
+        # A loaded handle sees the same ports, from the record's labels.
+        assert containerd.load_container("web").host_port(80) == port
+        with pytest.raises(NotFoundError, match="443/tcp"):
+            container.host_port(443)
+    assert host_network_state(containerd) == before
+
+
+def test_explicit_host_port(containerd: Client, busybox_rootfs: str, www: Path, warm: None) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        wanted = probe.getsockname()[1]
+    before = host_network_state(containerd)
+    with containerd.create_container(
+        "web-fixed",
+        rootfs=busybox_rootfs,
+        args=HTTPD,
+        spec=[spec_opts.with_bind_mount(str(www), "/www", readonly=True)],
+        network="bridge",
+        ports={"80/tcp": wanted},
+    ) as container:
+        assert container.host_port(80) == wanted
+        task = container.new_task()
+        task.start()
+        assert _wait_http(f"http://127.0.0.1:{wanted}/", time.monotonic() + 10) == b"hello from a container\n"
+        # The SDK's own containers cannot publish the same host port twice.
+        with pytest.raises(network.PortInUseError, match=str(wanted)):
+            containerd.create_container(
+                "web-twice", rootfs=busybox_rootfs, network="bridge", ports={80: wanted}
+            )
+        assert [c.id for c in containerd.containers()] == ["web-fixed"]
+    assert host_network_state(containerd) == before
+
+
+def test_port_taken_on_host_is_refused_before_anything(
+    containerd: Client, busybox_rootfs: str, warm: None
+) -> None:
+    before = host_network_state(containerd)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with pytest.raises(network.PortInUseError, match=f"127.0.0.1:{taken}/tcp is already in use"):
+            containerd.create_container("taken", rootfs=busybox_rootfs, network="bridge", ports={80: taken})
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
+
+
+def test_unknown_network_is_refused_before_anything(containerd: Client, busybox_rootfs: str) -> None:
+    before = host_network_state(containerd)
+    with pytest.raises(network.InvalidNetworkError, match="no network 'nosuch'"):
+        containerd.create_container("c", rootfs=busybox_rootfs, network="nosuch")
+    with pytest.raises(network.InvalidNetworkError, match="ports need a CNI network"):
+        containerd.create_container("c", rootfs=busybox_rootfs, ports={80: None})
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
+
+
+def test_failure_after_attach_tears_the_network_down(containerd: Client, warm: None) -> None:
+    # The image is looked up after the namespace and CNI ADD: its absence must undo them.
+    before = host_network_state(containerd)
+    with pytest.raises(NotFoundError):
+        containerd.create_container(
+            "no-image", image="example.invalid/none:1", network="bridge", ports={80: None}
+        )
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
+
+
+def test_failing_plugin_gives_cni_error_and_leaves_nothing(
+    containerd: Client, busybox_rootfs: str, tmp_path: Path, warm: None
+) -> None:
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    # A real plugin chain whose second plugin fails on ADD (a sysctl that does not
+    # exist), so what bridge's ADD made (veth, address) must be undone by DEL.
+    broken = {
+        "cniVersion": "1.0.0",
+        "name": "broken",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "ctrdc0",
+                "isGateway": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": "10.213.0.0/16"}]],
+                    "dataDir": os.path.join(_state_root(containerd), "_cni", "ipam"),
+                },
+            },
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.no_such_knob": "1"}},
+        ],
+    }
+    (conf_dir / "broken.conflist").write_text(json.dumps(broken))
+    before = host_network_state(containerd)
+    with Client(
+        containerd.address,
+        containerd.namespace_name,
+        network_config=network.NetworkConfig(conf_dirs=(str(conf_dir),)),
+    ) as client:
+        # ADD runs while the record and the task are made; new_task reports its failure.
+        with client.create_container(
+            "broken", rootfs=busybox_rootfs, args=["/bin/busybox", "true"], network="broken"
+        ) as container:
+            with pytest.raises(network.CNIError) as info:
+                container.new_task()
+            assert info.value.plugin == "tuning"
+            assert info.value.command == "ADD"
+            assert info.value.msg
+            with pytest.raises(NotFoundError):
+                container.task()  # the task made while ADD ran is gone again
+        assert client.containers() == []
+    assert host_network_state(containerd) == before
+
+
+def test_cleanup_after_a_running_task_removes_the_network(
+    containerd: Client, busybox_rootfs: str, warm: None
+) -> None:
+    # No explicit kill: leaving the block kills and deletes the task, then the network.
+    before = host_network_state(containerd)
+    with containerd.create_container(
+        "sleeper", rootfs=busybox_rootfs, args=["/bin/busybox", "sleep", "60"], network="bridge"
+    ) as container:
+        container.new_task().start()
+        assert container.ports == ()
+    assert host_network_state(containerd) == before
+
+
+def test_attachments_left_by_a_crash_are_listed_and_detached(containerd: Client, warm: None) -> None:
+    # What a process killed between CNI ADD and the container's creation leaves:
+    # a record and a pinned namespace with a veth; detach undoes it from here.
+    root, ns = _state_root(containerd), containerd.namespace_name
+    before = host_network_state(containerd)
+    plan = network.plan(
+        "bridge", {80: None}, network.NetworkConfig(), state_root=root, namespace=ns, container_id="orphan"
+    )
+    network.attach(plan)
+    assert network.attachments(root, ns) == [(ns, "orphan")]
+    assert len(host_network_state(containerd)["veths"]) == len(before["veths"]) + 1
+    for namespace, cid in network.attachments(root, ns):
+        assert network.detach(root, namespace, cid) is True
+    assert network.attachments(root, ns) == []
+    assert network.detach(root, ns, "orphan") is False
+    assert host_network_state(containerd) == before
+
+
+def test_ctrl_c_in_a_plugin_run_leaves_nothing(
+    containerd: Client, busybox_rootfs: str, monkeypatch: pytest.MonkeyPatch, warm: None
+) -> None:
+    from containerd_client.network import _cni
+
+    real = _cni._exec
+
+    def interrupted(plugin: str, binary: str, conf: dict[str, object], env: dict[str, str]) -> object:
+        if plugin == "portmap" and env["CNI_COMMAND"] == "ADD":
+            raise KeyboardInterrupt  # after bridge made the veth and took an address
+        return real(plugin, binary, conf, env)
+
+    monkeypatch.setattr(_cni, "_exec", interrupted)
+    before = host_network_state(containerd)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        containerd.create_container(
+            "interrupted", rootfs=busybox_rootfs, args=["/bin/busybox", "true"], network="bridge"
+        ) as container,
+    ):
+        container.new_task()
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
+
+
+def test_ctrl_c_while_add_runs_in_the_background_leaves_nothing(
+    containerd: Client, busybox_rootfs: str, monkeypatch: pytest.MonkeyPatch, warm: None
+) -> None:
+    # Ctrl-C lands in the caller's thread while the record is being made and
+    # CNI ADD runs on its own: create_container must wait for ADD, then undo it.
+    from containerd_client import containers
+    from containerd_client.network import _cni
+
+    real_exec = _cni._exec
+    add_started = threading.Event()
+
+    def exec_and_signal(plugin: str, binary: str, conf: dict[str, object], env: dict[str, str]) -> object:
+        add_started.set()
+        return real_exec(plugin, binary, conf, env)
+
+    def interrupted_create(*args: object, **kwargs: object) -> object:
+        assert add_started.wait(10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cni, "_exec", exec_and_signal)
+    monkeypatch.setattr(containers, "_create_container", interrupted_create)
+    before = host_network_state(containerd)
+    with pytest.raises(KeyboardInterrupt):
+        containerd.create_container("interrupted", rootfs=busybox_rootfs, network="bridge", ports={80: None})
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
+
+
+@pytest.mark.containerd_leaks_ok("images", reason="the imported image is the test's setup")
+def test_run_with_bridge_network_sees_eth0(containerd: Client, tmp_path: Path, warm: None) -> None:
+    from containerd_client.testing import build_busybox_archive
+
+    (image,) = containerd.images.import_archive(build_busybox_archive(tmp_path / "bb.tar").path)
+    before = host_network_state(containerd)
+    assert b"eth0" not in containerd.run(image, ["cat", "/proc/net/dev"]).stdout
+    result = containerd.run(image, ["cat", "/proc/net/dev"], network="bridge")
+    assert result.exit_code == 0
+    assert b"eth0" in result.stdout
+    with pytest.raises(network.InvalidNetworkError, match="no network 'nosuch'"):
+        containerd.run("example.invalid/never-pulled:1", ["true"], network="nosuch")
+    assert containerd.containers() == []
+    assert host_network_state(containerd) == before
