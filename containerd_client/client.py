@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from containerd_client.pull import ProgressCallback, PullOptions, Via
     from containerd_client.snapshots import SnapshotStore
     from containerd_client.spec import Command, SpecOpt
+    from containerd_client.sweep import SweepReport
     from containerd_client.tasks import ExecResult, _ProcessBase
 
 __all__ = [
@@ -902,6 +903,42 @@ class Client:
 
         self._check_open()
         return containers.list_containers(self, *filters, state_dir=self._state_dir)
+
+    # -- crash-safe cleanup -----------------------------------------------------
+
+    def sweep(
+        self, *, dry_run: bool = False, images: bool = False, all_namespaces: bool = False
+    ) -> SweepReport:
+        """Remove what SDK sessions that no longer exist left behind in this namespace.
+
+        A session (:func:`session_id`, the :data:`SESSION_LABEL` on what the
+        SDK creates) is dead when its host is this host and its process is
+        gone or its pid now belongs to another process. For those sessions
+        this kills and deletes tasks, deletes containers with their snapshots
+        and FIFO (bundle) folders under this client's ``state_dir``, removes
+        the other snapshots and the leases they made, and removes the
+        namespace's state folder if it is empty then. What a live session
+        owns, other hosts' sessions and anything without the label are never
+        touched. See :mod:`containerd_client.sweep`.
+
+        Args:
+            dry_run: Only report what would be removed.
+            images: Also delete images that carry a dead session's label
+                (the user's images otherwise stay).
+            all_namespaces: Sweep every namespace of the daemon, not just this one.
+
+        Returns:
+            A :class:`~containerd_client.sweep.SweepReport`: what was removed per
+            kind; what could not be removed is listed in its ``failed``.
+
+        Raises:
+            RPCError: A namespace's containers, tasks, leases or images could
+                not be listed (single removals that fail are reported, not raised).
+        """
+        from containerd_client.sweep import sweep as _sweep
+
+        self._check_open()
+        return _sweep(self, dry_run=dry_run, images=images, all_namespaces=all_namespaces)
 
 
 def _close_unclosed(connection: _rpc.Connection, address: str) -> None:

@@ -68,6 +68,7 @@ LAYER_OF: dict[str, str] = {
     "leases": "objects",
     "events": "objects",
     "pull": "objects",
+    "sweep": "objects",
     # the private daemon, fixtures and the pytest plugin
     "testing": "testing",
 }
