@@ -31,6 +31,8 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
+import threading
 import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 LEAKS_OK_MARKER = "containerd_leaks_ok"
 
 _CALL_FAILED = pytest.StashKey[bool]()
+_PREVIOUS_SIGTERM = pytest.StashKey[object]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,6 +65,42 @@ def pytest_configure(config: pytest.Config) -> None:
         f"({', '.join(INVENTORY_KINDS)}; every kind when none is named) in the namespace of "
         "the containerd fixture; they are swept without failing the test",
     )
+    _handle_sigterm(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_PREVIOUS_SIGTERM, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def _handle_sigterm(config: pytest.Config) -> None:
+    """Make SIGTERM (``timeout``, a CI runner's cancel, ``kill``) end the run as Ctrl-C does.
+
+    The default action kills the process at once, so no fixture teardown
+    runs: the private daemon, its shims, the containers' processes, cgroups
+    and mounts and the temp folder would stay. As a KeyboardInterrupt,
+    pytest tears everything down and exits with "interrupted". Only when
+    nobody else handles SIGTERM (the default action is set), and only from
+    the main thread (where Python handles signals). A second SIGTERM during
+    the teardown is ignored, so that it cannot cut the cleanup short
+    (SIGKILL still ends the process; the daemon then dies with it, see
+    :class:`~containerd_client.testing.ContainerdDaemon`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    fired = threading.Event()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if fired.is_set():
+            logger.warning("SIGTERM again: ignored while the first one's teardown runs")
+            return
+        fired.set()
+        raise KeyboardInterrupt("SIGTERM")
+
+    config.stash[_PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
 
 
 @pytest.hookimpl(wrapper=True)
