@@ -229,3 +229,49 @@ def test_sweep_after_kill_9_removes_the_dead_session_and_nothing_of_a_live_one(
     # The live session cleaned up after itself; the namespace's state folder is gone when empty.
     assert survivor.returncode == 0
     assert not os.path.exists(os.path.join(state, ns))
+
+
+_IMPORTER = textwrap.dedent(
+    """
+    import sys
+    from containerd_client import Client
+
+    address, namespace, archive, name = sys.argv[1:5]
+    with Client(address, namespace) as client:
+        (image,) = client.images.import_archive(archive, name=name)
+        print(client.session)
+    """
+)
+
+
+def test_sweep_removes_a_dead_sessions_images_only_when_asked(containerd: Client, tmp_path: Path) -> None:
+    archive = build_busybox_archive(tmp_path / "busybox.tar")
+    mine = containerd.images.import_archive(archive.path, name="example.test/mine:1")[0]
+    assert mine.labels[SESSION_LABEL] == containerd.session
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _IMPORTER,
+            containerd.address,
+            containerd.namespace_name,
+            archive.path,
+            "example.test/theirs:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = containerd.images.get("example.test/theirs:1")
+    assert theirs.labels[SESSION_LABEL] == done.stdout.strip()
+
+    assert containerd.sweep().images == ()
+    preview = containerd.sweep(images=True, dry_run=True)
+    assert [o.name for o in preview.images] == ["example.test/theirs:1"]
+    assert containerd.images.get("example.test/theirs:1").name == "example.test/theirs:1"
+    report = containerd.sweep(images=True)
+    assert [(o.name, o.session) for o in report.images] == [("example.test/theirs:1", done.stdout.strip())]
+    assert [i.name for i in containerd.images.list()] == ["example.test/mine:1"]
