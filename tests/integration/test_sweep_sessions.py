@@ -24,7 +24,6 @@ from containerd_client import Client
 from containerd_client._pb import api
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 from containerd_client.client import SESSION_LABEL
-from containerd_client.sweep import DEAD, FOREIGN, INVALID, session_state
 from containerd_client.testing import build_busybox_archive
 
 pytestmark = pytest.mark.containerd_leaks_ok("images", reason="the image is the tests' setup")
@@ -133,18 +132,6 @@ def _wait_until(check: object, timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(check())  # type: ignore[operator]
-
-
-def test_session_state_judges_labels() -> None:
-    me = Client.__new__(Client)  # no connection needed for the session id
-    assert session_state(me.session) == "alive"
-    host = me.session.split("@", 1)[1]
-    # A pid that cannot exist (above pid_max), and a live pid with another start time.
-    assert session_state(f"{2**22 + 1}-5@{host}") == DEAD
-    assert session_state(f"{os.getpid()}-1@{host}") == DEAD
-    assert session_state(f"{2**22 + 1}-5@another-host.invalid") == FOREIGN
-    for bad in ("", "x", "12@h", "-1-2@h", "1-2", "a-2@h"):
-        assert session_state(bad) == INVALID
 
 
 def test_sweep_after_kill_9_removes_the_dead_session_and_nothing_of_a_live_one(
