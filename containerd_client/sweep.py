@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -48,6 +48,7 @@ __all__ = [
     "SweepReport",
     "SweptObject",
     "parse_session",
+    "remove_snapshots",
     "session_state",
     "sweep",
 ]
@@ -313,13 +314,25 @@ def _dead_snapshots(client: Client, snapshotter: str, found: _Collector) -> dict
 
 
 def _remove_snapshots(client: Client, snapshotter: str, pending: dict[str, str], found: _Collector) -> None:
-    ns = client.namespace_name
     if found.dry_run or not pending:
         return
-    pending = dict(pending)
+    for name, exc in remove_snapshots(client, snapshotter, pending).items():
+        found.fail("snapshot", client.namespace_name, f"{snapshotter}/{name}", exc)
+
+
+def remove_snapshots(client: Client, snapshotter: str, names: Iterable[str]) -> dict[str, ContainerdError]:
+    """Remove these snapshots, children before parents (in passes, until no more go).
+
+    A snapshot that is already gone counts as removed. Shared by
+    :meth:`Client.sweep <containerd_client.Client.sweep>` and the pytest
+    plugin's namespace sweep.
+
+    Returns:
+        The snapshots that could not be removed, with the last error of each.
+    """
     store = client.snapshots(snapshotter)
+    pending = set(names)
     last: dict[str, ContainerdError] = {}
-    # Children before parents: remove in passes until nothing more goes.
     for _ in range(len(pending) + 1):
         progress = False
         for name in sorted(pending):
@@ -330,12 +343,12 @@ def _remove_snapshots(client: Client, snapshotter: str, pending: dict[str, str],
             except ContainerdError as exc:
                 last[name] = exc
                 continue
-            del pending[name]
+            pending.discard(name)
+            last.pop(name, None)
             progress = True
         if not pending or not progress:
             break
-    for name in sorted(pending):
-        found.fail("snapshot", ns, f"{snapshotter}/{name}", last[name])
+    return {name: last[name] for name in sorted(pending)}
 
 
 def _count_fifos(folder: str) -> int:

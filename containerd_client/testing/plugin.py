@@ -42,6 +42,7 @@ import pytest
 from containerd_client import Client
 from containerd_client._pb import api
 from containerd_client.errors import ContainerdError, NotFoundError
+from containerd_client.sweep import remove_snapshots
 from containerd_client.testing._census import INVENTORY_KINDS, collect_garbage, inventory, state_folder
 
 if TYPE_CHECKING:
@@ -300,23 +301,9 @@ def _sweep_rest(client: Client) -> list[str]:
             infos = [i for resp in stream for i in resp.info]
         except ContainerdError:
             continue
-        # Children before parents: remove in repeated passes.
-        pending = {i.name for i in infos}
-        for _ in range(len(pending) + 1):
-            if not pending:
-                break
-            for name in sorted(pending):
-                try:
-                    client.call(
-                        api.Snapshots.Remove,
-                        snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=name),
-                    )
-                    pending.discard(name)
-                    removed.append(f"snapshot:{name}")
-                except NotFoundError:
-                    pending.discard(name)
-                except ContainerdError:
-                    continue
+        names = sorted(i.name for i in infos)
+        failed = remove_snapshots(client, snapshotter, names)
+        removed.extend(f"snapshot:{name}" for name in names if name not in failed)
     try:
         for resp in client._caller.stream(api.Content.List, content_pb2.ListContentRequest()):
             for info in resp.info:
