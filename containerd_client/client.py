@@ -104,20 +104,34 @@ _session_cache: list[tuple[int, str]] = []
 
 
 def session_id() -> str:
-    """This process's session: ``"<pid>-<start time>@<hostname>"``.
+    """This process's session: ``"<pid>-<start time>@<hostname>:<pid namespace>"``.
 
     Written as :data:`SESSION_LABEL` on what the SDK creates, so that a sweep
     can find the leftovers of a process that died mid-operation and tell a
     dead process from a live one (the pid alone may be reused; pid and start
     time in clock ticks since boot, as ``/proc/<pid>/stat`` gives them, are
-    not). Computed once per process (again after a fork).
+    not). The pid namespace (the inode number of ``/proc/self/ns/pid``; left
+    out, with its colon, where it cannot be read) tells apart processes that
+    share a host name but not pids, such as a container on the host's
+    network. Computed once per process (again after a fork).
     """
     pid = os.getpid()
     if _session_cache and _session_cache[0][0] == pid:
         return _session_cache[0][1]
-    value = f"{pid}-{_process_start(pid)}@{_socket.gethostname()}"
+    pidns = pid_namespace()
+    value = f"{pid}-{_process_start(pid)}@{_socket.gethostname()}" + (f":{pidns}" if pidns else "")
     _session_cache[:] = [(pid, value)]
     return value
+
+
+def pid_namespace() -> str:
+    """The inode number of this process's pid namespace (``"4026531836"``), "" if unknown."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    digits = link.partition("[")[2].rstrip("]")
+    return digits if digits.isdigit() else ""
 
 
 def _process_start(pid: int) -> str:

@@ -1,7 +1,7 @@
 """Crash-safe cleanup: remove what SDK sessions that no longer exist left behind.
 
 Everything the SDK creates carries :data:`~containerd_client.client.SESSION_LABEL`
-(``"<pid>-<start time>@<host>"``, see :func:`~containerd_client.client.session_id`):
+(``"<pid>-<start time>@<host>:<pid namespace>"``, see :func:`~containerd_client.client.session_id`):
 leases (which also expire by themselves), containers, the snapshots it
 prepares. A process killed mid-operation (``kill -9``, an OOM kill, a lost
 machine) leaves them; :meth:`Client.sweep <containerd_client.Client.sweep>`
@@ -9,9 +9,10 @@ finds those whose session is dead and removes them: tasks (killed, then
 deleted), containers, snapshots, leases, the containers' FIFO (bundle)
 folders under the client's state folder, and, only when asked, images.
 
-A session is *dead* when its host is this host and its process is gone or is
-another process under a reused pid (its start time differs). Sessions of
-other hosts, malformed labels and live processes are left alone: a sweep
+A session is *dead* when its host is this host (and its pid namespace ours)
+and its process is gone or is another process under a reused pid (its start
+time differs). Sessions of other hosts or pid namespaces, malformed labels
+and live processes are left alone: a sweep
 never touches what a running program owns, and objects without the label
 (made by other tools, or by the user) are never looked at beyond reading
 their labels.
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from containerd_client._pb import api
-from containerd_client.client import SESSION_LABEL, _process_start
+from containerd_client.client import SESSION_LABEL, _process_start, pid_namespace
 from containerd_client.errors import ContainerdError, NotFoundError
 
 if TYPE_CHECKING:
@@ -68,32 +69,46 @@ FOREIGN = "foreign"
 INVALID = "invalid"
 
 
-def parse_session(value: str) -> tuple[int, str, str] | None:
-    """Split a session label ``"<pid>-<start>@<host>"`` into (pid, start, host); None if malformed."""
-    ident, sep, host = value.partition("@")
+def parse_session(value: str) -> tuple[int, str, str, str] | None:
+    """Split a session label ``"<pid>-<start>@<host>[:<pid namespace>]"``.
+
+    Returns:
+        ``(pid, start, host, pid_namespace)`` (the namespace "" when the
+        label has none, as labels written before it was added), or None if
+        the value is no session label.
+    """
+    ident, sep, where = value.partition("@")
     pid_text, dash, start = ident.partition("-")
+    host, colon, pidns = where.partition(":")
     if not sep or not dash or not host or not pid_text.isdigit() or not start.isdigit():
+        return None
+    if colon and not pidns.isdigit():
         return None
     pid = int(pid_text)
     if pid <= 0:
         return None
-    return pid, start, host
+    return pid, start, host, pidns
 
 
 def session_state(value: str, *, hostname: str | None = None) -> SessionState:
     """Whether the session a label names still runs.
 
     Returns:
-        ``"alive"``: its process runs on this host (same pid and start time).
-        ``"dead"``: its host is this host and the pid is gone or now another
-        process (different start time). ``"foreign"``: another host's
-        session, which this host cannot judge. ``"invalid"``: not a session label.
+        ``"alive"``: its process runs (same pid and start time).
+        ``"dead"``: its host is this host, its pid namespace ours, and the
+        pid is gone or now another process (different start time).
+        ``"foreign"``: another host's session, or another pid namespace's
+        (a container sharing the host name): not ours to judge.
+        ``"invalid"``: not a session label.
     """
     parsed = parse_session(value)
     if parsed is None:
         return INVALID
-    pid, start, host = parsed
+    pid, start, host, pidns = parsed
     if host != (hostname if hostname is not None else socket.gethostname()):
+        return FOREIGN
+    ours = pid_namespace()
+    if pidns and ours and pidns != ours:
         return FOREIGN
     if not os.path.exists(f"/proc/{pid}"):
         return DEAD

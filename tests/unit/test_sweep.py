@@ -41,13 +41,23 @@ def test_this_process_is_alive_and_a_finished_one_is_dead() -> None:
 
 
 def test_a_reused_pid_is_dead_and_other_hosts_and_bad_labels_are_left_alone() -> None:
-    pid, start, host = parse_session(session_id()) or (0, "", "")
+    pid, start, host, pidns = parse_session(session_id()) or (0, "", "", "")
     assert (pid, host) == (os.getpid(), HOST)
+    assert pidns.isdigit()
     assert session_state(f"{pid}-{int(start) + 1}@{HOST}") == DEAD  # same pid, another process
     assert session_state(f"{2**22 + 1}-5@{HOST}") == DEAD  # above pid_max: no such process
     assert session_state(f"{2**22 + 1}-5@another-host.invalid") == FOREIGN
-    for bad in ("", "x", "12@h", "-1-2@h", "0-2@h", "1-2", "a-2@h", "1-x@h"):
+    for bad in ("", "x", "12@h", "-1-2@h", "0-2@h", "1-2", "a-2@h", "1-x@h", f"1-2@{HOST}:x"):
         assert session_state(bad) == INVALID, bad
+
+
+def test_a_session_of_another_pid_namespace_is_not_judged() -> None:
+    """A process in a container sharing the host name: its pid means nothing here."""
+    pidns = session_id().rpartition(":")[2]
+    other = str(int(pidns) + 1)
+    assert session_state(f"{2**22 + 1}-5@{HOST}:{other}") == FOREIGN
+    assert session_state(f"{2**22 + 1}-5@{HOST}:{pidns}") == DEAD
+    assert session_state(f"{2**22 + 1}-5@{HOST}") == DEAD  # a label from before the namespace was added
 
 
 def test_report_counts_per_kind() -> None:
