@@ -63,18 +63,21 @@ _HOLDER = textwrap.dedent(
 
 _SWEEPER = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, time
     from containerd_client import Client
 
     address, namespace, state_dir = sys.argv[1:4]
     with Client(address, namespace, state_dir=state_dir) as client:
+        t0 = time.monotonic()
         report = client.sweep()
+        seconds = time.monotonic() - t0
     print(json.dumps({
         "summary": report.summary(),
         "dead": list(report.dead_sessions),
         "failed": list(report.failed),
         "containers": [o.name for o in report.containers],
         "snapshots": [o.name for o in report.snapshots],
+        "seconds": seconds,
     }))
     """
 )
@@ -171,6 +174,7 @@ def test_sweep_after_kill_9_removes_the_dead_session_and_nothing_of_a_live_one(
         )
         assert sweeper.returncode == 0, sweeper.stderr[-3000:]
         report = json.loads(sweeper.stdout)
+        print(f"sweep took {report['seconds']:.3f} s: {report['summary']}")
         assert report["failed"] == []
         assert report["dead"] == [dead["session"]]
         assert sorted(report["containers"]) == [f"dead-{i}" for i in range(4)]
@@ -256,6 +260,14 @@ def test_sweep_removes_a_dead_sessions_images_only_when_asked(containerd: Client
     assert theirs.labels[SESSION_LABEL] == done.stdout.strip()
 
     assert containerd.sweep().images == ()
+    # From another namespace: found only when every namespace is swept.
+    other = containerd.namespace(f"{containerd.namespace_name}-x")
+    assert other.sweep(images=True, dry_run=True).images == ()
+    everywhere = other.sweep(images=True, dry_run=True, all_namespaces=True)
+    assert containerd.namespace_name in everywhere.namespaces
+    assert ("example.test/theirs:1", containerd.namespace_name) in [
+        (o.name, o.namespace) for o in everywhere.images
+    ]
     preview = containerd.sweep(images=True, dry_run=True)
     assert [o.name for o in preview.images] == ["example.test/theirs:1"]
     assert containerd.images.get("example.test/theirs:1").name == "example.test/theirs:1"
