@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from containerd_client._pb import api
-from containerd_client.client import SESSION_LABEL, _process_start, pid_namespace
+from containerd_client.client import SESSION_LABEL, pid_namespace
 from containerd_client.errors import ContainerdError, NotFoundError
 
 if TYPE_CHECKING:
@@ -110,11 +110,20 @@ def session_state(value: str, *, hostname: str | None = None) -> SessionState:
     ours = pid_namespace()
     if pidns and ours and pidns != ours:
         return FOREIGN
-    if not os.path.exists(f"/proc/{pid}"):
-        return DEAD
-    current = _process_start(pid)
-    # "0": it exists but its start time cannot be read: never judged dead.
-    return ALIVE if current in (start, "0") else DEAD
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except FileNotFoundError:
+        # Without /proc nothing can be judged: then nothing is dead.
+        return DEAD if os.path.exists("/proc/self/stat") else ALIVE
+    except (OSError, IndexError):
+        return ALIVE  # it exists but cannot be read: never judged dead
+    if len(fields) < 20:
+        return ALIVE
+    if fields[19].decode("ascii", "replace") != start:
+        return DEAD  # the pid now names another process
+    # A zombie (killed, not yet reaped by its parent) owns nothing any more.
+    return DEAD if fields[0] in (b"Z", b"X") else ALIVE
 
 
 @attrs.frozen

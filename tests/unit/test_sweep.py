@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,33 @@ def test_reap_stale_removes_only_dead_sessions_folders(tmp_path: Path) -> None:
     bare.mkdir()
     assert reap_stale(str(tmp_path)) == [str(dead)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cctest-bare", "cctest-foreign", "cctest-live"]
+
+
+def test_a_zombie_is_dead() -> None:
+    """A killed process its parent has not reaped yet owns nothing any more."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from containerd_client.client import session_id; print(session_id(), flush=True)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        session = child.stdout.readline().strip()
+        deadline = time.monotonic() + 30
+        state = b""
+        while time.monotonic() < deadline:  # not child.poll(): that would reap it
+            with open(f"/proc/{child.pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+            if state == b"Z":
+                break
+            time.sleep(0.01)
+        assert state == b"Z"
+        assert session_state(session) == DEAD
+    finally:
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
