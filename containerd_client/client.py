@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from containerd_client.pull import ProgressCallback, PullOptions, Via
     from containerd_client.snapshots import SnapshotStore
     from containerd_client.spec import Command, SpecOpt
+    from containerd_client.sweep import SweepReport
     from containerd_client.tasks import ExecResult, _ProcessBase
 
 __all__ = [
@@ -104,20 +105,34 @@ _session_cache: list[tuple[int, str]] = []
 
 
 def session_id() -> str:
-    """This process's session: ``"<pid>-<start time>@<hostname>"``.
+    """This process's session: ``"<pid>-<start time>@<hostname>:<pid namespace>"``.
 
     Written as :data:`SESSION_LABEL` on what the SDK creates, so that a sweep
     can find the leftovers of a process that died mid-operation and tell a
     dead process from a live one (the pid alone may be reused; pid and start
     time in clock ticks since boot, as ``/proc/<pid>/stat`` gives them, are
-    not). Computed once per process (again after a fork).
+    not). The pid namespace (the inode number of ``/proc/self/ns/pid``; left
+    out, with its colon, where it cannot be read) tells apart processes that
+    share a host name but not pids, such as a container on the host's
+    network. Computed once per process (again after a fork).
     """
     pid = os.getpid()
     if _session_cache and _session_cache[0][0] == pid:
         return _session_cache[0][1]
-    value = f"{pid}-{_process_start(pid)}@{_socket.gethostname()}"
+    pidns = pid_namespace()
+    value = f"{pid}-{_process_start(pid)}@{_socket.gethostname()}" + (f":{pidns}" if pidns else "")
     _session_cache[:] = [(pid, value)]
     return value
+
+
+def pid_namespace() -> str:
+    """The inode number of this process's pid namespace (``"4026531836"``), "" if unknown."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    digits = link.partition("[")[2].rstrip("]")
+    return digits if digits.isdigit() else ""
 
 
 def _process_start(pid: int) -> str:
@@ -947,6 +962,42 @@ class Client:
 
         self._check_open()
         return containers.list_containers(self, *filters, state_dir=self._state_dir)
+
+    # -- crash-safe cleanup -----------------------------------------------------
+
+    def sweep(
+        self, *, dry_run: bool = False, images: bool = False, all_namespaces: bool = False
+    ) -> SweepReport:
+        """Remove what SDK sessions that no longer exist left behind in this namespace.
+
+        A session (:func:`session_id`, the :data:`SESSION_LABEL` on what the
+        SDK creates) is dead when its host is this host and its process is
+        gone or its pid now belongs to another process. For those sessions
+        this kills and deletes tasks, deletes containers with their snapshots
+        and FIFO (bundle) folders under this client's ``state_dir``, removes
+        the other snapshots and the leases they made, and removes the
+        namespace's state folder if it is empty then. What a live session
+        owns, other hosts' sessions and anything without the label are never
+        touched. See :mod:`containerd_client.sweep`.
+
+        Args:
+            dry_run: Only report what would be removed.
+            images: Also delete images that carry a dead session's label
+                (the user's images otherwise stay).
+            all_namespaces: Sweep every namespace of the daemon, not just this one.
+
+        Returns:
+            A :class:`~containerd_client.sweep.SweepReport`: what was removed per
+            kind; what could not be removed is listed in its ``failed``.
+
+        Raises:
+            RPCError: A namespace's containers, tasks, leases or images could
+                not be listed (single removals that fail are reported, not raised).
+        """
+        from containerd_client.sweep import sweep as _sweep
+
+        self._check_open()
+        return _sweep(self, dry_run=dry_run, images=images, all_namespaces=all_namespaces)
 
 
 def _close_unclosed(connection: _rpc.Connection, address: str) -> None:

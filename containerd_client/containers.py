@@ -245,6 +245,41 @@ def _remove_state_folder(state_root: str, namespace: str, name: str) -> bool:
         os.close(root_fd)
 
 
+def _remove_empty_namespace_folder(state_root: str, namespace: str) -> None:
+    """Remove ``<state_root>/<namespace>`` if it is an empty folder (one per namespace piled up).
+
+    A folder that holds anything, or is a link, stays. A container being
+    created in the namespace at the same moment recreates it (:func:`_make_bundle`).
+    """
+    try:
+        root_fd = os.open(state_root, _DIR_FLAGS)
+    except OSError:
+        return
+    try:
+        info = os.stat(namespace, dir_fd=root_fd, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            os.rmdir(namespace, dir_fd=root_fd)  # refuses a folder that is not empty
+    except OSError:
+        pass
+    finally:
+        os.close(root_fd)
+
+
+def _make_bundle(path: str) -> None:
+    """Make a container's FIFO folder (and its namespace folder).
+
+    Another container's cleanup may remove the empty namespace folder
+    between the two ``mkdir`` calls of :func:`os.makedirs`: then try again.
+    """
+    for attempt in range(5):
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            return
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+
+
 def _remove_tree_at(parent_fd: int, name: str, where: str, depth: int) -> bool:
     """Remove folder ``name`` of ``parent_fd`` and its entries; links are unlinked, never followed."""
     if depth > _MAX_BUNDLE_DEPTH:
@@ -468,7 +503,7 @@ class Container:
     # -- tasks -------------------------------------------------------------------
 
     def _ensure_bundle(self) -> str:
-        os.makedirs(self._bundle_dir, mode=0o700, exist_ok=True)
+        _make_bundle(self._bundle_dir)
         return self._bundle_dir
 
     def new_task(
@@ -871,7 +906,8 @@ class Container:
                     self._bundle_dir,
                 )
                 return
-        _remove_state_folder(self._state_root, self._client.namespace_name, self.id)
+        if _remove_state_folder(self._state_root, self._client.namespace_name, self.id):
+            _remove_empty_namespace_folder(self._state_root, self._client.namespace_name)
 
     def __enter__(self) -> Self:
         return self
@@ -1145,7 +1181,7 @@ def _create_record(
         raise ConflictError(f"id already in use: {exc.message}", exc.code) from exc
     info = ContainerInfo.from_proto(resp.container, spec=spec_doc)
     # The folder is made now, not before the RPC, so a failed create leaves nothing.
-    os.makedirs(bundle, mode=0o700, exist_ok=True)
+    _make_bundle(bundle)
     return Container(client, info, owned=True, state_root=root)
 
 

@@ -525,7 +525,14 @@ class ImageStore:
         resp = _by_either_name(name, get)
         return Image._from_proto(resp.image)
 
-    def create(self, name: str, target: Descriptor, labels: Mapping[str, str] | None = None) -> Image:
+    def create(
+        self,
+        name: str,
+        target: Descriptor,
+        labels: Mapping[str, str] | None = None,
+        *,
+        _session_label: bool = False,
+    ) -> Image:
         """Point ``name`` at ``target``; an existing image of that name is updated.
 
         The target's content should already be in the store (and tied to it
@@ -543,8 +550,16 @@ class ImageStore:
         from containerd_client._pb.containerd.services.images.v1 import images_pb2
 
         record = images_pb2.Image(name=name, target=target.to_proto(), labels=dict(labels or {}))
+        new = images_pb2.Image()
+        new.CopyFrom(record)
+        if _session_label:
+            # Only a new record gets the session of the import or pull that made
+            # it (Client.sweep(images=True) looks at it); an update keeps its labels.
+            from containerd_client.client import SESSION_LABEL
+
+            new.labels[SESSION_LABEL] = new.labels.get(SESSION_LABEL) or self._client.session
         try:
-            resp = self._client.call(api.Images.Create, images_pb2.CreateImageRequest(image=record))
+            resp = self._client.call(api.Images.Create, images_pb2.CreateImageRequest(image=new))
         except AlreadyExistsError:
             from google.protobuf import field_mask_pb2
 
@@ -957,7 +972,9 @@ class ImageStore:
                         if target.digest not in seen:
                             seen.add(target.digest)
                             self._unpack(target, snapshotter, want)
-                images = [self.create(image_name, target) for image_name, target in named]
+                images = [
+                    self.create(image_name, target, _session_label=True) for image_name, target in named
+                ]
         logger.debug("imported %s", ", ".join(i.name for i in images))
         return images
 

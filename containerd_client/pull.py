@@ -417,7 +417,7 @@ class _ClientPull:
                 self.emit(name, 0, 0, "unpacked")
             self.registry.check_deadline(name)
             # As `ctr pull`: pulling a name again points it at what the registry has now.
-            image = images.create(name, root, labels=self.labels or None)
+            image = images.create(name, root, labels=self.labels or None, _session_label=True)
             result = PullResult(
                 image=image,
                 via="client",

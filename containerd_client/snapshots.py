@@ -101,8 +101,16 @@ class SnapshotStore:
     def __repr__(self) -> str:
         return f"<SnapshotStore {self.snapshotter} namespace={self._client.namespace_name!r}>"
 
+    def _labels(self, labels: Mapping[str, str] | None) -> dict[str, str]:
+        """The labels of a new snapshot: the session label, then the caller's."""
+        from containerd_client.client import SESSION_LABEL
+
+        return {SESSION_LABEL: self._client.session, **(labels or {})}
+
     def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
         """Create an active (writable) snapshot on top of ``parent``; return its mounts.
+
+        It carries the session label (see :meth:`Client.sweep`), then ``labels``.
 
         Raises:
             AlreadyExistsError: A snapshot with that key exists.
@@ -112,7 +120,7 @@ class SnapshotStore:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
         req = snapshots_pb2.PrepareSnapshotRequest(
-            snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})
+            snapshotter=self.snapshotter, key=key, parent=parent, labels=self._labels(labels)
         )
         resp = self._client.call(api.Snapshots.Prepare, req)
         return [Mount.from_proto(m) for m in resp.mounts]
@@ -128,7 +136,7 @@ class SnapshotStore:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
 
         req = snapshots_pb2.ViewSnapshotRequest(
-            snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})
+            snapshotter=self.snapshotter, key=key, parent=parent, labels=self._labels(labels)
         )
         resp = self._client.call(api.Snapshots.View, req)
         return [Mount.from_proto(m) for m in resp.mounts]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from containerd_client import Client
 from containerd_client.errors import DaemonStartError
-from containerd_client.testing._reaper import _Resources
+from containerd_client.testing._reaper import _Resources, reap_stale, write_owner
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -474,9 +474,14 @@ class ContainerdDaemon:
             res = self._res
             try:
                 if not res.prepared:
+                    # What test processes killed before their cleanup left (their
+                    # daemons died with them: see _Resources.arm_watchdog).
+                    reap_stale(tempfile.gettempdir())
                     self._prepare()
                 env = self._daemon_env(bin_dir)
                 res.runc = shutil.which("runc", path=env["PATH"]) or "runc"
+                if res.owns_base_dir:
+                    write_owner(res)
                 # A socket left by a killed daemon would pass the existence check.
                 for path in (res.address, res.address + ".ttrpc"):
                     with contextlib.suppress(FileNotFoundError):
@@ -497,6 +502,8 @@ class ContainerdDaemon:
                         # the daemon before the test process cleans up.
                         start_new_session=True,
                     )
+                # The daemon dies with this process, whichever thread started it.
+                res.arm_watchdog(res.proc.pid)
             except BaseException:
                 self.stop()
                 raise
@@ -558,6 +565,7 @@ class ContainerdDaemon:
                     proc.wait(timeout=self.stop_timeout)
                 except subprocess.TimeoutExpired as exc:
                     raise TimeoutError(f"containerd {proc.pid} still runs after signal {sig}") from exc
+                self._res.disarm_watchdog()
 
     def restart(self) -> None:
         """Stop the daemon gracefully (shims stay) and start it again on the same root.

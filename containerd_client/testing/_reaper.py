@@ -25,10 +25,13 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
+
+from containerd_client.containers import _default_state_dir
 
 # The daemon's logger, as before the reaper had its own module.
 logger = logging.getLogger("containerd_client.testing._daemon")
@@ -39,6 +42,30 @@ _RUNC_STATE = "/run/containerd/runc"
 _CGROUP_ROOT = "/sys/fs/cgroup"
 _TASK_PLUGIN = "io.containerd.runtime.v2.task"
 _MNT_DETACH = 2
+
+
+# The watchdog's program: argv is the daemon's pid and start time; stdin the pipe.
+_WATCHDOG = """
+import os, signal, sys
+pid, start = int(sys.argv[1]), sys.argv[2]
+if not os.read(0, 1):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            same = f.read().rsplit(b")", 1)[1].split()[19].decode() == start
+        if same:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, IndexError):
+        pass
+"""
+
+
+def _start_time(pid: int) -> str:
+    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks), "" if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -211,6 +238,56 @@ class _Resources:
         self.config_path = ""
         self.runc = "runc"
         self.final_log: str | None = None
+        # The watchdog process that kills the daemon when this process dies
+        # (it sees EOF on a pipe only this process holds), and our end of it.
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        self.watch_fd: int | None = None
+
+    def arm_watchdog(self, pid: int) -> None:
+        """Start a watchdog that SIGKILLs daemon ``pid`` once this process is gone.
+
+        A pipe, not ``PR_SET_PDEATHSIG``: that fires when the *thread* that
+        started the daemon exits, and a daemon started from a worker thread
+        must outlive it. The write end is close-on-exec and only this process
+        holds it; when the process dies (even by SIGKILL) the watchdog reads
+        EOF and kills the daemon, if that pid still is the daemon (same start
+        time). :meth:`disarm_watchdog` ends it without a kill.
+        """
+        self.disarm_watchdog()
+        start = _start_time(pid)
+        read_fd, write_fd = os.pipe()
+        try:
+            self.watchdog = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pid), start],
+                stdin=read_fd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                # Not in the terminal's process group: a Ctrl-C is for the tests.
+                start_new_session=True,
+            )
+        except OSError:
+            os.close(write_fd)
+            logger.warning("could not start the daemon's watchdog", exc_info=True)
+            return
+        finally:
+            os.close(read_fd)
+        self.watch_fd = write_fd
+
+    def disarm_watchdog(self) -> None:
+        """Let the watchdog exit without killing anything, and reap it."""
+        fd, self.watch_fd = self.watch_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"x")
+            os.close(fd)
+        proc, self.watchdog = self.watchdog, None
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
 
     def stop_daemon(self) -> None:
         proc = self.proc
@@ -312,6 +389,10 @@ class _Resources:
             except Exception:
                 logger.warning("stopping containerd failed", exc_info=True)
             try:
+                self.disarm_watchdog()
+            except Exception:
+                logger.warning("stopping the daemon's watchdog failed", exc_info=True)
+            try:
                 self.final_log = self.read_log()
             except Exception:
                 logger.debug("could not keep the daemon log", exc_info=True)
@@ -343,6 +424,9 @@ class _Resources:
                 # Empty folders only: another daemon may be using the same namespace.
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.join(_RUNC_STATE, ns))
+                # The SDK's own (FIFO) state folder of the namespace, when empty.
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(_default_state_dir(), ns))
                 for cgroup in self._cgroup_dirs(ns):
                     _rmdir_tree_if_empty(cgroup)
             try:
@@ -402,3 +486,133 @@ class _Resources:
             ResourceWarning,
             stacklevel=2,
         )
+
+
+#: File in a daemon's base folder naming the session that owns the daemon.
+OWNER_FILE = "owner.json"
+_OWNER_FIELDS = (
+    "namespace",
+    "base_dir",
+    "socket_dir",
+    "owns_socket_dir",
+    "address",
+    "root_dir",
+    "state_dir",
+    "runc_root",
+    "log_path",
+    "config_path",
+    "runc",
+)
+
+
+def write_owner(res: _Resources) -> None:
+    """Record in the daemon's folder which session owns it and where its parts are.
+
+    A later start reads it (:func:`reap_stale`) to clean up after a test
+    process that was killed before it could.
+    """
+    from containerd_client.client import session_id
+
+    record = {"session": session_id(), **{name: getattr(res, name) for name in _OWNER_FIELDS}}
+    path = os.path.join(res.base_dir, OWNER_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    os.replace(path + ".tmp", path)
+
+
+def reap_stale(parent: str) -> list[str]:
+    """Clean up the daemon folders in ``parent`` whose owning test process is dead.
+
+    Only folders this module made (``cctest-*`` holding an :data:`OWNER_FILE`)
+    whose session is dead on this host (see
+    :func:`containerd_client.sweep.session_state`); a live process's daemon
+    is never touched. The daemon (if its watchdog could not kill it), its
+    shims, container processes, mounts, cgroups and folders all go.
+
+    Returns:
+        The base folders that were reaped.
+    """
+    from containerd_client.sweep import DEAD, session_state
+
+    reaped: list[str] = []
+    try:
+        entries = sorted(os.listdir(parent))
+    except OSError:
+        return reaped
+    for entry in entries:
+        if not entry.startswith("cctest-"):
+            continue
+        base = os.path.join(parent, entry)
+        owner = os.path.join(base, OWNER_FILE)
+        try:
+            if not _ours(base) or not _ours(owner, folder=False):
+                continue
+            with open(owner, encoding="utf-8") as f:
+                record = json.load(f)
+            if not isinstance(record, dict) or session_state(str(record.get("session", ""))) != DEAD:
+                continue
+            # Claim it: of two starts racing for the same leftovers, one reaps.
+            os.rename(owner, f"{owner}.reaping-{os.getpid()}")
+        except (OSError, ValueError):
+            continue
+        res = _resources_from(record, base)
+        if res is None:
+            logger.warning("not reaping %s: its %s does not describe that folder", base, OWNER_FILE)
+            continue
+        res.owns_base_dir = True
+        res.prepared = True
+        config = res.config_path
+        daemons = [pid for pid in _pids() if config and config in _cmdline(pid)]
+        _kill_pids(daemons, "stale containerd")
+        logger.info("reaping the daemon folder %s of dead session %s", base, record.get("session"))
+        res.cleanup()
+        reaped.append(base)
+    return reaped
+
+
+def _ours(path: str, *, folder: bool = True) -> bool:
+    """A real folder (or file), not a link, owned by this user."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    kind = stat.S_ISDIR(info.st_mode) if folder else stat.S_ISREG(info.st_mode)
+    return kind and info.st_uid == os.geteuid()
+
+
+def _resources_from(record: dict[str, object], base: str) -> _Resources | None:
+    """The resources an owner record describes, if every path in it lies where this module puts it.
+
+    ``/tmp`` is writable by anyone: a planted record must not make the
+    reaper remove or unmount anything outside the daemon's own folders.
+    """
+    real_base = os.path.realpath(base)
+    if os.path.realpath(str(record.get("base_dir", ""))) != real_base:
+        return None
+    namespace = str(record.get("namespace", ""))
+    if not namespace or "/" in namespace or namespace in (".", ".."):
+        return None
+    res = _Resources(namespace=namespace, stop_timeout=5.0)
+    res.base_dir = base
+    for name in ("root_dir", "state_dir", "runc_root", "log_path", "config_path"):
+        value = str(record.get(name, ""))
+        if os.path.dirname(os.path.realpath(value)) != real_base:
+            return None
+        setattr(res, name, value)
+    socket_dir = os.path.realpath(str(record.get("socket_dir", "")))
+    owns_socket_dir = record.get("owns_socket_dir") is True
+    if owns_socket_dir:
+        if not (os.path.basename(socket_dir).startswith("cctest-") and os.path.dirname(socket_dir) == "/tmp"):
+            return None
+        if os.path.lexists(socket_dir) and not _ours(socket_dir):
+            return None
+    elif socket_dir != real_base:
+        return None
+    address = str(record.get("address", ""))
+    if os.path.dirname(os.path.realpath(address)) != socket_dir:
+        return None
+    res.socket_dir, res.owns_socket_dir, res.address = socket_dir, owns_socket_dir, address
+    # Never a binary named by the record.
+    res.runc = shutil.which("runc") or "runc"
+    res.owns_base_dir = True
+    return res

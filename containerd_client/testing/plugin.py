@@ -31,6 +31,8 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
+import threading
 import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -40,6 +42,7 @@ import pytest
 from containerd_client import Client
 from containerd_client._pb import api
 from containerd_client.errors import ContainerdError, NotFoundError
+from containerd_client.sweep import remove_snapshots
 from containerd_client.testing._census import INVENTORY_KINDS, collect_garbage, inventory, state_folder
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ logger = logging.getLogger(__name__)
 LEAKS_OK_MARKER = "containerd_leaks_ok"
 
 _CALL_FAILED = pytest.StashKey[bool]()
+_PREVIOUS_SIGTERM = pytest.StashKey[object]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,6 +66,42 @@ def pytest_configure(config: pytest.Config) -> None:
         f"({', '.join(INVENTORY_KINDS)}; every kind when none is named) in the namespace of "
         "the containerd fixture; they are swept without failing the test",
     )
+    _handle_sigterm(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_PREVIOUS_SIGTERM, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def _handle_sigterm(config: pytest.Config) -> None:
+    """Make SIGTERM (``timeout``, a CI runner's cancel, ``kill``) end the run as Ctrl-C does.
+
+    The default action kills the process at once, so no fixture teardown
+    runs: the private daemon, its shims, the containers' processes, cgroups
+    and mounts and the temp folder would stay. As a KeyboardInterrupt,
+    pytest tears everything down and exits with "interrupted". Only when
+    nobody else handles SIGTERM (the default action is set), and only from
+    the main thread (where Python handles signals). A second SIGTERM during
+    the teardown is ignored, so that it cannot cut the cleanup short
+    (SIGKILL still ends the process; the daemon then dies with it, see
+    :class:`~containerd_client.testing.ContainerdDaemon`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    fired = threading.Event()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if fired.is_set():
+            logger.warning("SIGTERM again: ignored while the first one's teardown runs")
+            return
+        fired.set()
+        raise KeyboardInterrupt("SIGTERM")
+
+    config.stash[_PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -261,23 +301,9 @@ def _sweep_rest(client: Client) -> list[str]:
             infos = [i for resp in stream for i in resp.info]
         except ContainerdError:
             continue
-        # Children before parents: remove in repeated passes.
-        pending = {i.name for i in infos}
-        for _ in range(len(pending) + 1):
-            if not pending:
-                break
-            for name in sorted(pending):
-                try:
-                    client.call(
-                        api.Snapshots.Remove,
-                        snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=name),
-                    )
-                    pending.discard(name)
-                    removed.append(f"snapshot:{name}")
-                except NotFoundError:
-                    pending.discard(name)
-                except ContainerdError:
-                    continue
+        names = sorted(i.name for i in infos)
+        failed = remove_snapshots(client, snapshotter, names)
+        removed.extend(f"snapshot:{name}" for name in names if name not in failed)
     try:
         for resp in client._caller.stream(api.Content.List, content_pb2.ListContentRequest()):
             for info in resp.info:

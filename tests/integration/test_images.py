@@ -19,6 +19,7 @@ import pytest
 from containerd_client import Client, cio, errors
 from containerd_client import content as content_mod
 from containerd_client._archive import chain_ids
+from containerd_client.client import SESSION_LABEL
 from containerd_client.content import (
     BlobTooLargeError,
     ContentStore,
@@ -314,7 +315,8 @@ def test_snapshots_prepare_commit_view_usage_remove(containerd: Client) -> None:
         assert snaps.mounts("active-1") == mounts
         info = snaps.stat("active-1")
         assert (info.name, info.parent, info.kind) == ("active-1", "", SnapshotKind.ACTIVE)
-        assert info.labels == {"purpose": "test"}
+        # The SDK's session label (for Client.sweep), then the caller's.
+        assert info.labels == {"purpose": "test", SESSION_LABEL: containerd.session}
 
         snaps.commit("base", "active-1", labels={"layer": "0"})
         assert snaps.stat("base").kind is SnapshotKind.COMMITTED

@@ -648,9 +648,9 @@ def test_client_killed_mid_create_leaves_labelled_leftovers(env: Env, archive: I
             child.wait(BOUND)
     leases = env.client.leases.list()
     assert len(leases) == 1, leases
-    # "<pid>-<start time>@<host>": a sweep can tell this dead process from a live one.
+    # "<pid>-<start time>@<host>:<pid namespace>": a sweep can tell this dead process from a live one.
     session = leases[0].labels.get(SESSION_LABEL, "")
-    assert re.fullmatch(rf"{child.pid}-[0-9]+@{re.escape(socket.gethostname())}", session), session
+    assert re.fullmatch(rf"{child.pid}-[0-9]+@{re.escape(socket.gethostname())}:[0-9]+", session), session
     left = leaks(env)
     TALLY["leaks"] -= sum(len(v) for v in left.values())  # expected: they are the sweep's to take
     assert left.get("leases"), "the killed client's lease should still be there"

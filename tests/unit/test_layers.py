@@ -73,6 +73,7 @@ LAYER_OF: dict[str, str] = {
     "events": "objects",
     "pull": "objects",
     "files": "objects",
+    "sweep": "objects",
     # the private daemon, fixtures and the pytest plugin
     "testing": "testing",
 }

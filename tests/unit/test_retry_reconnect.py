@@ -317,10 +317,12 @@ def test_session_id_names_this_process() -> None:
 
     value = session_id()
     pid, rest = value.split("-", 1)
-    start, host = rest.split("@", 1)
+    start, where = rest.split("@", 1)
+    host, _, pidns = where.partition(":")
     assert int(pid) == os.getpid()
     assert int(start) > 0
     assert host == socket.gethostname()
+    assert f"pid:[{pidns}]" == os.readlink("/proc/self/ns/pid")
     with Client("/nonexistent/containerd.sock", "ns") as client:
         assert client.session == value
 
