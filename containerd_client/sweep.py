@@ -157,6 +157,7 @@ class SweepReport:
     leases: tuple[SweptObject, ...] = ()
     images: tuple[SweptObject, ...] = ()
     bundles: tuple[SweptObject, ...] = ()
+    networks: tuple[SweptObject, ...] = ()
     fifos: int = 0
     namespaces: tuple[str, ...] = ()
     dead_sessions: tuple[str, ...] = ()
@@ -167,7 +168,15 @@ class SweepReport:
         """How many objects (of every kind, FIFOs not counted) were removed."""
         return sum(
             len(kind)
-            for kind in (self.tasks, self.containers, self.snapshots, self.leases, self.images, self.bundles)
+            for kind in (
+                self.tasks,
+                self.containers,
+                self.snapshots,
+                self.leases,
+                self.images,
+                self.bundles,
+                self.networks,
+            )
         )
 
     def summary(self) -> dict[str, int]:
@@ -179,6 +188,7 @@ class SweepReport:
             "leases": len(self.leases),
             "images": len(self.images),
             "bundles": len(self.bundles),
+            "networks": len(self.networks),
             "fifos": self.fifos,
         }
 
@@ -222,6 +232,7 @@ class _Collector:
             leases=of("leases"),
             images=of("images"),
             bundles=of("bundles"),
+            networks=of("networks"),
             fifos=self.fifos,
             namespaces=tuple(self.namespaces),
             dead_sessions=tuple(sorted(s for s, v in self.verdicts.items() if v == DEAD)),
@@ -264,6 +275,7 @@ def _sweep_namespace(client: Client, found: _Collector, *, images: bool) -> None
         _sweep_container(container, session, container.id in tasks, found)
     for snapshotter, pending in snapshots.items():
         _remove_snapshots(client, snapshotter, pending, found)
+    _sweep_networks(_state_root(client._state_dir), ns, found)
     for lease in client.leases.list():
         session = found.dead(lease.labels)
         if session is None:
@@ -319,6 +331,29 @@ def _sweep_container(container: Container, session: str, has_task: bool, found: 
         container._remove_bundle()
     except ContainerdError as exc:
         found.fail("container", ns, container.id, exc)
+
+
+def _sweep_networks(state_root: str, ns: str, found: _Collector) -> None:
+    """Undo the CNI attachments of dead sessions.
+
+    Their containers are gone by now (deleting one detaches it), or never got
+    a record (the session died between CNI ADD and the record). An attachment
+    without a readable record names no session and is left alone.
+    """
+    from containerd_client import network
+
+    for namespace, container_id in network.attachments(state_root, ns):
+        doc = network.record(state_root, namespace, container_id)
+        session = None if doc is None else found.dead({SESSION_LABEL: str(doc.get("session") or "")})
+        if session is None:
+            continue
+        found.add("networks", ns, container_id, session)
+        if found.dry_run:
+            continue
+        try:
+            network.detach(state_root, namespace, container_id)
+        except ContainerdError as exc:
+            found.fail("network", ns, container_id, exc)
 
 
 def _dead_snapshots(client: Client, snapshotter: str, found: _Collector) -> dict[str, str]:

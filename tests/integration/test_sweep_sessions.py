@@ -274,3 +274,83 @@ def test_sweep_removes_a_dead_sessions_images_only_when_asked(containerd: Client
     report = containerd.sweep(images=True)
     assert [(o.name, o.session) for o in report.images] == [("example.test/theirs:1", done.stdout.strip())]
     assert [i.name for i in containerd.images.list()] == ["example.test/mine:1"]
+
+
+# argv: address namespace state_dir image prefix
+_NET_VICTIM = textwrap.dedent(
+    """
+    import sys
+    from containerd_client import Client, network
+
+    address, namespace, state_dir, image, prefix = sys.argv[1:6]
+    client = Client(address, namespace, state_dir=state_dir)
+    c = client.create_container(
+        f"{prefix}0", image=image, args=["sleep", "600"], network="bridge", ports={80: None}
+    )
+    c.new_task().start()
+    # The next one caught between CNI ADD and its container record.
+    plan = network.plan(
+        "bridge", {80: None}, network.NetworkConfig(), state_root=c._state_root,
+        namespace=namespace, container_id=f"{prefix}1", session=client.session,
+    )
+    network.attach(plan)
+    print("READY", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def _veths() -> int:
+    out = subprocess.run(
+        ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
+    )
+    return len(out.stdout.splitlines())
+
+
+def test_sweep_removes_the_network_attachments_a_killed_session_left(
+    containerd: Client, containerd_daemon: object, tmp_path: Path
+) -> None:
+    from containerd_client import network
+    from containerd_client.containers import _state_root
+
+    if not os.path.exists("/usr/lib/cni/bridge"):
+        pytest.skip("containernetworking-plugins is not installed (scripts/bootstrap --test installs it)")
+    archive = build_busybox_archive(tmp_path / "busybox.tar")
+    (image,) = containerd.images.import_archive(archive.path)
+    state_dir = str(tmp_path / "state")
+    root = _state_root(state_dir)
+    ns = containerd.namespace_name
+    address = containerd.address
+    # Warm the bridge and the plugins' shared chains, which stay by design.
+    warm = Client(address, ns, state_dir=state_dir)
+    with warm:
+        warm.create_container("warm", image=image.name, args=["true"], network="bridge").delete()
+    veths_before = _veths()
+    victim = subprocess.Popen(
+        [sys.executable, "-c", _NET_VICTIM, address, ns, state_dir, image.name, "netv"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert victim.stdout is not None
+        line = victim.stdout.readline()
+        if not line.startswith("READY"):
+            victim.kill()
+            pytest.fail(f"victim did not get ready: {line!r}\n{victim.communicate(timeout=30)[1][-3000:]}")
+        assert sorted(cid for _, cid in network.attachments(root, ns)) == ["netv0", "netv1"]
+    finally:
+        victim.kill()
+        victim.communicate(timeout=30)  # reaps it and closes its pipes
+    with Client(address, ns, state_dir=state_dir) as sweeper:
+        report = sweeper.sweep()
+    assert not report.failed, report.failed
+    # netv0's attachment goes with its container; netv1 never got one.
+    assert [o.name for o in report.containers] == ["netv0"]
+    assert [o.name for o in report.networks] == ["netv1"]
+    assert network.attachments(root, ns) == []
+    assert not os.path.exists(network.netns_path(root, ns, "netv0"))
+    assert _wait_until(lambda: _veths() == veths_before), (_veths(), veths_before)
+    assert containerd.containers() == []
