@@ -63,8 +63,10 @@ def test_a_session_of_another_pid_namespace_is_not_judged() -> None:
 
 def test_report_counts_per_kind() -> None:
     one = SweptObject("ns", "c1", "1-2@h")
-    report = SweepReport(dry_run=False, tasks=(one,), containers=(one,), bundles=(one,), fifos=3)
-    assert report.removed == 3
+    report = SweepReport(
+        dry_run=False, tasks=(one,), containers=(one,), bundles=(one,), networks=(one,), fifos=3
+    )
+    assert report.removed == 4
     assert report.summary() == {
         "tasks": 1,
         "containers": 1,
@@ -72,6 +74,7 @@ def test_report_counts_per_kind() -> None:
         "leases": 0,
         "images": 0,
         "bundles": 1,
+        "networks": 1,
         "fifos": 3,
     }
 
