@@ -58,7 +58,7 @@ import urllib.request
 
 import pytest
 
-from containerd_client import network
+from containerd_client import network, wait
 from containerd_client.testing._census import state_folder
 from containerd_client.testing.plugin import find_leaks
 
@@ -74,6 +74,16 @@ def test_page(web, n):
     SEEN.append(web.id)
 
 
+def test_graceful_stop(containerd_service, busybox):
+    # The stop signal first: the trap writes into a host folder before the shell exits.
+    script = "trap 'echo term > /out/term; exit 0' TERM; echo up; while :; do sleep 0.05; done"
+    svc = containerd_service(
+        busybox, ["sh", "-c", script], wait=wait.log("^up$"), mounts={os.environ["SERVICE_OUT"]: "/out"},
+        stop_timeout=20,
+    )
+    SEEN.append(svc.id)
+
+
 def test_nothing_left(containerd_session):
     assert SEEN, "the service tests did not run first"
     leaks = find_leaks(containerd_session)
@@ -84,8 +94,22 @@ def test_nothing_left(containerd_session):
     assert network.attachments(root, containerd_session.namespace_name) == []
 """
 
+GONE = """
+from containerd_client import wait
+
+
+def test_deleted_under_the_fixture(containerd_service, busybox):
+    svc = containerd_service(busybox, ["sleep", "60"], wait=wait.command(["true"]))
+    svc.task.kill(9)
+    svc.task.wait(timeout=30)
+    svc.task.delete()
+    svc.container.delete()
+"""
+
 
 def _run(tmp_path: Path, *args: str, n: int = 1) -> subprocess.CompletedProcess[str]:
+    out = tmp_path / "out"
+    out.mkdir()
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_web.py").write_text(TESTS.replace("{n}", str(n)))
     return subprocess.run(
@@ -93,7 +117,7 @@ def _run(tmp_path: Path, *args: str, n: int = 1) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=dict(os.environ),
+        env={**os.environ, "SERVICE_OUT": str(out)},
         timeout=300,
         check=False,
     )
@@ -103,9 +127,28 @@ def test_service_fixture_in_a_users_suite(tmp_path: Path, containerd_daemon: Con
     proc = _run(tmp_path, "-v", n=2)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert "3 passed" in proc.stdout, out
+    assert "4 passed" in proc.stdout, out
+    assert (tmp_path / "out" / "term").read_text() == "term\n"
     # The daemon the plugin starts, named in the report header.
     assert f"containerd: {containerd_daemon.version} ({containerd_daemon.binary})" in proc.stdout, out
+
+
+def test_teardown_failure_is_reported(tmp_path: Path, containerd_daemon: ContainerdDaemon) -> None:
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_gone.py").write_text(GONE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "1 passed, 1 error" in proc.stdout, out
+    assert "ERROR at teardown of test_deleted_under_the_fixture" in proc.stdout, out
+    assert "NotFoundError" in proc.stdout, out
 
 
 @pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed")
@@ -114,4 +157,4 @@ def test_service_fixture_under_xdist(tmp_path: Path) -> None:
     # on the worker that ran the service tests (--dist loadfile keeps the file together).
     proc = _run(tmp_path, "-n", "2", "--dist", "loadfile", n=2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 passed" in proc.stdout, proc.stdout + proc.stderr
+    assert "4 passed" in proc.stdout, proc.stdout + proc.stderr
