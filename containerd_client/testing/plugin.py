@@ -374,11 +374,14 @@ class ImageFactory:
         """
         from containerd_client.testing import ImageArchive
 
+        # A path object or an existing file is an archive; any other string a reference
+        # (``library/busybox:1.36`` holds a slash too).
+        is_archive = not isinstance(source, str) or os.path.isfile(source)
         key = source.path if isinstance(source, ImageArchive) else os.fspath(source)
         with self._lock:
             image = self._images.get(key)
             if image is None:
-                if os.path.sep in key or os.path.isfile(key):
+                if is_archive:
                     images = self._client.images.import_archive(key)
                     if not images:
                         raise NotFoundError(f"archive {key} holds no image")

@@ -139,3 +139,31 @@ def test_report_header_without_a_binary(tmp_path: Path, monkeypatch: pytest.Monk
     header = pytest_report_header(None)  # type: ignore[arg-type]
     assert header is not None
     assert header.startswith("containerd: unavailable (")
+
+
+class _ImageClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.images = self
+
+    def import_archive(self, path: str) -> list[str]:
+        self.calls.append(("import", path))
+        return [f"image-of-{os.path.basename(path)}"]
+
+    def pull(self, ref: str, **options: Any) -> str:
+        self.calls.append(("pull", ref))
+        return f"pulled-{ref}"
+
+
+def test_image_factory_imports_archives_and_pulls_references_once(tmp_path: Path) -> None:
+    from containerd_client.testing.plugin import ImageFactory
+
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(b"")
+    client = _ImageClient()
+    images = ImageFactory(client)  # type: ignore[arg-type]
+    assert images(archive) == "image-of-busybox.tar"
+    assert images(str(archive)) == "image-of-busybox.tar"
+    assert images("library/busybox:1.36") == "pulled-library/busybox:1.36"
+    assert images("library/busybox:1.36") == "pulled-library/busybox:1.36"
+    assert client.calls == [("import", str(archive)), ("pull", "library/busybox:1.36")]
