@@ -68,6 +68,9 @@ def test_bad_mount_is_refused_before_anything() -> None:
 
 
 class _Task:
+    pid = 0
+    stop_signal = 15
+
     def __init__(self, error: Exception | None) -> None:
         self.error = error
         self.stopped: list[float] = []
@@ -167,3 +170,35 @@ def test_image_factory_imports_archives_and_pulls_references_once(tmp_path: Path
     assert images("library/busybox:1.36") == "pulled-library/busybox:1.36"
     assert images("library/busybox:1.36") == "pulled-library/busybox:1.36"
     assert client.calls == [("import", str(archive)), ("pull", "library/busybox:1.36")]
+
+
+def _status(tmp_path: Path, pid: int, nspid: str, sigcgt: str) -> str:
+    (tmp_path / str(pid)).mkdir()
+    (tmp_path / str(pid) / "status").write_text(f"Name:\thttpd\nNSpid:\t{nspid}\nSigCgt:\t{sigcgt}\n")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("nspid", "sigcgt", "discarded"),
+    [
+        ("4242\t1", "0000000000000000", True),  # busybox httpd as PID 1: SIGTERM dropped
+        ("4242\t1", "0000000000004000", False),  # catches SIGTERM (bit 15)
+        ("4242\t7", "0000000000000000", False),  # not its namespace's init: default action kills
+        ("4242", "0000000000000000", False),  # host pid namespace
+    ],
+)
+def test_signal_discarded(tmp_path: Path, nspid: str, sigcgt: str, discarded: bool) -> None:
+    from containerd_client.testing._service import _signal_discarded
+
+    proc = _status(tmp_path, 4242, nspid, sigcgt)
+    assert _signal_discarded(4242, 15, proc) is discarded
+
+
+def test_signal_discarded_is_false_when_unsure(tmp_path: Path) -> None:
+    from containerd_client.testing._service import _signal_discarded
+
+    assert _signal_discarded(0, 15, str(tmp_path)) is False
+    assert _signal_discarded(4242, 15, str(tmp_path)) is False  # no such process
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "status").write_text("Name:\tx\n")
+    assert _signal_discarded(7, 15, str(tmp_path)) is False
