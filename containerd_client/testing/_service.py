@@ -144,7 +144,7 @@ def start_service(
         WaitTimeoutError: Not ready in time, or the task exited first (the
             container is deleted before this is raised; the error holds the
             last log lines and the exit code).
-        InvalidArgumentError: Bad ports, mounts or arguments, before anything is made.
+        InvalidArgumentError: Bad ports, mounts, wait strategies or arguments, before anything is made.
         ContainerdError: Creating or starting failed (nothing is left behind),
             or stopping/deleting failed at the end (raised after the rest of
             the teardown was done).
@@ -152,13 +152,20 @@ def start_service(
     published = _ports(ports)
     if network is None and published:
         network = "bridge"
+    from containerd_client.wait import WaitStrategy
+
+    given: object = wait
     strategies: list[WaitStrategy]
-    if wait is None:
+    if given is None:
         strategies = []
-    elif isinstance(wait, Sequence):
-        strategies = list(wait)
+    elif isinstance(given, WaitStrategy):
+        strategies = [given]
+    elif isinstance(given, (list, tuple)) and given and all(isinstance(s, WaitStrategy) for s in given):
+        strategies = list(given)
     else:
-        strategies = [wait]
+        raise InvalidArgumentError(
+            f"wait: a strategy from containerd_client.wait or a list of them, not {wait!r}"
+        )
     opts: list[SpecOpt] = list(spec)
     if env:
         opts.append(spec_opts.with_env(dict(env)))

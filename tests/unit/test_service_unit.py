@@ -60,6 +60,14 @@ def test_bad_ports_are_refused_before_anything(ports: Any) -> None:
     assert client.calls == []
 
 
+@pytest.mark.parametrize("strategy", ["http://x/", [], [wait.port(80), "ready"], 80])
+def test_bad_wait_is_refused_before_anything(strategy: Any) -> None:
+    client = _FakeClient()
+    with pytest.raises(InvalidArgumentError, match="wait"), start_service(client, "img", wait=strategy):  # type: ignore[arg-type]
+        pass
+    assert client.calls == []
+
+
 def test_bad_mount_is_refused_before_anything() -> None:
     client = _FakeClient()
     with pytest.raises(InvalidArgumentError), start_service(client, "img", mounts={"relative": "/x"}):  # type: ignore[arg-type]
