@@ -74,6 +74,7 @@ _FIRST_POLL = 0.005
 _MAX_POLL = 0.05
 #: Bound of one connection attempt or request (the wait's own timeout bounds it too).
 _ATTEMPT_TIMEOUT = 2.0
+_LOCALHOST = "127.0.0.1"
 
 #: One wait's probe: called with the seconds left, True once the condition holds.
 Probe = Callable[[float], bool]
@@ -98,6 +99,21 @@ class WaitStrategy(abc.ABC):
 
     def __or__(self, other: WaitStrategy) -> WaitStrategy:
         return any_of(self, other)
+
+    def published(self, host_port: Callable[[int], int]) -> WaitStrategy:
+        """The same strategy with container ports swapped for their published host ports.
+
+        :func:`port` and :func:`http` strategies given a port number (not a
+        URL) and dialling 127.0.0.1 dial ``host_port(port)`` instead;
+        compositions are mapped part by part; the others are returned as
+        they are. The service helper of the pytest plugin uses it, so that
+        ``wait.http(80)`` means the container's port 80.
+
+        Args:
+            host_port: Maps a container port to the host port it is published on
+                (``container.host_port``).
+        """
+        return self
 
     def wait(self, task: Task, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Block until the condition holds for ``task``.
@@ -220,6 +236,11 @@ class _Port(WaitStrategy):
     def describe(self) -> str:
         return f"TCP {self._host}:{self._port} accepting connections"
 
+    def published(self, host_port: Callable[[int], int]) -> WaitStrategy:
+        if self._host != _LOCALHOST:
+            return self
+        return _Port(self._host, host_port(self._port))
+
     def _begin(self, task: Task) -> Probe:
         def probe(remaining: float) -> bool:
             try:
@@ -248,11 +269,33 @@ def port(port: int, *, host: str = "127.0.0.1") -> WaitStrategy:
 
 class _Http(WaitStrategy):
     def __init__(
-        self, host: str, port: int, path: str, *, method: str, status: Callable[[int], bool], shown: str
+        self,
+        host: str,
+        port: int,
+        path: str,
+        *,
+        method: str,
+        status: Callable[[int], bool],
+        shown: str,
+        by_port: bool = False,
     ) -> None:
         self._host, self._port, self._path, self._method = host, port, path, method
         self._status = status
         self._shown = shown
+        self._by_port = by_port
+
+    def published(self, host_port: Callable[[int], int]) -> WaitStrategy:
+        if not self._by_port or self._host != _LOCALHOST:
+            return self
+        return _Http(
+            self._host,
+            host_port(self._port),
+            self._path,
+            method=self._method,
+            status=self._status,
+            shown=self._shown,
+            by_port=False,
+        )
 
     def describe(self) -> str:
         return f"HTTP {self._method} http://{self._host}:{self._port}{self._path} answering {self._shown}"
@@ -321,7 +364,15 @@ def http(
         raise InvalidArgumentError(
             f"wait.http(): status must be a code, codes or a predicate, not {status!r}"
         )
-    return _Http(host, port_number, path, method=method.upper(), status=check, shown=shown)
+    return _Http(
+        host,
+        port_number,
+        path,
+        method=method.upper(),
+        status=check,
+        shown=shown,
+        by_port=not isinstance(target, str),
+    )
 
 
 class _Command(WaitStrategy):
@@ -374,6 +425,9 @@ class _AllOf(WaitStrategy):
 
     def describe(self) -> str:
         return "all of (" + "; ".join(p.describe() for p in self._parts) + ")"
+
+    def published(self, host_port: Callable[[int], int]) -> WaitStrategy:
+        return type(self)([p.published(host_port) for p in self._parts])
 
     def _begin(self, task: Task) -> Probe:
         probes = [p._begin(task) for p in self._parts]

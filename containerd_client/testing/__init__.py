@@ -30,6 +30,7 @@ from containerd_client.testing._images import (
     host_platform,
 )
 from containerd_client.testing._rootfs import make_busybox_rootfs
+from containerd_client.testing._service import Service, start_service, stop_service
 
 __all__ = [
     "DEFAULT_BUSYBOX_IMAGE",
@@ -41,10 +42,13 @@ __all__ = [
     "ImageArchive",
     "ImageLayer",
     "LayerSpec",
+    "Service",
     "Symlink",
     "Whiteout",
     "build_busybox_archive",
     "build_image_archive",
     "host_platform",
     "make_busybox_rootfs",
+    "start_service",
+    "stop_service",
 ]

@@ -1,0 +1,253 @@
+"""A service for tests: a container started, waited for, reachable, then thrown away.
+
+:func:`start_service` is the context manager behind the pytest plugin's
+``containerd_service`` fixture; use it directly for services of another scope
+(one per session, per module)::
+
+    with start_service(client, image, ["httpd", "-f", "-p", "80"], ports=[80], wait=wait.http(80)) as web:
+        urllib.request.urlopen(web.url(80))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from containerd_client import spec as spec_opts
+from containerd_client.errors import ContainerdError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from containerd_client.client import Client
+    from containerd_client.containers import Container
+    from containerd_client.images import Image
+    from containerd_client.spec import Command, SpecOpt
+    from containerd_client.tasks import ExitStatus, Task
+    from containerd_client.wait import WaitStrategy
+
+logger = logging.getLogger(__name__)
+
+#: How long a service's task gets to stop on its stop signal before SIGKILL. Short,
+#: not Docker's 10 s: a test service's data is thrown away, and a server running as
+#: PID 1 without a SIGTERM handler (busybox httpd) would make every teardown wait it out.
+SERVICE_STOP_TIMEOUT = 1.0
+#: How long a service's wait strategies get by default.
+SERVICE_WAIT_TIMEOUT = 60.0
+
+
+class Service:
+    """A running container with its published ports; made by :func:`start_service`.
+
+    Attributes:
+        container: The container.
+        task: Its running task (started with ``logs=True``).
+        host: The address its published ports listen on (127.0.0.1).
+    """
+
+    def __init__(self, container: Container, task: Task, host: str = "127.0.0.1") -> None:
+        self.container = container
+        self.task = task
+        self.host = host
+
+    def __repr__(self) -> str:
+        ports = [(p.container_port, p.host_port) for p in self.container.ports]
+        return f"<Service {self.container.id} ports={ports}>"
+
+    @property
+    def id(self) -> str:
+        """The container's id."""
+        return self.container.id
+
+    def host_port(self, port: int, protocol: str = "tcp") -> int:
+        """The host port a container port is published on.
+
+        Raises:
+            NotFoundError: The port is not published.
+        """
+        return self.container.host_port(port, protocol)
+
+    def address(self, port: int) -> tuple[str, int]:
+        """``(host, host_port)`` to dial a published TCP port."""
+        return (self.host, self.host_port(port))
+
+    def url(self, port: int, path: str = "/", *, scheme: str = "http") -> str:
+        """``http://127.0.0.1:<host port><path>`` for a published port.
+
+        Raises:
+            NotFoundError: The port is not published.
+            InvalidArgumentError: ``path`` does not start with ``/``.
+        """
+        if not path.startswith("/"):
+            raise InvalidArgumentError(f"Service.url(): path must start with '/', not {path!r}")
+        return f"{scheme}://{self.host}:{self.host_port(port)}{path}"
+
+    def logs(self, *, stdout: bool = True, stderr: bool = True, tail: int | None = None) -> bytes:
+        """What the service wrote so far (see :meth:`Task.logs`)."""
+        return self.task.logs(stdout=stdout, stderr=stderr, tail=tail)
+
+
+def _ports(ports: Iterable[int | str] | Mapping[int | str, int | None] | None) -> dict[int | str, int | None]:
+    if ports is None:
+        return {}
+    if isinstance(ports, Mapping):
+        return dict(ports)
+    if isinstance(ports, (str, bytes, int)):
+        raise InvalidArgumentError(f"ports: a list of container ports or a mapping, not {ports!r}")
+    return dict.fromkeys(ports)
+
+
+@contextlib.contextmanager
+def start_service(
+    client: Client,
+    image: str | Image,
+    args: Command | None = None,
+    *,
+    ports: Iterable[int | str] | Mapping[int | str, int | None] | None = None,
+    wait: WaitStrategy | Sequence[WaitStrategy] | None = None,
+    env: Mapping[str, str] | None = None,
+    mounts: Mapping[str, str] | None = None,
+    spec: Iterable[SpecOpt] = (),
+    network: str | None = None,
+    name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    timeout: float = SERVICE_WAIT_TIMEOUT,
+    stop_timeout: float = SERVICE_STOP_TIMEOUT,
+) -> Iterator[Service]:
+    """Start a container, wait until it is ready, yield it, then stop and delete it.
+
+    Args:
+        client: The client (and namespace) to work in; ``image`` must be there.
+        image: An image name in that namespace, or an :class:`Image`.
+        args: The command; the image's entrypoint and command when None.
+        ports: Container ports to publish on 127.0.0.1 (``[80]`` picks free
+            host ports, ``{80: 8080}`` asks for one); they imply
+            ``network="bridge"``.
+        wait: A strategy, or several (all must be met). ``wait.port(80)`` and
+            ``wait.http(80)`` name *container* ports: they dial the published ones.
+        env: Environment variables added to the image's.
+        mounts: Bind mounts, ``{host_path: container_path}`` (read-write).
+        spec: More spec options (``spec.with_bind_mount(..., readonly=True)``...).
+        network: ``"bridge"``, ``"host"``, ``"none"`` or a CNI network name;
+            ``"bridge"`` when ports are given, else the private ``lo``-only one.
+        name: The container id (a fresh ``svc-...`` one by default).
+        labels: Container labels.
+        timeout: Seconds the wait strategies get.
+        stop_timeout: Seconds between the stop signal and SIGKILL at the end
+            (0 kills at once).
+
+    Yields:
+        The ready :class:`Service`.
+
+    Raises:
+        WaitTimeoutError: Not ready in time, or the task exited first (the
+            container is deleted before this is raised; the error holds the
+            last log lines and the exit code).
+        InvalidArgumentError: Bad ports, mounts, wait strategies or arguments, before anything is made.
+        ContainerdError: Creating or starting failed (nothing is left behind),
+            or stopping/deleting failed at the end (raised after the rest of
+            the teardown was done).
+    """
+    published = _ports(ports)
+    if network is None and published:
+        network = "bridge"
+    from containerd_client.wait import WaitStrategy
+
+    given: object = wait
+    strategies: list[WaitStrategy]
+    if given is None:
+        strategies = []
+    elif isinstance(given, WaitStrategy):
+        strategies = [given]
+    elif isinstance(given, (list, tuple)) and given and all(isinstance(s, WaitStrategy) for s in given):
+        strategies = list(given)
+    else:
+        raise InvalidArgumentError(
+            f"wait: a strategy from containerd_client.wait or a list of them, not {wait!r}"
+        )
+    opts: list[SpecOpt] = list(spec)
+    if env:
+        opts.append(spec_opts.with_env(dict(env)))
+    for source, destination in (mounts or {}).items():
+        opts.append(spec_opts.with_bind_mount(source, destination))
+    container_id = name or f"svc-{uuid.uuid4().hex[:12]}"
+    container = client.create_container(
+        container_id,
+        image=image,
+        args=args,
+        spec=opts or None,
+        network=network,
+        ports=published or None,
+        labels=labels,
+    )
+    try:
+        task = container.new_task(logs=True)
+        task.start()
+        if strategies:
+            task.wait_for(*(s.published(container.host_port) for s in strategies), timeout=timeout)
+    except BaseException:
+        container.cleanup()
+        raise
+    service = Service(container, task)
+    try:
+        yield service
+    finally:
+        stop_service(service, timeout=stop_timeout)
+
+
+def _signal_discarded(pid: int, signum: int, proc: str = "/proc") -> bool:
+    """Whether the kernel drops ``signum`` sent to ``pid``: an init without a handler for it.
+
+    A pid namespace's init (``NSpid`` ending in 1) gets from outside only the
+    signals it catches (and SIGKILL/SIGSTOP); a server run as a container's
+    PID 1 that never installed a SIGTERM handler (busybox httpd) would make a
+    graceful stop wait out its whole timeout. False whenever unsure.
+    """
+    if pid <= 0:
+        return False
+    try:
+        with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        is_init = fields["NSpid"].split()[-1] == "1"
+        caught = int(fields["SigCgt"].strip(), 16)
+    except (OSError, KeyError, ValueError, IndexError):
+        return False
+    return is_init and not caught & (1 << (signum - 1))
+
+
+def stop_service(service: Service, *, timeout: float = SERVICE_STOP_TIMEOUT) -> ExitStatus | None:
+    """Stop a service gracefully (stop signal, SIGKILL after ``timeout``), then delete it.
+
+    A task whose init process is its pid namespace's PID 1 and has no handler
+    for the stop signal is killed at once: the kernel drops that signal, so
+    waiting could only end in SIGKILL.
+
+    The deletion runs even when stopping failed; the first error is raised
+    after it.
+
+    Returns:
+        The task's exit status, None when it could not be stopped.
+
+    Raises:
+        ContainerdError: Stopping or deleting failed.
+    """
+    status: ExitStatus | None = None
+    error: ContainerdError | None = None
+    try:
+        if timeout > 0 and _signal_discarded(service.task.pid, service.task.stop_signal):
+            timeout = 0  # waiting could only end in SIGKILL: send it now
+        status = service.task.stop(timeout)
+    except ContainerdError as exc:
+        logger.warning("stopping service %s failed", service.id, exc_info=True)
+        error = exc
+    try:
+        service.container.delete(force=True)
+    except ContainerdError as exc:
+        logger.warning("deleting service %s failed", service.id, exc_info=True)
+        error = error or exc
+    finally:
+        service.container.cleanup()
+    if error is not None:
+        raise error
+    return status
