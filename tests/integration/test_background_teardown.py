@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from containerd_client._pb import api
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 from containerd_client.containers import Container, _default_state_dir
 from containerd_client.testing import build_busybox_archive
+
+pytest_plugins = ["pytester"]
 
 pytestmark = pytest.mark.containerd_leaks_ok("images", reason="images are the tests' setup")
 
@@ -122,6 +125,62 @@ def test_failing_teardown_is_reported_at_close(
 
 def test_run_default_stays_synchronous(containerd: Client, busybox: str) -> None:
     before = _state(containerd)
-    assert containerd.run(busybox, ["true"]).exit_code == 0
+    with Client(containerd.address, containerd.namespace_name) as client:
+        assert not client.background_teardown
+        assert client.run(busybox, ["true"]).exit_code == 0
+        assert _state(containerd) == before  # gone when run returned
+        assert client._teardown is None  # no pool, no thread
+
+
+def test_detach_cleanup_per_call(containerd: Client, busybox: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _state(containerd)
+    with Client(containerd.address, containerd.namespace_name) as client:
+        gate = _gate(monkeypatch)
+        assert client.run(busybox, ["true"], detach_cleanup=True).exit_code == 0
+        assert len(client.pending_teardowns) == 1
+        gate.set()
+        assert client.join_teardowns(WAIT) == []
+        assert _state(containerd) == before
+
+
+def test_a_failing_block_is_torn_down_before_its_error(
+    containerd: Client, background: Client, busybox: str
+) -> None:
+    before = _state(containerd)
+    with pytest.raises(RuntimeError), background.create_container("fails", image=busybox, args=["true"]):
+        raise RuntimeError("boom")
+    assert background.pending_teardowns == []
     assert _state(containerd) == before
-    assert containerd._teardown is None  # no pool, no thread
+
+
+def test_the_plugin_option_turns_it_on_and_reports_failures(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ncontainerd_background_teardown = true\n")
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            from containerd_client import errors
+            from containerd_client.containers import Container
+
+            def test_on(containerd):
+                assert containerd.background_teardown
+
+            def test_failing_teardown(containerd, monkeypatch):
+                def refuse(self):
+                    raise errors.InternalError("refused", errors.StatusCode.INTERNAL)
+
+                monkeypatch.setattr(Container, "_teardown", refuse)
+                c = containerd.create_container("bg", rootfs="/nonexistent", args=["true"])
+                c.cleanup(wait=False)
+            """
+        )
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_failing_teardown*",
+            # The plugin's own message (a whole line), not the pool's log line.
+            "background teardown failed:",
+            "  tear down container bg: InternalError: refused",
+        ]
+    )
