@@ -398,18 +398,22 @@ class Client:
         # Teardown first: it still needs the event dispatcher and the channel;
         # what meets an absent daemon lands in the deferred queue drained below.
         pool = self._teardown
-        if pool is not None:
-            failures = pool.shutdown(TEARDOWN_JOIN_TIMEOUT)
-            self._report_teardown(failures)
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.close(timeout)
-        deferred = self._connection.deferred
-        if deferred and deferred.drain():
-            logger.warning(
-                "containerd is unavailable; cleanup left to lease expiry: %s", "; ".join(deferred.describe())
-            )
-        self._connection.close()
+        try:
+            if pool is not None:
+                self._report_teardown(pool.shutdown(TEARDOWN_JOIN_TIMEOUT))
+        finally:
+            # Also when the wait is interrupted (Ctrl-C): the channel still closes,
+            # and a job still running fails with ClosedError (left to a sweep).
+            dispatcher = self._dispatcher
+            if dispatcher is not None:
+                dispatcher.close(timeout)
+            deferred = self._connection.deferred
+            if deferred and deferred.drain():
+                logger.warning(
+                    "containerd is unavailable; cleanup left to lease expiry: %s",
+                    "; ".join(deferred.describe()),
+                )
+            self._connection.close()
 
     # -- background teardown --------------------------------------------------------
 

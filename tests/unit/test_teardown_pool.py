@@ -214,3 +214,17 @@ def test_create_container_waits_for_a_pending_teardown_of_the_same_id(
         release.set()
         creator.join(WAIT)
         assert order == ["create y", "teardown x", "create x"]
+
+
+def test_an_interrupted_close_still_closes_the_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(self: TeardownPool, timeout: float | None) -> list[object]:
+        raise KeyboardInterrupt
+
+    client = _client()
+    client._submit_teardown("a", "tear down a", lambda: None)
+    monkeypatch.setattr(TeardownPool, "shutdown", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.close()
+    assert client._connection.closed
+    monkeypatch.undo()
+    client._teardown.shutdown(WAIT)  # type: ignore[union-attr]
