@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import contextvars
 import datetime as _dt
 import enum
 import logging
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from containerd_client._features import Features
     from containerd_client._pb.api import Unary
     from containerd_client._registry import CredentialsSource
+    from containerd_client._teardown import TeardownFailure, TeardownPool
     from containerd_client.containers import Container, RuncOptions
     from containerd_client.content import ContentStore, Platform
     from containerd_client.events import EventDispatcher, Subscription
@@ -99,6 +101,12 @@ _LEASE_FLOOR = 300.0
 _LEASE_BYTES_PER_SECOND = float(8 << 20)
 # Deadline of each call a deferred cleanup makes: it runs on someone else's call.
 _DEFERRED_TIMEOUT = 10.0
+#: How long :meth:`Client.close` waits for background teardown (see ``background_teardown``).
+TEARDOWN_JOIN_TIMEOUT = 60.0
+
+# Set while a background teardown job runs: its calls go through while the
+# root's close() waits for it (the channel closes only after that wait).
+_in_teardown: contextvars.ContextVar[bool] = contextvars.ContextVar("_in_teardown", default=False)
 
 # (pid, session) of this process; a list so a fork's child recomputes without `global`.
 _session_cache: list[tuple[int, str]] = []
@@ -219,6 +227,14 @@ class Client:
         network_config: How CNI networks are set up (subnet and bridge of the
             ``"bridge"`` network, plugin and configuration folders); see
             :class:`~containerd_client.network.NetworkConfig`.
+        background_teardown: Take deleting containers off the caller's critical
+            path: :meth:`run` and the end of a created container's ``with``
+            block hand the teardown (kill, task and container deletion,
+            snapshot and FIFO folder removal) to a small bounded thread pool
+            and return. :meth:`close` (or :meth:`join_teardowns`) waits for
+            it and reports failures; creating a container whose id is still
+            being torn down waits for that first. Off by default, so that
+            scripts see a container gone when its block ends.
 
     Raises:
         InvalidIdError: The namespace breaks containerd's identifier rules
@@ -241,6 +257,7 @@ class Client:
         channel_options: list[tuple[str, Any]] | None = None,
         state_dir: str | None = None,
         network_config: NetworkConfig | None = None,
+        background_teardown: bool = False,
     ) -> None:
         from containerd_client._ids import validate_id, validate_timeout
 
@@ -257,6 +274,10 @@ class Client:
         self._lock = threading.Lock()
         self._state_dir = state_dir
         self._network_config = network_config
+        self._background_teardown = background_teardown
+        # Created on the first background teardown (no thread before that).
+        self._teardown: TeardownPool | None = None
+        self._teardown_failures: builtins.list[TeardownFailure] = []
         # Live task/exec objects of this client (and its views), for the event
         # dispatcher: exits complete their waits, reconciliation asks about them.
         self._processes: weakref.WeakValueDictionary[tuple[str, str, str], _ProcessBase] = (
@@ -282,6 +303,7 @@ class Client:
         view._lock = threading.Lock()
         view._state_dir = root._state_dir
         view._network_config = root._network_config
+        view._background_teardown = root._background_teardown
         return view
 
     @property
@@ -374,14 +396,17 @@ class Client:
     # -- lifecycle --------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self.closed:
+        if self.closed and (self._connection.closed or not _in_teardown.get()):
             raise ClosedError("the client is closed")
 
     def close(self) -> None:
-        """Close the client. Idempotent.
+        """Close the client. Idempotent; never raises.
 
         Closing the root client closes the shared channel: every view of it
-        is closed too. Closing a view only marks that view closed.
+        is closed too. Closing a view only marks that view closed. The root
+        first waits (at most :data:`TEARDOWN_JOIN_TIMEOUT` seconds) for the
+        background teardowns (see ``background_teardown``); their failures
+        are logged and returned by a later :meth:`join_teardowns`.
         """
         with self._lock:
             if self._state is _State.CLOSED:
@@ -392,15 +417,87 @@ class Client:
 
     def _close_root(self, timeout: float | None = 10.0) -> None:
         self._finalizer.detach()
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.close(timeout)
-        deferred = self._connection.deferred
-        if deferred and deferred.drain():
+        # Teardown first: it still needs the event dispatcher and the channel;
+        # what meets an absent daemon lands in the deferred queue drained below.
+        pool = self._teardown
+        try:
+            if pool is not None:
+                self._report_teardown(pool.shutdown(TEARDOWN_JOIN_TIMEOUT))
+        finally:
+            # Also when the wait is interrupted (Ctrl-C): the channel still closes,
+            # and a job still running fails with ClosedError (left to a sweep).
+            dispatcher = self._dispatcher
+            if dispatcher is not None:
+                dispatcher.close(timeout)
+            deferred = self._connection.deferred
+            if deferred and deferred.drain():
+                logger.warning(
+                    "containerd is unavailable; cleanup left to lease expiry: %s",
+                    "; ".join(deferred.describe()),
+                )
+            self._connection.close()
+
+    # -- background teardown --------------------------------------------------------
+
+    @property
+    def background_teardown(self) -> bool:
+        """Whether :meth:`run` and containers' ``with`` blocks tear down in the background."""
+        return self._background_teardown
+
+    def _submit_teardown(self, key: str, what: str, job: Callable[[], None]) -> bool:
+        """Run ``job`` on the client's teardown pool; False when the client is closing (run it yourself)."""
+        base = self._base
+        if self.closed:
+            return False
+        with base._lock:
+            pool = base._teardown
+            if pool is None:
+                if base._state is _State.CLOSED:
+                    return False
+                from containerd_client._teardown import TeardownPool
+
+                pool = base._teardown = TeardownPool()
+
+        def run() -> None:
+            _in_teardown.set(True)  # the pool runs each job in a context of its own
+            job()
+
+        return pool.submit((self.namespace_name, key), what, run)
+
+    def _wait_teardown(self, key: str) -> None:
+        """Wait for a pending background teardown of container ``key`` in this namespace."""
+        pool = self._base._teardown
+        if pool is not None and not pool.wait_for((self.namespace_name, key), TEARDOWN_JOIN_TIMEOUT):
+            logger.warning("teardown of container %s still running after %s s", key, TEARDOWN_JOIN_TIMEOUT)
+
+    def join_teardowns(self, timeout: float | None = TEARDOWN_JOIN_TIMEOUT) -> builtins.list[TeardownFailure]:
+        """Wait for the background teardowns handed off so far; return the failures since the last join.
+
+        Each failure (a :class:`~containerd_client._teardown.TeardownFailure`:
+        what, and the error it raised) was also logged when it happened. A
+        teardown still running at ``timeout`` is returned as a failure with a
+        :class:`TimeoutError` (it keeps running). Never raises; on a closed
+        client returns what :meth:`close` collected.
+        """
+        base = self._base
+        pool = base._teardown
+        if pool is None or base.closed:
+            failures, base._teardown_failures = base._teardown_failures, []
+            return failures
+        return pool.join(timeout)
+
+    @property
+    def pending_teardowns(self) -> builtins.list[str]:
+        """What the background teardown pool still has queued or running."""
+        pool = self._base._teardown
+        return [] if pool is None else pool.pending()
+
+    def _report_teardown(self, failures: builtins.list[TeardownFailure]) -> None:
+        if failures:
             logger.warning(
-                "containerd is unavailable; cleanup left to lease expiry: %s", "; ".join(deferred.describe())
+                "%d background teardown(s) failed: %s", len(failures), "; ".join(map(str, failures))
             )
-        self._connection.close()
+        self._teardown_failures.extend(failures)
 
     # -- deferred cleanup ---------------------------------------------------------
 
@@ -755,12 +852,18 @@ class Client:
         runtime_options: RuncOptions | None = None,
         pull_options: PullOptions | None = None,
         network: str | None = None,
+        detach_cleanup: bool | None = None,
     ) -> ExecResult:
         """Run a command in a new container from ``image`` and return its exit code and output.
 
         Pulls the image if it is missing (unless ``pull=False``), creates the
         container, starts it, waits, and deletes it with its snapshot, also
-        on error, timeout or Ctrl-C.
+        on error, timeout or Ctrl-C. With ``detach_cleanup`` the deletion
+        after a successful run goes to the background teardown pool (see
+        ``background_teardown`` of :class:`Client`): the result comes back
+        as soon as the output is read, and :meth:`close` or
+        :meth:`join_teardowns` waits for the deletion. After an error the
+        deletion is always done before the error is raised.
 
         Args:
             image: An image name (or :class:`Image`) in this namespace or a registry.
@@ -782,6 +885,8 @@ class Client:
                 ``platform`` and ``snapshotter`` above replace its own.
             network: As for :meth:`create_container` (``"bridge"`` gives it an
                 address and a route out; the network is removed with the container).
+            detach_cleanup: Delete the container in the background; None
+                follows the client's ``background_teardown``.
 
         Raises:
             InvalidTimeoutError: ``timeout`` is negative, NaN or infinite (nothing is done).
@@ -841,7 +946,7 @@ class Client:
                 image = _pull(self, ref, options)
         cid = container_id or f"run-{uuid.uuid4().hex[:16]}"
         out, err = cio.Capture(), cio.Capture()
-        with self.create_container(
+        container = self.create_container(
             cid,
             image=image,
             args=args,
@@ -850,10 +955,17 @@ class Client:
             snapshotter=snapshotter,
             runtime_options=runtime_options,
             network=network,
-        ) as container:
+        )
+        try:
             task = container.new_task(stdin=stdin, stdout=out, stderr=err)
             task.start()
             status = task.wait(timeout)
+        except BaseException:
+            container.cleanup()
+            raise
+        # wait() drained stdout/stderr: the output is complete before the teardown.
+        background = self._background_teardown if detach_cleanup is None else detach_cleanup
+        container.cleanup(wait=not background)
         return _ExecResult(status.exit_code, out.getvalue(), err.getvalue())
 
     # -- containers -------------------------------------------------------------
@@ -905,6 +1017,9 @@ class Client:
                 ``{80: None}`` picks a free host port, ``{80: 8080}`` asks for
                 8080; ``"53/udp"`` keys publish UDP. See :attr:`Container.ports`.
 
+        A background teardown of a container with this id (see
+        ``background_teardown``) still pending is waited for first.
+
         Raises:
             InvalidIdError: ``container_id`` breaks containerd's rules (no RPC made).
             InvalidNetworkError: An unknown network, malformed ports, or ports
@@ -918,6 +1033,9 @@ class Client:
         from containerd_client import containers
 
         self._check_open()
+        if self._base._teardown is not None:
+            # A background teardown of the same id must finish first (else AlreadyExists).
+            self._wait_teardown(container_id)
         return containers.create_container(
             self,
             container_id,

@@ -918,13 +918,45 @@ class Container:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.cleanup()
+        # A failing block is cleaned up before its error goes on; a normal
+        # end follows the client's ``background_teardown``.
+        self.cleanup(wait=exc_type is not None or not self._client.background_teardown)
 
-    def cleanup(self) -> None:
+    def cleanup(self, *, wait: bool = True) -> None:
         """Delete what this client created: task, container, snapshot, FIFOs. Never raises.
 
         A loaded (not created) container is left alone, except that a task
         this object created is still cleaned up.
+
+        Args:
+            wait: False hands the work to the client's background teardown
+                pool and returns at once; :meth:`Client.close` and
+                :meth:`Client.join_teardowns` wait for it and report a failure
+                (here it is logged). Creating a container with the same id
+                through this client waits for it.
+        """
+        if self._task is None and (not self._owned or self._deleted):
+            return
+        what = f"tear down container {self.id}"
+        if not wait and self._client._submit_teardown(self.id, what, self._teardown):
+            return
+        try:
+            self._teardown()
+        except ClosedError:
+            logger.warning("client closed before container %s could be deleted", self.id)
+        except ContainerdError:
+            logger.warning("cleanup of container %s failed", self.id, exc_info=True)
+
+    def _teardown(self) -> None:
+        """What :meth:`cleanup` does; raises what failed (but not a missing record or absent daemon).
+
+        The one cleanup path, also of background teardown (a later step, e.g.
+        network teardown, belongs here so that it runs off the critical path too).
+
+        Raises:
+            ClosedError: The client was closed.
+            ContainerdError: Deleting failed (a task cleanup failure shows up
+                here as the forced delete's own failure).
         """
         task = self._task
         if task is not None:
@@ -938,10 +970,6 @@ class Container:
             self._remove_bundle()
         except UnavailableError:
             self._defer_cleanup()
-        except ClosedError:
-            logger.warning("client closed before container %s could be deleted", self.id)
-        except ContainerdError:
-            logger.warning("cleanup of container %s failed", self.id, exc_info=True)
         finally:
             # Whatever happened to the record, the container is given up: its
             # network goes now (idempotent after a delete that did it).

@@ -6,11 +6,15 @@ point). Nothing starts until a test asks for a fixture:
 - ``containerd_daemon`` (session): a private daemon in a temp folder, stopped
   by PID at the end. ``CONTAINERD_BIN`` / ``CONTAINERD_BIN_DIR`` choose the binary.
 - ``containerd`` (function): a :class:`~containerd_client.Client` bound to a
-  fresh namespace. After the test, what is still in the namespace is a leak:
-  the fixture sweeps it and fails the test at teardown, naming every
-  container, task, image, lease, snapshot, blob, unfinished write and bundle
-  folder left behind. Snapshots and content that nothing references any more
-  are not leaks (containerd's garbage collector removes them; the check runs
+  fresh namespace. With the ini option ``containerd_background_teardown = true``
+  it has ``background_teardown=True`` (``client.run`` and the end of a
+  container's ``with`` block do not wait for the deletion): the teardown is
+  joined after the test, and a failed one fails the test. After the
+  test, what is still in the namespace is a leak: the fixture sweeps it
+  and fails the test at teardown, naming every container, task, image,
+  lease, snapshot, blob, unfinished write and bundle folder left behind.
+  Snapshots and content that nothing references any more are not leaks
+  (containerd's garbage collector removes them; the check runs
   a collection first). A test that leaves things on purpose says so with
   ``@pytest.mark.containerd_leaks_ok(reason=...)`` (any kind) or
   ``@pytest.mark.containerd_leaks_ok("images", reason=...)`` (those kinds only;
@@ -48,6 +52,7 @@ from containerd_client.testing._service import Service, start_service
 
 if TYPE_CHECKING:
     from containerd_client._pb.containerd.types.task import task_pb2
+    from containerd_client._teardown import TeardownFailure
     from containerd_client.containers import Container
     from containerd_client.images import Image
     from containerd_client.spec import Command
@@ -60,6 +65,18 @@ LEAKS_OK_MARKER = "containerd_leaks_ok"
 
 _CALL_FAILED = pytest.StashKey[bool]()
 _PREVIOUS_SIGTERM = pytest.StashKey[object]()
+#: ini option: the ``containerd`` fixture's client tears down in the background.
+BACKGROUND_TEARDOWN_INI = "containerd_background_teardown"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        BACKGROUND_TEARDOWN_INI,
+        "the containerd fixture's client deletes containers in the background "
+        "(joined and checked after each test)",
+        type="bool",
+        default=False,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,10 +151,14 @@ def containerd_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cont
 def containerd(request: pytest.FixtureRequest, containerd_daemon: ContainerdDaemon) -> Iterator[Client]:
     """A client on the session daemon, in a namespace of its own that is checked for leaks and swept."""
     namespace = f"t-{uuid.uuid4().hex[:12]}"
-    client = Client(containerd_daemon.address, namespace)
+    # Teardown off the test's critical path if asked: joined below, before the leak check.
+    background = bool(request.config.getini(BACKGROUND_TEARDOWN_INI))
+    client = Client(containerd_daemon.address, namespace, background_teardown=background)
+    failures: list[TeardownFailure] = []
     try:
         yield client
     finally:
+        failures = client.join_teardowns()
         # A client of our own: the test may have closed its client.
         checker = Client(containerd_daemon.address, namespace)
         try:
@@ -146,6 +167,8 @@ def containerd(request: pytest.FixtureRequest, containerd_daemon: ContainerdDaem
         finally:
             checker.close()
             client.close()
+    if failures and not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail("background teardown failed:\n" + "\n".join(f"  {f}" for f in failures), pytrace=False)
     allowed = allowed_leaks(request.node)
     leaks = {kind: names for kind, names in leaks.items() if kind not in allowed}
     if leaks and not request.node.stash.get(_CALL_FAILED, False):

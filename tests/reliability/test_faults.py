@@ -699,3 +699,27 @@ def test_idempotent_call_issued_during_a_restart_succeeds(env: Env) -> None:
     assert not isinstance(results[0], BaseException), results[0]
     assert results[0].version
     survived()
+
+
+def test_daemon_down_during_a_background_teardown(env: Env, archive: ImageArchive) -> None:
+    """A background teardown that meets an absent daemon is not a failure: it waits in the deferred queue."""
+    env.import_image(archive)
+    with Client(
+        env.daemon.address,
+        env.client.namespace_name,
+        timeout=2.0,
+        state_dir=str(env.state_dir),
+        background_teardown=True,
+    ) as client:
+        faults = Faults(env.daemon, client, restart=False)
+        faults.crash_before("tasks", "Delete")  # the first call of the background teardown
+        result = client.run(env.image, ["sh", "-c", "echo ok"], container_id="b1")
+        assert (result.exit_code, result.stdout) == (0, b"ok\n")
+        assert client.join_teardowns(BOUND) == []
+        assert faults.crashes == 1
+        assert client.deferred_cleanups, "the teardown should wait for the daemon"
+        env.daemon.start()
+        client.wait_ready(BOUND)  # seeing the daemon serve again runs the deferred teardown
+        assert client.deferred_cleanups == []
+    assert leaks(env) == {}
+    survived()

@@ -55,6 +55,7 @@ LAYER_OF: dict[str, str] = {
     "_archive": "machinery",
     "_copy": "machinery",
     "_mount": "machinery",
+    "_teardown": "machinery",
     "_registry": "machinery",
     "spec": "machinery",
     "network": "machinery",
