@@ -440,6 +440,13 @@ class Client:
     # -- background teardown --------------------------------------------------------
 
     @property
+    def network_config(self) -> NetworkConfig:
+        """How this client's CNI networks are set up (the default when none was given)."""
+        from containerd_client import network as _network
+
+        return self._network_config or _network.NetworkConfig()
+
+    @property
     def background_teardown(self) -> bool:
         """Whether :meth:`run` and containers' ``with`` blocks tear down in the background."""
         return self._background_teardown

@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING
 
 from containerd_client import Client
 from containerd_client.errors import DaemonStartError
+from containerd_client.network import NetworkConfig
+from containerd_client.testing._netslot import NetSlot
+from containerd_client.testing._netslot import claim as claim_netslot
 from containerd_client.testing._reaper import _Resources, reap_stale, write_owner
 
 if TYPE_CHECKING:
@@ -201,6 +204,8 @@ class ContainerdDaemon:
         self._res = _Resources(
             namespace=namespace or "cctest-" + secrets.token_hex(4), stop_timeout=stop_timeout
         )
+        # Claimed on first use of network_config, released by stop().
+        self._netslot: NetSlot | None = None
         # On the resources, not on self: the callback must not keep self alive.
         self._finalizer = weakref.finalize(self, self._res.collect)
         self._finalizer.atexit = False
@@ -319,6 +324,20 @@ class ContainerdDaemon:
     def namespace(self) -> str:
         """This daemon's own namespace, unique per daemon unless one was given."""
         return self._res.namespace
+
+    @property
+    def network_config(self) -> NetworkConfig:
+        """A CNI bridge network of this daemon's own (bridge and subnet), claimed on first use.
+
+        Give it to the clients of this daemon (``Client(..., network_config=...)``)
+        so that two private daemons on one host (parallel test runs, xdist
+        workers) never hand out the same addresses on one bridge. Released,
+        and its bridge deleted, by :meth:`stop`.
+        """
+        with self._lock:
+            if self._netslot is None:
+                self._netslot = claim_netslot()
+            return self._netslot.config
 
     @property
     def address(self) -> str:
@@ -586,3 +605,6 @@ class ContainerdDaemon:
         """
         with self._lock:
             self._res.cleanup()
+            slot, self._netslot = self._netslot, None
+        if slot is not None:
+            slot.release()

@@ -153,7 +153,12 @@ def containerd(request: pytest.FixtureRequest, containerd_daemon: ContainerdDaem
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     # Teardown off the test's critical path if asked: joined below, before the leak check.
     background = bool(request.config.getini(BACKGROUND_TEARDOWN_INI))
-    client = Client(containerd_daemon.address, namespace, background_teardown=background)
+    client = Client(
+        containerd_daemon.address,
+        namespace,
+        background_teardown=background,
+        network_config=containerd_daemon.network_config,
+    )
     failures: list[TeardownFailure] = []
     try:
         yield client
@@ -388,7 +393,9 @@ def containerd_session(containerd_daemon: ContainerdDaemon) -> Iterator[Client]:
     Images from ``containerd_image`` and the containers of ``containerd_container``
     and ``containerd_service`` live there; it is swept at the end of the session.
     """
-    client = Client(containerd_daemon.address, _session_namespace())
+    client = Client(
+        containerd_daemon.address, _session_namespace(), network_config=containerd_daemon.network_config
+    )
     try:
         yield client
     finally:

@@ -10,6 +10,7 @@ before the first count.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -22,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import attrs
 import pytest
 
 from containerd_client import Client, network
@@ -48,9 +50,30 @@ def _lines(cmd: list[str]) -> list[str]:
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
 
 
+def _own_iptables(subnet: str) -> list[str]:
+    """The iptables lines of this test's network: those naming its subnet's
+    addresses, and every line of the per-container chains they jump to or
+    live in (another daemon's network, run side by side, is left out)."""
+    prefix = subnet.rsplit(".", 2)[0] + "."  # "10.230." for 10.230.0.0/16
+    lines = [
+        re.sub(r"\[\d+:\d+\]", "", line) for line in _lines(["iptables-save"]) if not line.startswith("#")
+    ]
+    chains = set()
+    for line in lines:
+        if prefix in line:
+            chains.update(re.findall(r"\b(CNI-(?:DN-)?[0-9a-f]{16,})\b", line))
+    return [line for line in lines if prefix in line or any(re.search(rf"\b{c}\b", line) for c in chains)]
+
+
 def host_network_state(client: Client) -> dict[str, list[str]]:
-    """What networking holds on the host, by kind (sorted names or lines)."""
+    """What this client's network holds on the host, by kind (sorted names or lines).
+
+    Its own bridge's veths and its own subnet's iptables rules: the test
+    daemon gives each session a network of its own, so a run beside this one
+    (another containerd version, an xdist worker) does not show up here.
+    """
     root = _state_root(client)
+    config = client.network_config
     ipam = os.path.join(root, "_cni", "ipam")
     allocations = []
     for folder, _dirs, files in os.walk(ipam):
@@ -62,16 +85,17 @@ def host_network_state(client: Client) -> dict[str, list[str]]:
     for folder, _dirs, files in os.walk(os.path.join(root, "_netns")):
         netns += [os.path.join(folder, f) for f in files]
     records = os.path.join(root, "_cni", "attachments")
-    iptables = [
-        re.sub(r"\[\d+:\d+\]", "", line) for line in _lines(["iptables-save"]) if not line.startswith("#")
-    ]
+    veths = []
+    with contextlib.suppress(subprocess.CalledProcessError):  # no bridge yet
+        veths = [
+            line.split(":")[1].strip()
+            for line in _lines(["ip", "-o", "link", "show", "master", config.bridge, "type", "veth"])
+        ]
     return {
         "netns": sorted(netns),
         "ip netns": sorted(_lines(["ip", "netns", "list"])),
-        "veths": sorted(
-            line.split(":")[1].strip() for line in _lines(["ip", "-o", "link", "show", "type", "veth"])
-        ),
-        "iptables": sorted(iptables),
+        "veths": sorted(veths),
+        "iptables": sorted(_own_iptables(config.subnet)),
         "ipam": sorted(allocations),
         "records": sorted(os.listdir(records)) if os.path.isdir(records) else [],
     }
@@ -84,7 +108,7 @@ def warm(containerd: Client) -> None:
     plan = network.plan(
         "bridge",
         {80: None},
-        network.NetworkConfig(),
+        containerd.network_config,
         state_root=root,
         namespace=containerd.namespace_name,
         container_id="warm-up",
@@ -138,7 +162,9 @@ def test_httpd_published_port_answers_on_localhost_and_leaves_nothing(
         ]
         attachment = container.wait_network()
         assert attachment is not None
-        assert ipaddress.ip_address(attachment.ip_address or "") in ipaddress.ip_network("10.213.0.0/16")
+        assert ipaddress.ip_address(attachment.ip_address or "") in ipaddress.ip_network(
+            containerd.network_config.subnet
+        )
         during = host_network_state(containerd)
         assert len(during["veths"]) == len(before["veths"]) + 1
         assert len(during["ipam"]) == len(before["ipam"]) + 1
@@ -234,11 +260,11 @@ def test_failing_plugin_gives_cni_error_and_leaves_nothing(
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": "ctrdc0",
+                "bridge": containerd.network_config.bridge,
                 "isGateway": True,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": "10.213.0.0/16"}]],
+                    "ranges": [[{"subnet": containerd.network_config.subnet}]],
                     "dataDir": os.path.join(_state_root(containerd), "_cni", "ipam"),
                 },
             },
@@ -250,7 +276,7 @@ def test_failing_plugin_gives_cni_error_and_leaves_nothing(
     with Client(
         containerd.address,
         containerd.namespace_name,
-        network_config=network.NetworkConfig(conf_dirs=(str(conf_dir),)),
+        network_config=attrs.evolve(containerd.network_config, conf_dirs=(str(conf_dir),)),
     ) as client:
         # ADD runs while the record and the task are made; new_task reports its failure.
         with client.create_container(
@@ -286,7 +312,7 @@ def test_attachments_left_by_a_crash_are_listed_and_detached(containerd: Client,
     root, ns = _state_root(containerd), containerd.namespace_name
     before = host_network_state(containerd)
     plan = network.plan(
-        "bridge", {80: None}, network.NetworkConfig(), state_root=root, namespace=ns, container_id="orphan"
+        "bridge", {80: None}, containerd.network_config, state_root=root, namespace=ns, container_id="orphan"
     )
     network.attach(plan)
     assert network.attachments(root, ns) == [(ns, "orphan")]

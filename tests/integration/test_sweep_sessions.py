@@ -276,21 +276,22 @@ def test_sweep_removes_a_dead_sessions_images_only_when_asked(containerd: Client
     assert [i.name for i in containerd.images.list()] == ["example.test/mine:1"]
 
 
-# argv: address namespace state_dir image prefix
+# argv: address namespace state_dir image prefix subnet bridge
 _NET_VICTIM = textwrap.dedent(
     """
     import sys
     from containerd_client import Client, network
 
-    address, namespace, state_dir, image, prefix = sys.argv[1:6]
-    client = Client(address, namespace, state_dir=state_dir)
+    address, namespace, state_dir, image, prefix, subnet, bridge = sys.argv[1:8]
+    config = network.NetworkConfig(subnet=subnet, bridge=bridge)
+    client = Client(address, namespace, state_dir=state_dir, network_config=config)
     c = client.create_container(
         f"{prefix}0", image=image, args=["sleep", "600"], network="bridge", ports={80: None}
     )
     c.new_task().start()
     # The next one caught between CNI ADD and its container record.
     plan = network.plan(
-        "bridge", {80: None}, network.NetworkConfig(), state_root=c._state_root,
+        "bridge", {80: None}, config, state_root=c._state_root,
         namespace=namespace, container_id=f"{prefix}1", session=client.session,
     )
     network.attach(plan)
@@ -300,9 +301,13 @@ _NET_VICTIM = textwrap.dedent(
 )
 
 
-def _veths() -> int:
+def _veths(bridge: str) -> int:
+    """Veths on this test's own bridge (a run beside this one has its own)."""
     out = subprocess.run(
-        ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
+        ["ip", "-o", "link", "show", "master", bridge, "type", "veth"],
+        capture_output=True,
+        text=True,
+        check=False,  # no bridge yet: none
     )
     return len(out.stdout.splitlines())
 
@@ -322,12 +327,14 @@ def test_sweep_removes_the_network_attachments_a_killed_session_left(
     ns = containerd.namespace_name
     address = containerd.address
     # Warm the bridge and the plugins' shared chains, which stay by design.
-    warm = Client(address, ns, state_dir=state_dir)
+    config = containerd.network_config
+    warm = Client(address, ns, state_dir=state_dir, network_config=config)
     with warm:
         warm.create_container("warm", image=image.name, args=["true"], network="bridge").delete()
-    veths_before = _veths()
+    veths_before = _veths(config.bridge)
+    victim_net = [config.subnet, config.bridge]
     victim = subprocess.Popen(
-        [sys.executable, "-c", _NET_VICTIM, address, ns, state_dir, image.name, "netv"],
+        [sys.executable, "-c", _NET_VICTIM, address, ns, state_dir, image.name, "netv", *victim_net],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -344,7 +351,7 @@ def test_sweep_removes_the_network_attachments_a_killed_session_left(
     finally:
         victim.kill()
         victim.communicate(timeout=30)  # reaps it and closes its pipes
-    with Client(address, ns, state_dir=state_dir) as sweeper:
+    with Client(address, ns, state_dir=state_dir, network_config=config) as sweeper:
         report = sweeper.sweep()
     assert not report.failed, report.failed
     # netv0's attachment goes with its container; netv1 never got one.
@@ -352,5 +359,5 @@ def test_sweep_removes_the_network_attachments_a_killed_session_left(
     assert [o.name for o in report.networks] == ["netv1"]
     assert network.attachments(root, ns) == []
     assert not os.path.exists(network.netns_path(root, ns, "netv0"))
-    assert _wait_until(lambda: _veths() == veths_before), (_veths(), veths_before)
+    assert _wait_until(lambda: _veths(config.bridge) == veths_before), (_veths(config.bridge), veths_before)
     assert containerd.containers() == []
