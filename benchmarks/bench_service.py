@@ -50,6 +50,7 @@ import contextlib
 import importlib
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -246,6 +247,50 @@ def _theirs(tc: Any) -> tuple[int, int]:
     return t1 - t0, t2 - t0
 
 
+@contextlib.contextmanager
+def cni_timed(times: dict[str, list[int]]) -> Iterator[None]:
+    """Time CNI ADD (whole, on its thread), DEL (``network.detach``) and each plugin run, in process.
+
+    Wraps ``PendingAttachment._run``, ``network.detach`` and ``network._cni._exec``
+    for the duration (the benchmark's own process only; the package is unchanged).
+    """
+    from containerd_client import network
+    from containerd_client.network import _cni
+
+    run, detach, exec_ = network.PendingAttachment._run, network.detach, _cni._exec
+
+    def timed_run(self: Any) -> None:
+        start = now_ns()
+        try:
+            run(self)
+        finally:
+            times.setdefault("CNI ADD (thread, all plugins)", []).append(now_ns() - start)
+
+    def timed_detach(*args: Any, **kwargs: Any) -> bool:
+        start = now_ns()
+        try:
+            return detach(*args, **kwargs)
+        finally:
+            times.setdefault("CNI DEL + netns removal", []).append(now_ns() - start)
+
+    def timed_exec(plugin: str, binary: str, conf: Any, env: Any) -> Any:
+        start = now_ns()
+        try:
+            return exec_(plugin, binary, conf, env)
+        finally:
+            times.setdefault(f"  {env['CNI_COMMAND']} {plugin}", []).append(now_ns() - start)
+
+    network.PendingAttachment._run = timed_run  # type: ignore[method-assign]
+    network.detach = timed_detach
+    _cni._exec = timed_exec
+    try:
+        yield
+    finally:
+        network.PendingAttachment._run = run  # type: ignore[method-assign]
+        network.detach = detach
+        _cni._exec = exec_
+
+
 def _alternate(n: int, ours: Callable[[int], Any], theirs: Callable[[], Any]) -> tuple[list[Any], list[Any]]:
     a: list[Any] = []
     b: list[Any] = []
@@ -345,9 +390,19 @@ def _write_suites(folder: str, tests: int) -> tuple[str, str]:
     return ours, theirs
 
 
-def _pytest(path: str, env: dict[str, str], tests: int) -> int:
-    """Run one generated suite with a nested pytest; its wall time in ns."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:containerd_client", path]
+_DURATION = re.compile(r"^([0-9.]+)s (setup|call|teardown) ")
+
+
+def _pytest(path: str, env: dict[str, str], tests: int, phases: dict[str, list[float]]) -> int:
+    """Run one generated suite with a nested pytest; its wall time in ns.
+
+    Each test's setup/call/teardown seconds (pytest's ``--durations=0``) are
+    added to ``phases``; the sum of all three per run goes in ``phases["in tests"]``.
+    """
+    cmd = [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:containerd_client",
+        "--durations=0", "--durations-min=0", path,
+    ]  # fmt: skip
     start = now_ns()
     result = subprocess.run(
         cmd,
@@ -363,6 +418,13 @@ def _pytest(path: str, env: dict[str, str], tests: int) -> int:
         raise RuntimeError(
             f"{os.path.basename(path)} failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
         )
+    total = 0.0
+    for line in result.stdout.splitlines():
+        match = _DURATION.match(line)
+        if match:
+            phases.setdefault(match.group(2), []).append(float(match.group(1)))
+            total += float(match.group(1))
+    phases.setdefault("in tests", []).append(total)
     return elapsed
 
 
@@ -449,7 +511,11 @@ def main() -> int:
         counter = iter(range(10**6))
         _alternate(warmup, lambda i: _ours(client, next(counter), {}), lambda: _theirs(tc))
         load_before = os.getloadavg()[0]
-        ours, theirs = _alternate(runs, lambda i: _ours(client, next(counter), steps), lambda: _theirs(tc))
+        cni: dict[str, list[int]] = {}
+        with cni_timed(cni):
+            ours, theirs = _alternate(
+                runs, lambda i: _ours(client, next(counter), steps), lambda: _theirs(tc)
+            )
         load_after = os.getloadavg()[0]
         left = [c.id for c in client.containers()] + [c.id for c in docker_client.containers.list(all=True)]
         if left:
@@ -490,7 +556,8 @@ def main() -> int:
         print()
         print_table(
             ("ours, step", "median ms", "min ms"),
-            [(name, fmt_ms(median(steps[name])), fmt_ms(min(steps[name]))) for name in STEPS],
+            [(name, fmt_ms(median(steps[name])), fmt_ms(min(steps[name]))) for name in STEPS]
+            + [(name, fmt_ms(median(cni[name])), fmt_ms(min(cni[name]))) for name in cni],
             title="ours per step (new_task waits for CNI ADD, run alongside the record and Tasks.Create)",
         )
         print()
@@ -513,10 +580,12 @@ def main() -> int:
             "BENCH_STATE": env.state_dir,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        our_phases: dict[str, list[float]] = {}
+        their_phases: dict[str, list[float]] = {}
         suite_ours, suite_theirs = _alternate(
             suite_runs,
-            lambda i: _pytest(our_file, nested_env, SUITE_TESTS),
-            lambda: _pytest(their_file, nested_env, SUITE_TESTS),
+            lambda i: _pytest(our_file, nested_env, SUITE_TESTS, our_phases),
+            lambda: _pytest(their_file, nested_env, SUITE_TESTS, their_phases),
         )
         left = [c.id for c in client.containers()] + [c.id for c in docker_client.containers.list(all=True)]
         if left:
@@ -539,6 +608,31 @@ def main() -> int:
                 ),
             ],
             title="whole nested `python -m pytest` runs (start, collection, 30 services), alternating",
+        )
+        print(
+            "each run (s): ours "
+            + " ".join(f"{t / 1e9:.2f}" for t in suite_ours)
+            + "; testcontainers "
+            + " ".join(f"{t / 1e9:.2f}" for t in suite_theirs)
+        )
+        print()
+        print_table(
+            ("per test (pytest --durations)", "ours median ms", "testcontainers median ms"),
+            [
+                (
+                    phase,
+                    f"{median(our_phases.get(phase, [])) * 1e3:.0f}",
+                    f"{median(their_phases.get(phase, [])) * 1e3:.0f}",
+                )
+                for phase in ("setup", "call", "teardown")
+            ]
+            + [
+                (
+                    "sum of all phases per run (s)",
+                    f"{median(our_phases['in tests']):.2f}",
+                    f"{median(their_phases['in tests']):.2f}",
+                )
+            ],
         )
         print()
         ratio_line("service ready: ours / testcontainers (median)", r_ready, TARGET_READY)
