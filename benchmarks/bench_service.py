@@ -56,6 +56,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version as dist_version
 from types import ModuleType
 from typing import Any
@@ -209,8 +210,14 @@ def _docker_socket(pid: int) -> str:
 STEPS = ("create", "new_task (+CNI ADD)", "start", "first 200", "stop", "task delete", "delete (+CNI DEL)")
 
 
-def _ours(client: Client, n: int, steps: dict[str, list[int]]) -> tuple[int, int]:
-    """One service with the SDK: (ns to the first 200, ns until deleted)."""
+#: Deletions handed to the background pool (``--teardown background``), joined before the other side runs.
+_PENDING: list[Future[None]] = []
+
+
+def _ours(
+    client: Client, n: int, steps: dict[str, list[int]], pool: ThreadPoolExecutor | None
+) -> tuple[int, int]:
+    """One service with the SDK: (ns to the first 200, ns until deleted, or stopped with ``pool``)."""
     t0 = now_ns()
     container = client.create_container(f"svc-{n}", image=IMAGE, network="bridge", ports={80: None})
     t1 = now_ns()
@@ -222,18 +229,33 @@ def _ours(client: Client, n: int, steps: dict[str, list[int]]) -> tuple[int, int
     t4 = now_ns()
     task.stop(timeout=0)
     t5 = now_ns()
-    task.delete()
-    t6 = now_ns()
-    container.delete()
-    t7 = now_ns()
-    marks = (t0, t1, t2, t3, t4, t5, t6, t7)
-    for name, a, b in zip(STEPS, marks, marks[1:], strict=False):
+
+    def finish() -> None:
+        t6 = now_ns()
+        task.delete()
+        t7 = now_ns()
+        container.delete()
+        t8 = now_ns()
+        steps.setdefault(STEPS[5], []).append(t7 - t6)
+        steps.setdefault(STEPS[6], []).append(t8 - t7)
+
+    for name, a, b in zip(STEPS[:5], (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
         steps.setdefault(name, []).append(b - a)
-    return t4 - t0, t7 - t0
+    if pool is not None:
+        _PENDING.append(pool.submit(finish))
+        return t4 - t0, t5 - t0
+    finish()
+    return t4 - t0, now_ns() - t0
+
+
+def _join_pending() -> None:
+    while _PENDING:
+        _PENDING.pop().result()
 
 
 def _theirs(tc: Any) -> tuple[int, int]:
     """One service with testcontainers: (ns to the first 200, ns until removed)."""
+    _join_pending()  # ours' background deletions, untimed, never overlapping this side
     t0 = now_ns()
     container = (
         tc.DockerContainer(IMAGE)
@@ -309,6 +331,7 @@ def _alternate(n: int, ours: Callable[[int], Any], theirs: Callable[[], Any]) ->
 OUR_SUITE = """
 import os
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -316,6 +339,23 @@ from containerd_client import Client, wait
 from containerd_client.network import NetworkConfig
 
 IMAGE = {image!r}
+
+
+@pytest.fixture(scope="session")
+def pool():
+    if os.environ.get("BENCH_TEARDOWN") != "background":
+        yield None
+        return
+    pending = []
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        yield (executor, pending)
+    for future in pending:
+        future.result()
+
+
+def _finish(task, container):
+    task.delete()
+    container.delete()
 
 
 @pytest.fixture(scope="session")
@@ -329,7 +369,7 @@ def client():
 
 
 @pytest.fixture
-def httpd(client, request):
+def httpd(client, pool, request):
     container = client.create_container(request.node.name.replace("[", "-").strip("]"),
                                         image=IMAGE, network="bridge", ports={{80: None}})
     try:
@@ -341,9 +381,13 @@ def httpd(client, request):
             yield f"http://127.0.0.1:{{port}}/"
         finally:
             task.stop(timeout=0)
+            if pool is not None:
+                pool[1].append(pool[0].submit(_finish, task, container))
+                return
             task.delete()
     finally:
-        container.delete()
+        if pool is None:
+            container.delete()
 
 
 @pytest.mark.parametrize("n", range({tests}))
@@ -435,6 +479,13 @@ def main() -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--runs", type=int, default=0, help="services per side (default 20, quick 6)")
     parser.add_argument("--suite-runs", type=int, default=0, help="suite runs per side (default 3, quick 1)")
+    parser.add_argument(
+        "--teardown",
+        choices=("inline", "background"),
+        default="inline",
+        help="ours: delete task and container inline (default) or on a 2-thread pool after stop "
+        "(what issue 11 item 8 would do; start+stop then ends when stop returns)",
+    )
     args = parser.parse_args()
     runs = args.runs or (6 if args.quick else 20)
     suite_runs = args.suite_runs or (1 if args.quick else 3)
@@ -473,6 +524,9 @@ def main() -> int:
             docker_client,
             dockerd_pid,
         ),
+        ThreadPoolExecutor(max_workers=2)
+        if args.teardown == "background"
+        else contextlib.nullcontext() as pool,
     ):
         version = docker_client.version()
         print(
@@ -509,13 +563,14 @@ def main() -> int:
         # -- 1: one service --
         steps: dict[str, list[int]] = {}
         counter = iter(range(10**6))
-        _alternate(warmup, lambda i: _ours(client, next(counter), {}), lambda: _theirs(tc))
+        _alternate(warmup, lambda i: _ours(client, next(counter), {}, pool), lambda: _theirs(tc))
         load_before = os.getloadavg()[0]
         cni: dict[str, list[int]] = {}
         with cni_timed(cni):
             ours, theirs = _alternate(
-                runs, lambda i: _ours(client, next(counter), steps), lambda: _theirs(tc)
+                runs, lambda i: _ours(client, next(counter), steps, pool), lambda: _theirs(tc)
             )
+        _join_pending()
         load_after = os.getloadavg()[0]
         left = [c.id for c in client.containers()] + [c.id for c in docker_client.containers.list(all=True)]
         if left:
@@ -550,7 +605,7 @@ def main() -> int:
                     fmt_ms(median(cycle_theirs)),
                 ),
             ],
-            title=f"one service, {warmup} warm-up + {runs} each, alternating "
+            title=f"one service, {warmup} warm-up + {runs} each, alternating, ours' teardown {args.teardown} "
             f"(load {load_before:.1f} -> {load_after:.1f})",
         )
         print()
@@ -578,6 +633,7 @@ def main() -> int:
             "BENCH_ADDRESS": env.address,
             "BENCH_NAMESPACE": env.namespace,
             "BENCH_STATE": env.state_dir,
+            "BENCH_TEARDOWN": args.teardown,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         our_phases: dict[str, list[float]] = {}
@@ -607,7 +663,8 @@ def main() -> int:
                     f"{min(suite_theirs) / 1e9:.2f}",
                 ),
             ],
-            title="whole nested `python -m pytest` runs (start, collection, 30 services), alternating",
+            title="whole nested `python -m pytest` runs (start, collection, 30 services), alternating, "
+            f"ours' teardown {args.teardown}",
         )
         print(
             "each run (s): ours "
