@@ -64,7 +64,7 @@ from typing import Any
 from _common import environment, fmt_ms, make_parser, median, now_ns, print_table, ratio_ci, ratio_line
 from bench_run_vs_docker import _dockerd_pids, _ensure_docker_py, _ensure_dockerd, private_dockerd
 
-from containerd_client import Client, wait
+from containerd_client import Client, network, wait
 from containerd_client.network import NetworkConfig
 from containerd_client.testing import ContainerdDaemon, build_busybox_archive
 
@@ -196,6 +196,31 @@ def sdk_bridge_removed() -> Iterator[None]:
         if not existed and _link_exists(NET_BRIDGE):
             with contextlib.suppress(subprocess.CalledProcessError):
                 _run("ip", "link", "del", NET_BRIDGE)
+
+
+@contextlib.contextmanager
+def sdk_leftovers_removed(client: Client, state_dir: str) -> Iterator[None]:
+    """At the end, also after an error: clean up every container of ours and detach every network.
+
+    The private daemon's teardown kills shims and removes the state folder, but
+    it runs no CNI DEL: without this, a run that failed midway left its
+    containers' iptables rules (a DNAT for the picked host port, which a later
+    run may pick again and never reach), veths and namespace mounts behind.
+    """
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            for container in client.containers():
+                try:
+                    container.cleanup()
+                except Exception as exc:  # report and go on with the rest
+                    print(f"cleanup of {container.id} failed: {exc!r}")
+        for namespace, container_id in network.attachments(state_dir):
+            try:
+                network.detach(state_dir, namespace, container_id)
+            except Exception as exc:
+                print(f"network detach of {namespace}/{container_id} failed: {exc!r}")
 
 
 def _docker_socket(pid: int) -> str:
@@ -519,6 +544,7 @@ def main() -> int:
             state_dir=env.state_dir,
             network_config=NetworkConfig(subnet=NET_SUBNET, bridge=NET_BRIDGE),
         ) as client,
+        sdk_leftovers_removed(client, env.state_dir),
         ContainerdDaemon(bin_dir=os.environ.get("CONTAINERD_BIN_DIR")) as docker_containerd,
         private_dockerd(dockerd, docker_containerd.address, docker_py, network_args) as (
             docker_client,
