@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -63,7 +63,7 @@ from _common import environment, fmt_ms, make_parser, median, now_ns, print_tabl
 
 from containerd_client import Client
 from containerd_client.testing import ContainerdDaemon, build_busybox_archive
-from containerd_client.testing._daemon import _mounts_under, _umount_detach
+from containerd_client.testing._reaper import _mounts_under, _umount_detach
 
 TARGET = 0.4
 ARGS = ["true"]
@@ -164,8 +164,17 @@ def _cgroup_dirs() -> list[str]:
 
 
 @contextlib.contextmanager
-def private_dockerd(binary: str, containerd_address: str, docker_py: ModuleType) -> Iterator[tuple[Any, int]]:
-    """Start dockerd on its own roots and socket; yield ``(DockerClient, pid)``; stop it by PID."""
+def private_dockerd(
+    binary: str,
+    containerd_address: str,
+    docker_py: ModuleType,
+    network_args: Sequence[str] = ("--bridge=none", "--iptables=false", "--ip6tables=false"),
+) -> Iterator[tuple[Any, int]]:
+    """Start dockerd on its own roots and socket; yield ``(DockerClient, pid)``; stop it by PID.
+
+    ``network_args`` replaces the default no-network options (``bench_service.py``
+    gives a bridge of its own and ``--iptables=true``).
+    """
     base = tempfile.mkdtemp(prefix="ccbench-dockerd-", dir="/tmp")
     sock = os.path.join(base, "docker.sock")
     log_path = os.path.join(base, "dockerd.log")
@@ -183,7 +192,7 @@ def private_dockerd(binary: str, containerd_address: str, docker_py: ModuleType)
         "-H", f"unix://{sock}",
         "--pidfile", os.path.join(base, "dockerd.pid"),
         "--config-file", config,
-        "--bridge=none", "--iptables=false", "--ip6tables=false",
+        *network_args,
         "--containerd", containerd_address,
     ]  # fmt: skip
     proc = None
