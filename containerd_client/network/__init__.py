@@ -239,7 +239,9 @@ def _bridge_conflist(config: NetworkConfig, state_root: str) -> dict[str, Any]:
                     "type": "host-local",
                     "ranges": [[{"subnet": config.subnet}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": os.path.join(state_root, "_cni", "ipam"),
+                    # Per bridge: two configs sharing a state folder (two test
+                    # daemons side by side) keep their allocations apart.
+                    "dataDir": os.path.join(state_root, "_cni", "ipam", config.bridge),
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},

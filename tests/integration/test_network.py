@@ -74,7 +74,10 @@ def host_network_state(client: Client) -> dict[str, list[str]]:
     """
     root = _state_root(client)
     config = client.network_config
-    ipam = os.path.join(root, "_cni", "ipam")
+    ns = client.namespace_name
+    # This client's bridge and namespace only: the state folder is shared by
+    # every daemon on the host (the 1.7 and 2.x runs go side by side).
+    ipam = os.path.join(root, "_cni", "ipam", config.bridge)
     allocations = []
     for folder, _dirs, files in os.walk(ipam):
         # host-local keeps one file per allocated address, plus a lock and a cursor.
@@ -82,7 +85,7 @@ def host_network_state(client: Client) -> dict[str, list[str]]:
             os.path.join(folder, f) for f in files if f != "lock" and not f.startswith("last_reserved_ip")
         ]
     netns = []
-    for folder, _dirs, files in os.walk(os.path.join(root, "_netns")):
+    for folder, _dirs, files in os.walk(os.path.join(root, "_netns", ns)):
         netns += [os.path.join(folder, f) for f in files]
     records = os.path.join(root, "_cni", "attachments")
     veths = []
@@ -97,7 +100,9 @@ def host_network_state(client: Client) -> dict[str, list[str]]:
         "veths": sorted(veths),
         "iptables": sorted(_own_iptables(config.subnet)),
         "ipam": sorted(allocations),
-        "records": sorted(os.listdir(records)) if os.path.isdir(records) else [],
+        "records": sorted(f for f in os.listdir(records) if f.startswith(f"{ns}--"))
+        if os.path.isdir(records)
+        else [],
     }
 
 
@@ -265,7 +270,9 @@ def test_failing_plugin_gives_cni_error_and_leaves_nothing(
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": containerd.network_config.subnet}]],
-                    "dataDir": os.path.join(_state_root(containerd), "_cni", "ipam"),
+                    "dataDir": os.path.join(
+                        _state_root(containerd), "_cni", "ipam", containerd.network_config.bridge
+                    ),
                 },
             },
             {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.no_such_knob": "1"}},
