@@ -48,7 +48,7 @@ from typing import Any
 import attrs
 
 from containerd_client.errors import ConflictError, InvalidArgumentError
-from containerd_client.network import _cni, _netns
+from containerd_client.network import _cni, _netns, _proxy
 from containerd_client.network._cni import DEFAULT_PLUGIN_DIRS, CNIError, NetworkError, PluginNotFoundError
 
 __all__ = [
@@ -107,6 +107,11 @@ def _bridge(_inst: object, _attr: object, value: str) -> None:
         raise InvalidNetworkError(f"bridge must be an interface name of 1 to 15 characters, not {value!r}")
 
 
+def _forwarding(_inst: object, _attr: object, value: str) -> None:
+    if value not in ("portmap", "proxy"):
+        raise InvalidNetworkError(f"port_forwarding must be 'portmap' or 'proxy', not {value!r}")
+
+
 def _plugin_dirs() -> tuple[str, ...]:
     env = os.environ.get("CNI_PATH")
     return tuple(p for p in env.split(":") if p) if env else DEFAULT_PLUGIN_DIRS
@@ -126,6 +131,13 @@ class NetworkConfig:
         plugin_dirs: Folders holding the CNI plugins (``$CNI_PATH``, else
             ``/opt/cni/bin`` and ``/usr/lib/cni``).
         conf_dirs: Folders searched for named networks' configurations.
+        port_forwarding: How published TCP ports reach the container:
+            ``"portmap"`` (the CNI plugin's iptables DNAT; the ports keep
+            working after this process ends) or ``"proxy"`` (a forwarder in
+            this process, like ``docker-proxy``: no iptables rule per port, no
+            plugin run to add or remove one, the host port held by a socket
+            from the moment it is picked; the ports close with the process,
+            which suits test services). UDP ports always use ``portmap``.
     """
 
     subnet: str = attrs.field(default="10.213.0.0/16", validator=_subnet)
@@ -133,6 +145,7 @@ class NetworkConfig:
     host_ip: str = "127.0.0.1"
     plugin_dirs: tuple[str, ...] = attrs.field(factory=_plugin_dirs, converter=tuple)
     conf_dirs: tuple[str, ...] = attrs.field(default=("/etc/cni/net.d",), converter=tuple)
+    port_forwarding: str = attrs.field(default="portmap", validator=_forwarding)
 
 
 @attrs.frozen
@@ -166,6 +179,11 @@ class NetworkPlan:
     container_id: str = ""
     plugin_dirs: tuple[str, ...] = ()
     session: str = ""
+    forwarding: str = "portmap"
+
+    def proxied(self, port: PortMapping) -> bool:
+        """Whether ``port`` is forwarded in this process (else by ``portmap``)."""
+        return self.forwarding == "proxy" and port.protocol == "tcp"
 
 
 @attrs.frozen
@@ -224,8 +242,8 @@ def _parse_ports(ports: Mapping[Any, Any] | None, host_ip: str) -> tuple[PortMap
     return tuple(out)
 
 
-def _bridge_conflist(config: NetworkConfig, state_root: str) -> dict[str, Any]:
-    return {
+def _bridge_conflist(config: NetworkConfig, state_root: str, *, portmap: bool = True) -> dict[str, Any]:
+    conflist: dict[str, Any] = {
         "cniVersion": "1.0.0",
         "name": "containerd-client",
         "plugins": [
@@ -248,6 +266,9 @@ def _bridge_conflist(config: NetworkConfig, state_root: str) -> dict[str, Any]:
             {"type": "firewall"},
         ],
     }
+    if not portmap:  # every published port is forwarded in process: no plugin run for nothing
+        del conflist["plugins"][1]
+    return conflist
 
 
 def _load_named(name: str, conf_dirs: tuple[str, ...]) -> dict[str, Any]:
@@ -338,13 +359,15 @@ def plan(
             raise InvalidNetworkError(f"ports need a CNI network (network='bridge'), not network={network!r}")
         return NetworkPlan(kind="host" if network == "host" else "none")
     assert network is not None
+    forwarding = config.port_forwarding
+    mapped = [p for p in parsed if not (forwarding == "proxy" and p.protocol == "tcp")]
     if network == BRIDGE:
-        conflist = _bridge_conflist(config, state_root)
+        conflist = _bridge_conflist(config, state_root, portmap=forwarding == "portmap" or bool(mapped))
     else:
         conflist = _load_named(network, config.conf_dirs)
     for plugin in [*conflist["plugins"], *_LOOPBACK["plugins"]]:
         _cni.find_plugin(str(plugin.get("type", "")), config.plugin_dirs)
-    if parsed and not any((p.get("capabilities") or {}).get("portMappings") for p in conflist["plugins"]):
+    if mapped and not any((p.get("capabilities") or {}).get("portMappings") for p in conflist["plugins"]):
         raise InvalidNetworkError(f"network {network!r} has no plugin with the portMappings capability")
     for port in parsed:
         if port.host_port:
@@ -360,6 +383,7 @@ def plan(
         container_id=container_id,
         plugin_dirs=config.plugin_dirs,
         session=session,
+        forwarding=forwarding,
     )
 
 
@@ -401,7 +425,7 @@ def _ports_taken(state_root: str) -> set[tuple[int, str]]:
             try:
                 with open(os.path.join(folder, fname)) as fh:
                     doc = json.load(fh)
-                for p in doc.get("ports") or []:
+                for p in [*(doc.get("ports") or []), *(doc.get("proxied") or [])]:
                     taken.add((int(p["hostPort"]), str(p["protocol"])))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
@@ -482,7 +506,18 @@ class PendingAttachment:
             )
             doc["result"] = result
             _write_json(_record_path(p.state_root, p.namespace, p.container_id), doc)
-            self._result = Attachment(p.name, p.netns, self.ports, _first_ip(result), result or {})
+            address = _first_ip(result)
+            proxied = {m.host_port: m.container_port for m in self.ports if p.proxied(m)}
+            if proxied:
+                if address is None:
+                    raise NetworkError(
+                        f"network {p.name!r} gave container {p.container_id} no IP address "
+                        "to forward its published ports to"
+                    )
+                _proxy.forwarder().activate(
+                    _proxy_key(p), {host: (address, port) for host, port in proxied.items()}
+                )
+            self._result = Attachment(p.name, p.netns, self.ports, address, result or {})
         except BaseException as exc:  # handed to wait()
             # Not undone here: runc may be joining the namespace right now, and
             # removing it under runc turns a clear CNI error into a runc one.
@@ -530,33 +565,21 @@ def start_attach(p: NetworkPlan) -> PendingAttachment:
     """
     record_file = _record_path(p.state_root, p.namespace, p.container_id)
     with _locked(p.state_root):
-        ports = _pick_ports(p.ports, _ports_taken(p.state_root))
-        mappings = [
-            {
-                "hostPort": m.host_port,
-                "containerPort": m.container_port,
-                "protocol": m.protocol,
-                "hostIP": m.host_ip,
-            }
-            for m in ports
-        ]
-        doc: dict[str, Any] = {
-            "network": p.name,
-            "conflist": dict(p.conflist),
-            "netns": p.netns,
-            "cni_id": _cni_id(p.namespace, p.container_id),
-            "plugin_dirs": list(p.plugin_dirs),
-            "ports": mappings,
-            "session": p.session,
-            "result": None,
-        }
         if os.path.exists(record_file):
             raise ConflictError(
                 f"container {p.container_id} already has a network attachment ({record_file}): "
                 "the id is in use, or a crashed process left it (network.detach removes it)"
             )
-        # Written before anything is made, so detach can undo a half-made attachment.
-        _write_json(record_file, doc)
+        taken = _ports_taken(p.state_root)
+        ports = _pick_ports(tuple(m for m in p.ports if not p.proxied(m)), taken)
+        try:
+            ports = _reserve_ports(p, taken) + ports
+            doc = _new_record(p, ports)
+            # Written before anything is made, so detach can undo a half-made attachment.
+            _write_json(record_file, doc)
+        except BaseException:
+            _proxy.release(_proxy_key(p))
+            raise
     try:
         _netns.create(p.netns)
     except BaseException as exc:
@@ -566,7 +589,76 @@ def start_attach(p: NetworkPlan) -> PendingAttachment:
                 f"cannot make a network namespace at {p.netns}: {exc.strerror or exc}"
             ) from exc
         raise
+    order = {(m.container_port, m.protocol): i for i, m in enumerate(p.ports)}
+    ports = tuple(sorted(ports, key=lambda m: order[(m.container_port, m.protocol)]))
     return PendingAttachment(p, ports, doc)
+
+
+def _mapping(m: PortMapping) -> dict[str, Any]:
+    return {
+        "hostPort": m.host_port,
+        "containerPort": m.container_port,
+        "protocol": m.protocol,
+        "hostIP": m.host_ip,
+    }
+
+
+def _new_record(p: NetworkPlan, ports: tuple[PortMapping, ...]) -> dict[str, Any]:
+    return {
+        "network": p.name,
+        "conflist": dict(p.conflist),
+        "netns": p.netns,
+        "cni_id": _cni_id(p.namespace, p.container_id),
+        "plugin_dirs": list(p.plugin_dirs),
+        # What portmap is given (ADD and DEL): the ports it forwards.
+        "ports": [_mapping(m) for m in ports if not p.proxied(m)],
+        # Forwarded by the creating process (gone with it); kept so that no
+        # other container of this state folder is given the same host port.
+        "proxied": [_mapping(m) for m in ports if p.proxied(m)],
+        "session": p.session,
+        "result": None,
+    }
+
+
+def _proxy_key(p: NetworkPlan) -> tuple[str, str, str]:
+    return (p.state_root, p.namespace, p.container_id)
+
+
+def _reserve_ports(p: NetworkPlan, taken: set[tuple[int, str]]) -> tuple[PortMapping, ...]:
+    """Bind the host ports of ``p``'s proxied ports (picking free ones for 0).
+
+    Raises:
+        PortInUseError: An explicit host port is taken.
+    """
+    out: list[PortMapping] = []
+    fwd = _proxy.forwarder()
+    for port in p.ports:
+        if not p.proxied(port):
+            continue
+        if port.host_port and (port.host_port, port.protocol) in taken:
+            raise PortInUseError(
+                f"host port {port.host_port}/{port.protocol} is already published by another container"
+            )
+        for _ in range(100):
+            try:
+                number = fwd.reserve(_proxy_key(p), port.host_ip, port.host_port)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(
+                        f"host port {port.host_ip}:{port.host_port}/tcp is already in use"
+                    ) from exc
+                raise NetworkError(
+                    f"cannot publish on {port.host_ip}:{port.host_port}/tcp: {exc.strerror or exc}"
+                ) from exc
+            if port.host_port or (number, port.protocol) not in taken:
+                break
+            # A port another process of this state folder published and has not bound
+            # (a record whose process is gone): pick again, holding this one meanwhile.
+        else:  # pragma: no cover - 100 picked ports in a row already published
+            raise PortInUseError(f"no free host port for {port.container_port}/tcp")
+        taken.add((number, port.protocol))
+        out.append(attrs.evolve(port, host_port=number))
+    return tuple(out)
 
 
 def attach(p: NetworkPlan) -> Attachment:
@@ -602,6 +694,7 @@ def detach(state_root: str, namespace: str, container_id: str) -> bool:
     """
     record_file = _record_path(state_root, namespace, container_id)
     netns = netns_path(state_root, namespace, container_id)
+    _proxy.release((state_root, namespace, container_id))
     try:
         with open(record_file) as fh:
             doc = json.load(fh)

@@ -93,6 +93,11 @@ def claim() -> NetSlot:
                 continue
             with os.fdopen(fd, "w") as fh:
                 fh.write(_owner())
-            config = NetworkConfig(subnet=f"10.{FIRST + n}.0.0/16", bridge=f"{BRIDGE_PREFIX}{n}")
+            # Published ports through the in-process proxy: a test's containers
+            # never outlive its process, and no DNAT rule is left to capture a
+            # port if the process dies (portmap's rules would stay).
+            config = NetworkConfig(
+                subnet=f"10.{FIRST + n}.0.0/16", bridge=f"{BRIDGE_PREFIX}{n}", port_forwarding="proxy"
+            )
             return NetSlot(n, path, config)
     raise RuntimeError(f"all {COUNT} test network slots in {SLOTS_DIR} are taken by live processes")

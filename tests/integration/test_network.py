@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from containerd_client import Client, network
+from containerd_client import Client, network, wait
 from containerd_client import spec as spec_opts
 from containerd_client.errors import NotFoundError
 from containerd_client.testing._census import state_folder
@@ -104,6 +104,13 @@ def host_network_state(client: Client) -> dict[str, list[str]]:
         if os.path.isdir(records)
         else [],
     }
+
+
+@pytest.fixture(autouse=True)
+def portmap(containerd: Client) -> None:
+    """This module checks the portmap plugin's rules: its client forwards published ports
+    through it (the test daemon's default is the in-process proxy, tested below)."""
+    containerd._network_config = attrs.evolve(containerd.network_config, port_forwarding="portmap")
 
 
 @pytest.fixture
@@ -189,6 +196,44 @@ def test_httpd_published_port_answers_on_localhost_and_leaves_nothing(
         with pytest.raises(NotFoundError, match="443/tcp"):
             container.host_port(443)
     assert host_network_state(containerd) == before
+
+
+def test_published_port_through_the_proxy_adds_no_iptables_rule_and_leaves_nothing(
+    containerd: Client, busybox_rootfs: str, www: Path, warm: None
+) -> None:
+    containerd._network_config = attrs.evolve(containerd.network_config, port_forwarding="proxy")
+    before = host_network_state(containerd)
+    with containerd.create_container(
+        "web-proxied",
+        rootfs=busybox_rootfs,
+        args=HTTPD,
+        spec=[spec_opts.with_bind_mount(str(www), "/www", readonly=True)],
+        network="bridge",
+        ports={80: None},
+    ) as container:
+        port = container.host_port(80)
+        # Held by this process from the moment it was picked, refusing until httpd listens.
+        with socket.socket() as other, pytest.raises(OSError, match="in use"):
+            other.bind(("127.0.0.1", port))
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        assert container.wait_network() is not None
+        during = host_network_state(containerd)
+        assert len(during["veths"]) == len(before["veths"]) + 1
+        # The firewall and masquerading rules of the address, but no DNAT for the port.
+        assert [line for line in during["iptables"] if "DNAT" in line or "HOSTPORT" in line] == []
+        task = container.new_task()
+        task.start()
+        task.wait_for(wait.http(port), timeout=10)
+        body = _wait_http(f"http://127.0.0.1:{port}/", time.monotonic() + 10)
+        assert body == b"hello from a container\n"
+        task.kill(signal.SIGKILL)
+        task.wait(10)
+    assert host_network_state(containerd) == before
+    with socket.socket() as again:  # the port is free again (connections may be in TIME_WAIT)
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()
 
 
 def test_explicit_host_port(containerd: Client, busybox_rootfs: str, www: Path, warm: None) -> None:
