@@ -216,7 +216,9 @@ def _signal_discarded(pid: int, signum: int, proc: str = "/proc") -> bool:
     return is_init and not caught & (1 << (signum - 1))
 
 
-def stop_service(service: Service, *, timeout: float = SERVICE_STOP_TIMEOUT) -> ExitStatus | None:
+def stop_service(
+    service: Service, *, timeout: float = SERVICE_STOP_TIMEOUT, wait: bool | None = None
+) -> ExitStatus | None:
     """Stop a service gracefully (stop signal, SIGKILL after ``timeout``), then delete it.
 
     A task whose init process is its pid namespace's PID 1 and has no handler
@@ -226,12 +228,36 @@ def stop_service(service: Service, *, timeout: float = SERVICE_STOP_TIMEOUT) -> 
     The deletion runs even when stopping failed; the first error is raised
     after it.
 
+    Args:
+        service: The service.
+        timeout: Seconds between the stop signal and SIGKILL.
+        wait: False hands the whole teardown (stop, delete, network) to the
+            client's background teardown pool and returns at once; its
+            failure is then reported by :meth:`Client.join_teardowns` and
+            :meth:`Client.close`. None (the default) follows the client's
+            ``background_teardown``.
+
     Returns:
-        The task's exit status, None when it could not be stopped.
+        The task's exit status; None when it could not be stopped, or when
+        the teardown went to the background.
 
     Raises:
-        ContainerdError: Stopping or deleting failed.
+        ContainerdError: Stopping or deleting failed (waited for only).
     """
+    client = service.container.client
+    background = client.background_teardown if wait is None else not wait
+    if not background:
+        return _stop_and_delete(service, timeout)
+
+    def job() -> None:
+        _stop_and_delete(service, timeout)
+
+    if client._submit_teardown(service.id, f"stop and delete service {service.id}", job):
+        return None
+    return _stop_and_delete(service, timeout)  # the client is closing: do it here
+
+
+def _stop_and_delete(service: Service, timeout: float) -> ExitStatus | None:
     status: ExitStatus | None = None
     error: ContainerdError | None = None
     try:

@@ -392,17 +392,27 @@ def containerd_session(containerd_daemon: ContainerdDaemon) -> Iterator[Client]:
 
     Images from ``containerd_image`` and the containers of ``containerd_container``
     and ``containerd_service`` live there; it is swept at the end of the session.
+    It tears down in the background (``background_teardown=True``): a test does
+    not wait for its services to stop and be deleted; a teardown failure is
+    reported as an error at the end of the session.
     """
     client = Client(
-        containerd_daemon.address, _session_namespace(), network_config=containerd_daemon.network_config
+        containerd_daemon.address,
+        _session_namespace(),
+        network_config=containerd_daemon.network_config,
+        background_teardown=True,
     )
+    failures: list[TeardownFailure] = []
     try:
         yield client
     finally:
         try:
+            failures = client.join_teardowns()
             sweep_namespace(client)
         finally:
             client.close()
+    if failures:
+        pytest.fail("background teardown failed:\n" + "\n".join(f"  {f}" for f in failures), pytrace=False)
 
 
 ImageSource = Union[str, "os.PathLike[str]", "ImageArchive"]
@@ -471,9 +481,9 @@ class ContainerFactory:
         return container
 
     def close(self) -> None:
-        """Delete every container made (task, snapshot, network too); never raises."""
+        """Delete every container made (task, snapshot, network too), in the background; never raises."""
         while self._made:
-            self._made.pop().cleanup()
+            self._made.pop().cleanup(wait=not self._client.background_teardown)
 
 
 @pytest.fixture
@@ -516,7 +526,9 @@ def containerd_service(containerd_session: Client) -> Iterator[ServiceFactory]:
 
     Each service is running and ready when returned; after the test it gets
     its stop signal, SIGKILL after ``stop_timeout``, and is deleted with its
-    network. A failing teardown is reported as an error of the test.
+    network, on the session client's background teardown pool (the next test
+    does not wait for it); a failing teardown is reported at the end of the
+    session.
     """
     factory = ServiceFactory(containerd_session)
     try:

@@ -86,6 +86,8 @@ def test_graceful_stop(containerd_service, busybox):
 
 def test_nothing_left(containerd_session):
     assert SEEN, "the service tests did not run first"
+    # The services were torn down in the background: nothing is left once it is joined.
+    assert containerd_session.join_teardowns() == []
     leaks = find_leaks(containerd_session)
     assert "containers" not in leaks and "tasks" not in leaks and "leases" not in leaks, leaks
     assert "bundles" not in leaks, leaks

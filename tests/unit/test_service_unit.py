@@ -89,13 +89,26 @@ class _Task:
             raise self.error
 
 
+class _TeardownClient:
+    """What stop_service needs of a client: its background setting and pool."""
+
+    def __init__(self, background: bool = False) -> None:
+        self.background_teardown = background
+        self.jobs: list[tuple[str, str, Any]] = []
+
+    def _submit_teardown(self, key: str, what: str, job: Any) -> bool:
+        self.jobs.append((key, what, job))
+        return True
+
+
 class _Container:
     id = "svc-1"
     ports = ()
 
-    def __init__(self, error: Exception | None = None) -> None:
+    def __init__(self, error: Exception | None = None, client: _TeardownClient | None = None) -> None:
         self.error = error
         self.events: list[str] = []
+        self.client = client or _TeardownClient()
 
     def host_port(self, port: int, protocol: str = "tcp") -> int:
         return {80: 32768}[port]
@@ -114,6 +127,29 @@ def test_stop_failure_still_deletes_and_is_raised() -> None:
     with pytest.raises(UnavailableError, match="daemon away"):
         stop_service(Service(container, task), timeout=0.5)  # type: ignore[arg-type]
     assert task.stopped == [0.5]
+    assert container.events == ["delete force=True", "cleanup"]
+
+
+def test_background_teardown_hands_stop_and_delete_to_the_pool() -> None:
+    client = _TeardownClient(background=True)
+    task, container = _Task(UnavailableError("daemon away")), _Container(client=client)
+    assert stop_service(Service(container, task), timeout=0.5) is None  # type: ignore[arg-type]
+    assert task.stopped == []
+    assert container.events == []
+    [(key, what, job)] = client.jobs
+    assert key == "svc-1"
+    assert "svc-1" in what
+    with pytest.raises(UnavailableError, match="daemon away"):  # the pool collects it
+        job()
+    assert task.stopped == [0.5]
+    assert container.events == ["delete force=True", "cleanup"]
+
+
+def test_wait_true_stops_on_the_callers_path_despite_the_client() -> None:
+    client = _TeardownClient(background=True)
+    task, container = _Task(None), _Container(client=client)
+    stop_service(Service(container, task), wait=True)  # type: ignore[arg-type]
+    assert client.jobs == []
     assert container.events == ["delete force=True", "cleanup"]
 
 
