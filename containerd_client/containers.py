@@ -431,6 +431,11 @@ class Container:
         if self.network is not None:
             _network.detach(self._state_root, self._client.namespace_name, self.id)
 
+    def _task_started(self) -> None:
+        """Its task has just started: ports forwarded in process look for the server now."""
+        if self.network is not None:
+            _network.task_started(self._state_root, self._client.namespace_name, self.id)
+
     def wait_network(self, timeout: float | None = None) -> _network.Attachment | None:
         """Wait until CNI ADD has configured the container's interfaces (if it still runs).
 

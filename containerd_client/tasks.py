@@ -1297,6 +1297,7 @@ class Task(_ProcessBase):
         self._oom = False
         resp = self._client.call(api.Tasks.Start, tasks_pb2.StartRequest(container_id=self._container_id))
         self._pid = resp.pid or self._pid
+        self._container._task_started()
 
     def pause(self) -> None:
         """Freeze every process of the task.

@@ -72,6 +72,7 @@ __all__ = [
     "ports_label",
     "record",
     "start_attach",
+    "task_started",
 ]
 
 logger = logging.getLogger(__name__)
@@ -738,6 +739,16 @@ def detach(state_root: str, namespace: str, container_id: str) -> bool:
     if failure is not None:
         raise failure
     return found
+
+
+def task_started(state_root: str, namespace: str, container_id: str) -> None:
+    """The container's task started: its proxied ports probe the server again from now.
+
+    The proxy probes a container's port with growing pauses until it
+    accepts; a server started now is found within milliseconds, not at the
+    end of a pause that grew while the task was being created.
+    """
+    _proxy.nudge((state_root, namespace, container_id))
 
 
 def record(state_root: str, namespace: str, container_id: str) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Hashable
 
-__all__ = ["Forwarder", "forwarder", "release"]
+__all__ = ["Forwarder", "forwarder", "nudge", "release"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _BUFFER = 256 * 1024
 _BACKLOG = 128
 # Probing the container's port before listening: first retry, back-off cap.
 _PROBE_FIRST = 0.002
-_PROBE_MAX = 0.1
+_PROBE_MAX = 0.05
 # A container that never listens is probed this long at most.
 _PROBE_GIVE_UP = 3600.0
 
@@ -206,6 +206,15 @@ class Forwarder:
         if threading.current_thread() is not self._thread and not done.wait(timeout):
             logger.warning("closing the forwarded ports of %s took longer than %s s", key, timeout)
 
+    def nudge(self, key: Hashable) -> None:
+        """Probe ``key``'s targets that do not listen yet now, and restart their back-off."""
+        with self._lock:
+            if key not in self._active:
+                return
+            self._commands.append(("nudge", key, [], None))
+            self._ensure_thread()
+        self._wake()
+
     def ports(self, key: Hashable) -> list[int]:
         """The host ports held for ``key`` (reserved or forwarding); for tests and reprs."""
         with self._lock:
@@ -273,6 +282,11 @@ class Forwarder:
             for name, key, items, done in commands:
                 if name == "add":
                     self._listeners.setdefault(key, []).extend(items)
+                elif name == "nudge":
+                    for item in self._listeners.get(key, []):
+                        if item.probe is None and item.next_probe >= 0:
+                            item.next_probe = 0.0
+                            item.pause = _PROBE_FIRST
                 else:
                     for item in self._listeners.pop(key, []):
                         self._close_listener(sel, item)
@@ -483,6 +497,13 @@ def forwarder() -> Forwarder:
         if _Process.forwarder is None:
             _Process.forwarder = Forwarder()
         return _Process.forwarder
+
+
+def nudge(key: Hashable) -> None:
+    """See :meth:`Forwarder.nudge`; nothing when this process forwards no port."""
+    fwd = _Process.forwarder
+    if fwd is not None:
+        fwd.nudge(key)
 
 
 def release(key: Hashable) -> None:

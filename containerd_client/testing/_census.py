@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from containerd_client import network
 from containerd_client._pb import api
 from containerd_client.containers import _default_state_dir
 from containerd_client.errors import ContainerdError
@@ -43,7 +44,17 @@ __all__ = [
 ]
 
 #: The keys of :func:`inventory`, in the order they are reported.
-INVENTORY_KINDS = ("containers", "tasks", "images", "leases", "snapshots", "content", "ingests", "bundles")
+INVENTORY_KINDS = (
+    "containers",
+    "tasks",
+    "images",
+    "leases",
+    "snapshots",
+    "content",
+    "ingests",
+    "bundles",
+    "networks",
+)
 
 #: Snapshotters looked at when none are named.
 DEFAULT_SNAPSHOTTERS = ("overlayfs", "native")
@@ -86,6 +97,9 @@ def inventory(client: Client, *, snapshotters: Iterable[str] = DEFAULT_SNAPSHOTT
     folder = state_folder(client)
     if os.path.isdir(folder):
         out["bundles"] = sorted(os.listdir(folder))
+    # CNI attachments (a record or a pinned network namespace) of the namespace's containers.
+    root = os.path.dirname(folder)
+    out["networks"] = [cid for _ns, cid in network.attachments(root, client.namespace_name)]
     return out
 
 

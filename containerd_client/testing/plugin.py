@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import pytest
 
-from containerd_client import Client
+from containerd_client import Client, network
 from containerd_client._pb import api
 from containerd_client.errors import ContainerdError, NotFoundError
 from containerd_client.sweep import remove_snapshots
@@ -289,6 +289,14 @@ def sweep_namespace(client: Client) -> list[str]:
         except ContainerdError:
             logger.warning("sweep: container %s", cid, exc_info=True)
     removed.extend(_sweep_rest(client))
+    # Attachments no container owns any more (a crash between CNI ADD and the record).
+    root = os.path.dirname(state_folder(client))
+    for ns, cid in network.attachments(root, client.namespace_name):
+        try:
+            network.detach(root, ns, cid)
+            removed.append(f"network:{cid}")
+        except ContainerdError:
+            logger.warning("sweep: network of %s", cid, exc_info=True)
     for status in _safe(client.content.statuses):
         try:
             client.content.abort(status.ref)

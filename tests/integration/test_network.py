@@ -376,6 +376,22 @@ def test_attachments_left_by_a_crash_are_listed_and_detached(containerd: Client,
     assert host_network_state(containerd) == before
 
 
+def test_the_leak_check_sees_an_attachment_without_container_and_the_sweep_removes_it(
+    containerd: Client, warm: None
+) -> None:
+    from containerd_client.testing.plugin import find_leaks, sweep_namespace
+
+    root, ns = _state_root(containerd), containerd.namespace_name
+    before = host_network_state(containerd)
+    plan = network.plan(
+        "bridge", None, containerd.network_config, state_root=root, namespace=ns, container_id="stray"
+    )
+    network.attach(plan)
+    assert find_leaks(containerd).get("networks") == ["stray"]
+    assert "network:stray" in sweep_namespace(containerd)
+    assert host_network_state(containerd) == before
+
+
 def test_ctrl_c_in_a_plugin_run_leaves_nothing(
     containerd: Client, busybox_rootfs: str, monkeypatch: pytest.MonkeyPatch, warm: None
 ) -> None:

@@ -244,3 +244,12 @@ def test_ports_of_two_keys_are_independent(fwd: _proxy.Forwarder) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_nudge_of_a_key_without_ports_starts_nothing(fwd: _proxy.Forwarder) -> None:
+    fwd.nudge("nobody")
+    assert not fwd.running
+    port = fwd.reserve("c1", "127.0.0.1", 0)
+    fwd.nudge("c1")  # reserved, not activated: nothing to probe yet
+    assert not fwd.running
+    assert fwd.ports("c1") == [port]
