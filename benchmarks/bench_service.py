@@ -56,7 +56,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version as dist_version
 from types import ModuleType
 from typing import Any
@@ -235,14 +234,9 @@ def _docker_socket(pid: int) -> str:
 STEPS = ("create", "new_task (+CNI ADD)", "start", "first 200", "stop", "task delete", "delete (+CNI DEL)")
 
 
-#: Deletions handed to the background pool (``--teardown background``), joined before the other side runs.
-_PENDING: list[Future[None]] = []
-
-
-def _ours(
-    client: Client, n: int, steps: dict[str, list[int]], pool: ThreadPoolExecutor | None
-) -> tuple[int, int]:
-    """One service with the SDK: (ns to the first 200, ns until deleted, or stopped with ``pool``)."""
+def _ours(client: Client, n: int, steps: dict[str, list[int]]) -> tuple[int, int]:
+    """One service with the SDK: (ns to the first 200, ns until deleted, or stopped when the
+    client tears down in the background)."""
     t0 = now_ns()
     container = client.create_container(f"svc-{n}", image=IMAGE, network="bridge", ports={80: None})
     t1 = now_ns()
@@ -266,21 +260,17 @@ def _ours(
 
     for name, a, b in zip(STEPS[:5], (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
         steps.setdefault(name, []).append(b - a)
-    if pool is not None:
-        _PENDING.append(pool.submit(finish))
+    if client.background_teardown and client._submit_teardown(container.id, f"delete {container.id}", finish):
         return t4 - t0, t5 - t0
     finish()
     return t4 - t0, now_ns() - t0
 
 
-def _join_pending() -> None:
-    while _PENDING:
-        _PENDING.pop().result()
-
-
-def _theirs(tc: Any) -> tuple[int, int]:
+def _theirs(tc: Any, client: Client) -> tuple[int, int]:
     """One service with testcontainers: (ns to the first 200, ns until removed)."""
-    _join_pending()  # ours' background deletions, untimed, never overlapping this side
+    failures = client.join_teardowns()  # ours' background deletions, untimed, never overlapping this side
+    if failures:
+        raise RuntimeError(f"background teardown failed: {failures}")
     t0 = now_ns()
     container = (
         tc.DockerContainer(IMAGE)
@@ -356,63 +346,36 @@ def _alternate(n: int, ours: Callable[[int], Any], theirs: Callable[[], Any]) ->
 OUR_SUITE = """
 import os
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from containerd_client import Client, wait
 from containerd_client.network import NetworkConfig
+from containerd_client.testing import start_service
 
 IMAGE = {image!r}
 
 
 @pytest.fixture(scope="session")
-def pool():
-    if os.environ.get("BENCH_TEARDOWN") != "background":
-        yield None
-        return
-    pending = []
-    with ThreadPoolExecutor(max_workers=2) as executor:
-        yield (executor, pending)
-    for future in pending:
-        future.result()
-
-
-def _finish(task, container):
-    task.delete()
-    container.delete()
-
-
-@pytest.fixture(scope="session")
 def client():
-    config = NetworkConfig(subnet={subnet!r}, bridge={bridge!r})
+    config = NetworkConfig(
+        subnet={subnet!r}, bridge={bridge!r}, port_forwarding=os.environ["BENCH_FORWARDING"]
+    )
     with Client(
         os.environ["BENCH_ADDRESS"], os.environ["BENCH_NAMESPACE"],
         state_dir=os.environ["BENCH_STATE"], network_config=config,
+        background_teardown=os.environ["BENCH_TEARDOWN"] == "background",
     ) as client:
         yield client
+        assert client.join_teardowns() == []
 
 
 @pytest.fixture
-def httpd(client, pool, request):
-    container = client.create_container(request.node.name.replace("[", "-").strip("]"),
-                                        image=IMAGE, network="bridge", ports={{80: None}})
-    try:
-        task = container.new_task()
-        try:
-            task.start()
-            port = container.host_port(80)
-            task.wait_for(wait.http(port), timeout=30)
-            yield f"http://127.0.0.1:{{port}}/"
-        finally:
-            task.stop(timeout=0)
-            if pool is not None:
-                pool[1].append(pool[0].submit(_finish, task, container))
-                return
-            task.delete()
-    finally:
-        if pool is None:
-            container.delete()
+def httpd(client, request):
+    # The plugin's containerd_service fixture is this on a daemon of its own.
+    name = request.node.name.replace("[", "-").strip("]")
+    with start_service(client, IMAGE, name=name, ports=[80], wait=wait.http(80), stop_timeout=0) as svc:
+        yield svc.url(80)
 
 
 @pytest.mark.parametrize("n", range({tests}))
@@ -507,9 +470,17 @@ def main() -> int:
     parser.add_argument(
         "--teardown",
         choices=("inline", "background"),
-        default="inline",
-        help="ours: delete task and container inline (default) or on a 2-thread pool after stop "
-        "(what issue 11 item 8 would do; start+stop then ends when stop returns)",
+        default="background",
+        help="ours: delete task and container (with CNI DEL) on the client's background teardown "
+        "pool after stop (default; what the pytest plugin's service fixture does; start+stop then "
+        "ends when stop returns), or inline",
+    )
+    parser.add_argument(
+        "--forwarding",
+        choices=("proxy", "portmap"),
+        default="proxy",
+        help="ours: published ports through the in-process proxy (default; the pytest plugin's "
+        "networks use it) or the portmap CNI plugin's iptables DNAT",
     )
     args = parser.parse_args()
     runs = args.runs or (6 if args.quick else 20)
@@ -542,7 +513,10 @@ def main() -> int:
             env.address,
             env.namespace,
             state_dir=env.state_dir,
-            network_config=NetworkConfig(subnet=NET_SUBNET, bridge=NET_BRIDGE),
+            network_config=NetworkConfig(
+                subnet=NET_SUBNET, bridge=NET_BRIDGE, port_forwarding=args.forwarding
+            ),
+            background_teardown=args.teardown == "background",
         ) as client,
         sdk_leftovers_removed(client, env.state_dir),
         ContainerdDaemon(bin_dir=os.environ.get("CONTAINERD_BIN_DIR")) as docker_containerd,
@@ -550,9 +524,6 @@ def main() -> int:
             docker_client,
             dockerd_pid,
         ),
-        ThreadPoolExecutor(max_workers=2)
-        if args.teardown == "background"
-        else contextlib.nullcontext() as pool,
     ):
         version = docker_client.version()
         print(
@@ -589,14 +560,15 @@ def main() -> int:
         # -- 1: one service --
         steps: dict[str, list[int]] = {}
         counter = iter(range(10**6))
-        _alternate(warmup, lambda i: _ours(client, next(counter), {}, pool), lambda: _theirs(tc))
+        _alternate(warmup, lambda i: _ours(client, next(counter), {}), lambda: _theirs(tc, client))
         load_before = os.getloadavg()[0]
         cni: dict[str, list[int]] = {}
         with cni_timed(cni):
             ours, theirs = _alternate(
-                runs, lambda i: _ours(client, next(counter), steps, pool), lambda: _theirs(tc)
+                runs, lambda i: _ours(client, next(counter), steps), lambda: _theirs(tc, client)
             )
-        _join_pending()
+        if client.join_teardowns():
+            raise RuntimeError("background teardown failed")
         load_after = os.getloadavg()[0]
         left = [c.id for c in client.containers()] + [c.id for c in docker_client.containers.list(all=True)]
         if left:
@@ -631,7 +603,8 @@ def main() -> int:
                     fmt_ms(median(cycle_theirs)),
                 ),
             ],
-            title=f"one service, {warmup} warm-up + {runs} each, alternating, ours' teardown {args.teardown} "
+            title=f"one service, {warmup} warm-up + {runs} each, alternating, "
+            f"ours' teardown {args.teardown}, ports by {args.forwarding} "
             f"(load {load_before:.1f} -> {load_after:.1f})",
         )
         print()
@@ -660,6 +633,7 @@ def main() -> int:
             "BENCH_NAMESPACE": env.namespace,
             "BENCH_STATE": env.state_dir,
             "BENCH_TEARDOWN": args.teardown,
+            "BENCH_FORWARDING": args.forwarding,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         our_phases: dict[str, list[float]] = {}
@@ -677,7 +651,7 @@ def main() -> int:
             ("pytest suite, 30 tests, fresh httpd each", "runs", "median s", "min s"),
             [
                 (
-                    "ours (plain fixture, SDK calls)",
+                    "ours (start_service fixture helper)",
                     suite_runs,
                     f"{median(suite_ours) / 1e9:.2f}",
                     f"{min(suite_ours) / 1e9:.2f}",
@@ -690,7 +664,7 @@ def main() -> int:
                 ),
             ],
             title="whole nested `python -m pytest` runs (start, collection, 30 services), alternating, "
-            f"ours' teardown {args.teardown}",
+            f"ours' teardown {args.teardown}, ports by {args.forwarding}",
         )
         print(
             "each run (s): ours "

@@ -25,14 +25,18 @@ from containerd_client.client import (
 from containerd_client.errors import ContainerdError
 
 if TYPE_CHECKING:
+    from containerd_client._teardown import TeardownFailure
     from containerd_client.containers import Container, ContainerInfo, RuncOptions
     from containerd_client.content import ContentInfo, ContentStore, Descriptor, Platform
     from containerd_client.events import Event, EventDispatcher, EventKind, Subscription
     from containerd_client.images import Image, ImageStore
     from containerd_client.metrics import Metrics
+    from containerd_client.network import NetworkConfig, PortMapping
     from containerd_client.pull import ProgressEvent, PullOptions, PullResult
     from containerd_client.snapshots import Mount, SnapshotInfo, SnapshotStore
+    from containerd_client.sweep import SweepReport
     from containerd_client.tasks import ExecResult, ExitStatus, Process, Task, TaskStatus
+    from containerd_client.wait import WaitStrategy
 
 # Imported on first use, so that `import containerd_client` stays cheap
 # (these modules define many classes; a script that only makes a Client
@@ -63,6 +67,11 @@ _LAZY = {
     "Process": "containerd_client.tasks",
     "Task": "containerd_client.tasks",
     "TaskStatus": "containerd_client.tasks",
+    "NetworkConfig": "containerd_client.network",
+    "PortMapping": "containerd_client.network",
+    "SweepReport": "containerd_client.sweep",
+    "TeardownFailure": "containerd_client._teardown",
+    "WaitStrategy": "containerd_client.wait",
 }
 
 
@@ -98,8 +107,10 @@ __all__ = [
     "Metrics",
     "Mount",
     "Namespace",
+    "NetworkConfig",
     "Platform",
     "Plugin",
+    "PortMapping",
     "Process",
     "ProgressEvent",
     "PullOptions",
@@ -110,9 +121,12 @@ __all__ = [
     "SnapshotInfo",
     "SnapshotStore",
     "Subscription",
+    "SweepReport",
     "Task",
     "TaskStatus",
+    "TeardownFailure",
     "Version",
+    "WaitStrategy",
     "__version__",
     "errors",
 ]
