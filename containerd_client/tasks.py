@@ -1018,6 +1018,26 @@ def _oom_kills(cgroup_version: int, raw: Any) -> int:
     return 0
 
 
+def _signal_discarded(pid: int, signum: int, proc: str = "/proc") -> bool:
+    """Whether the kernel drops ``signum`` sent to ``pid``: an init without a handler for it.
+
+    A pid namespace's init (``NSpid`` ending in 1) gets from outside only the
+    signals it catches (and SIGKILL/SIGSTOP); a server run as a container's
+    PID 1 that never installed a SIGTERM handler (busybox httpd) would make a
+    graceful stop wait out its whole timeout. False whenever unsure.
+    """
+    if pid <= 0:
+        return False
+    try:
+        with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        is_init = fields["NSpid"].split()[-1] == "1"
+        caught = int(fields["SigCgt"].strip(), 16)
+    except (OSError, KeyError, ValueError, IndexError):
+        return False
+    return is_init and not caught & (1 << (signum - 1))
+
+
 class Task(_ProcessBase):
     """A container's running (or created) init process.
 
@@ -1249,6 +1269,11 @@ class Task(_ProcessBase):
         done = self.exit_status
         if done is not None:
             return done
+        if grace > 0 and _signal_discarded(self.pid, sig):
+            # The init of a pid namespace gets only the signals it has a handler
+            # for: this one would be dropped, and waiting could only end in SIGKILL.
+            logger.debug("task %s: pid 1 has no handler for signal %d; killing it", self._container_id, sig)
+            grace = 0
         if grace > 0:
             with contextlib.suppress(NotFoundError):
                 self.kill(sig)

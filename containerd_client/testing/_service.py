@@ -196,26 +196,6 @@ def start_service(
         stop_service(service, timeout=stop_timeout)
 
 
-def _signal_discarded(pid: int, signum: int, proc: str = "/proc") -> bool:
-    """Whether the kernel drops ``signum`` sent to ``pid``: an init without a handler for it.
-
-    A pid namespace's init (``NSpid`` ending in 1) gets from outside only the
-    signals it catches (and SIGKILL/SIGSTOP); a server run as a container's
-    PID 1 that never installed a SIGTERM handler (busybox httpd) would make a
-    graceful stop wait out its whole timeout. False whenever unsure.
-    """
-    if pid <= 0:
-        return False
-    try:
-        with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-        is_init = fields["NSpid"].split()[-1] == "1"
-        caught = int(fields["SigCgt"].strip(), 16)
-    except (OSError, KeyError, ValueError, IndexError):
-        return False
-    return is_init and not caught & (1 << (signum - 1))
-
-
 def stop_service(
     service: Service, *, timeout: float = SERVICE_STOP_TIMEOUT, wait: bool | None = None
 ) -> ExitStatus | None:
@@ -261,8 +241,6 @@ def _stop_and_delete(service: Service, timeout: float) -> ExitStatus | None:
     status: ExitStatus | None = None
     error: ContainerdError | None = None
     try:
-        if timeout > 0 and _signal_discarded(service.task.pid, service.task.stop_signal):
-            timeout = 0  # waiting could only end in SIGKILL: send it now
         status = service.task.stop(timeout)
     except ContainerdError as exc:
         logger.warning("stopping service %s failed", service.id, exc_info=True)

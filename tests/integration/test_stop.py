@@ -36,13 +36,27 @@ def test_stop_lets_a_task_that_traps_term_exit(containerd: Client, busybox_rootf
 
 
 def test_stop_kills_a_task_that_ignores_term(containerd: Client, busybox_rootfs: str) -> None:
-    script = f"trap '' TERM; echo ready; {LOOP}"
+    # A handler that does not exit: the signal arrives and changes nothing.
+    script = f"trap 'echo ignored' TERM; echo ready; {LOOP}"
     with containerd.create_container("ignorer", rootfs=busybox_rootfs, args=["sh", "-c", script]) as c:
         _ready(c)
         started = time.monotonic()
         status = c.stop(timeout=0.5)
         assert status is not None
         assert time.monotonic() - started >= 0.5
+        assert status.exit_code == 137
+        assert status.signal == 9
+
+
+def test_stop_kills_at_once_an_init_without_a_handler(containerd: Client, busybox_rootfs: str) -> None:
+    # sleep as PID 1 has no SIGTERM handler: the kernel drops the signal, so the
+    # timeout could only end in SIGKILL; stop sends it without waiting.
+    with containerd.create_container("nohandler", rootfs=busybox_rootfs, args=["sleep", "600"]) as c:
+        task = c.new_task()
+        task.start()
+        started = time.monotonic()
+        status = task.stop(timeout=60)
+        assert time.monotonic() - started < 30  # far from the 60 s timeout
         assert status.exit_code == 137
         assert status.signal == 9
 

@@ -232,14 +232,14 @@ def _status(tmp_path: Path, pid: int, nspid: str, sigcgt: str) -> str:
     ],
 )
 def test_signal_discarded(tmp_path: Path, nspid: str, sigcgt: str, discarded: bool) -> None:
-    from containerd_client.testing._service import _signal_discarded
+    from containerd_client.tasks import _signal_discarded
 
     proc = _status(tmp_path, 4242, nspid, sigcgt)
     assert _signal_discarded(4242, 15, proc) is discarded
 
 
 def test_signal_discarded_is_false_when_unsure(tmp_path: Path) -> None:
-    from containerd_client.testing._service import _signal_discarded
+    from containerd_client.tasks import _signal_discarded
 
     assert _signal_discarded(0, 15, str(tmp_path)) is False
     assert _signal_discarded(4242, 15, str(tmp_path)) is False  # no such process
