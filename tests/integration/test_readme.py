@@ -61,6 +61,8 @@ def test_script_and_notebook_blocks_run(
     assert "0 hi" in printed
     assert "3 b'from exec\\n'" in printed
     assert "0 b'from an image\\n'" in printed
+    assert printed.count("b'hello from a container\\n'") == 2  # through the port, and copied out
+    assert "\n137\n" in printed
     from containerd_client import Client
 
     with Client(containerd_daemon.address, namespace) as client:
