@@ -27,7 +27,7 @@ import socket as _socket
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
@@ -214,6 +214,13 @@ class Client:
     Args:
         address: Path of containerd's socket (or a gRPC target). Defaults to
             ``$CONTAINERD_ADDRESS``, else ``/run/containerd/containerd.sock``.
+            ``ssh://[user@]host[:port][/socket]`` reaches containerd on another
+            machine through an ssh tunnel of this client (the socket defaults to
+            ``/run/containerd/containerd.sock``); host keys, keys and
+            ``~/.ssh/config`` are ssh's own. Over ssh, what the SDK does on this
+            machine's filesystem (FIFO stdio such as :meth:`run`'s captured
+            output, CNI networks, ``rootfs=`` folders) needs the same paths on
+            the remote host; tasks without stdio or with ``cio.log_file`` work anywhere.
         namespace: Namespace for every call. Defaults to
             ``$CONTAINERD_NAMESPACE``, else ``default``.
         timeout: Default deadline of unary calls, in seconds.
@@ -235,11 +242,22 @@ class Client:
             it and reports failures; creating a container whose id is still
             being torn down waits for that first. Off by default, so that
             scripts see a container gone when its block ends.
+        ssh_options: Extra arguments for the ``ssh`` of an ``ssh://`` address,
+            before the ones the tunnel needs (so their ``-o`` values win):
+            ``["-i", key, "-o", "UserKnownHostsFile=/path"]`` or ``["-F", config]``.
 
     Raises:
         InvalidIdError: The namespace breaks containerd's identifier rules
             (checked here, as :meth:`namespace` checks it, not at the first call).
         InvalidTimeoutError: ``timeout`` is not a positive, finite number of seconds.
+        InvalidAddressError: A malformed ``ssh://`` address (nothing is started).
+        SSHNotFoundError: An ``ssh://`` address, and no ``ssh`` on PATH.
+        SSHConnectError: ssh exited before its tunnel was up (refused, unreachable,
+            authentication or host key failed; ssh's last stderr line is kept),
+            or it was not up within 20 s. Nothing is left behind.
+
+    A missing socket on the remote host shows at the first call, as a
+    :class:`RemoteSocketError` (an ``UnavailableError``).
 
     Example::
 
@@ -258,6 +276,7 @@ class Client:
         state_dir: str | None = None,
         network_config: NetworkConfig | None = None,
         background_teardown: bool = False,
+        ssh_options: Sequence[str] = (),
     ) -> None:
         from containerd_client._ids import validate_id, validate_timeout
 
@@ -267,7 +286,7 @@ class Client:
         validate_id(namespace, what="namespace")
         checked = validate_timeout(timeout, what="client timeout", allow_none=False, positive=True)
         timeout = cast(float, checked)
-        self._connection = _rpc.Connection(address, options=channel_options)
+        self._connection = _rpc.Connection(address, options=channel_options, ssh_options=ssh_options)
         self._caller = _rpc.Caller(self._connection, namespace, timeout, retry or RetryPolicy())
         self._root: Client | None = None
         self._state = _State.OPEN
