@@ -245,7 +245,8 @@ class Tunnel:
         with self._lock:
             try:
                 self._dir = tempfile.mkdtemp(prefix="containerd-ssh-")
-                self.local_path = os.path.join(self._dir, "containerd.sock")
+                # Short: a unix socket path holds at most 107 bytes.
+                self.local_path = os.path.join(self._dir, "sock")
                 self._log = os.path.join(self._dir, "ssh.log")
                 self._spawn(ssh)
             except BaseException:

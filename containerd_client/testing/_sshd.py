@@ -251,8 +251,12 @@ class SSHServer:
                 proc.wait(0.02)
         return False
 
-    def stop(self) -> None:
-        """Stop sshd by its PID and remove the folder if it was ours. Idempotent."""
+    def kill(self) -> None:
+        """Stop sshd by its PID (SIGTERM, then SIGKILL), keeping its keys and configuration.
+
+        Connections already open stay up (sshd's per-connection processes
+        carry on); new ones are refused.
+        """
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -261,6 +265,10 @@ class SSHServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def stop(self) -> None:
+        """Stop sshd by its PID and remove the folder if it was ours. Idempotent."""
+        self.kill()
         if self._own_dir and self._base is not None:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None
