@@ -74,6 +74,11 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 2.0
 #: How often the start checks for the bound socket or ssh's exit.
 _POLL = 0.01
+#: The watcher's waits between failed restarts: from the first, doubling to the last.
+RESTART_BACKOFF = (0.5, 30.0)
+#: A call that finds ssh down within this many seconds of a failed restart
+#: gets that failure at once instead of waiting for another attempt.
+FAILURE_REUSE = 2.0
 
 
 def is_ssh(address: str) -> bool:
@@ -172,6 +177,10 @@ class Tunnel:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
+        # Set first by close(): a start or restart in progress gives up at once.
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._failure: tuple[float, SSHConnectError] | None = None
         self._dir: str | None = None
         self._log: str = ""
         self.local_path = ""
@@ -249,9 +258,40 @@ class Tunnel:
                 self.local_path = os.path.join(self._dir, "sock")
                 self._log = os.path.join(self._dir, "ssh.log")
                 self._spawn(ssh)
+                self._watcher = threading.Thread(
+                    target=self._watch, name=f"containerd-ssh-{self.address.host}", daemon=True
+                )
+                self._watcher.start()
             except BaseException:
                 self._close_locked()
                 raise
+
+    def _watch(self) -> None:
+        """Start ssh again whenever it exits, until :meth:`close`; back off while that fails.
+
+        Calls that fail while ssh is down start it too (:meth:`explain`); this
+        thread is for what waits without calling, such as a gRPC call queued
+        until the channel is ready (``Task.wait``).
+        """
+        delay = RESTART_BACKOFF[0]
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is not None:
+                proc.wait()
+            if self._stopping.is_set():
+                return
+            try:
+                self.ensure()
+            except SSHConnectError:
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, RESTART_BACKOFF[1])
+            except Exception:  # never let the watcher die with the tunnel still wanted
+                logger.exception("ssh tunnel watcher of %s failed", self.address.destination)
+                if self._stopping.wait(RESTART_BACKOFF[1]):
+                    return
+            else:
+                delay = RESTART_BACKOFF[0]
 
     def _spawn(self, ssh: str) -> None:
         """Start ssh (lock held) and wait for the socket; raises with ssh stopped."""
@@ -273,6 +313,8 @@ class Tunnel:
                 try:
                     code = proc.wait(_POLL)
                 except subprocess.TimeoutExpired:
+                    if self._stopping.is_set():
+                        raise self._connect_error("the client was closed while ssh started", None) from None
                     if os.path.exists(self.local_path):
                         logger.debug("ssh tunnel %s up (pid %d)", self.address.destination, proc.pid)
                         return
@@ -316,18 +358,25 @@ class Tunnel:
         proc = self._proc
         return proc is not None and proc.poll() is None
 
-    def ensure(self) -> bool:
+    def ensure(self, *, reuse_failure: bool = False) -> bool:
         """Start ssh again if it exited; True if it was restarted.
 
         A closed tunnel stays closed (False).
+
+        Args:
+            reuse_failure: Raise the last failed restart's error again, without
+                a new attempt, when it is less than :data:`FAILURE_REUSE` s old.
 
         Raises:
             SSHNotFoundError: ssh exited and the program is gone from PATH.
             SSHConnectError: ssh exited and could not be started again.
         """
         with self._lock:
-            if self._closed or self.alive():
+            if self._closed or self._stopping.is_set() or self.alive():
                 return False
+            failure = self._failure
+            if reuse_failure and failure is not None and time.monotonic() - failure[0] < FAILURE_REUSE:
+                raise failure[1]
             proc = self._proc
             code = None if proc is None else proc.returncode
             line = self.stderr_line()
@@ -350,7 +399,9 @@ class Tunnel:
                 exc.message = f"the ssh tunnel exited (status {code}) and could not be started again: " + (
                     exc.message
                 )
+                self._failure = (time.monotonic(), exc)
                 raise
+            self._failure = None
             return True
 
     def explain(self, err: RPCError, *, answered: bool) -> RPCError:
@@ -367,7 +418,9 @@ class Tunnel:
         """
         if err.code is not StatusCode.UNAVAILABLE:
             return err
-        if self.ensure() or answered or self._closed:
+        starts = self.starts
+        # Restarted here or by the watcher since this call's connection broke.
+        if self.ensure(reuse_failure=True) or self.starts != starts or answered or self._closed:
             return err
         line = self.stderr_line()
         better = RemoteSocketError(
@@ -381,12 +434,20 @@ class Tunnel:
         return better
 
     def close(self) -> None:
-        """Stop ssh (SIGTERM, then SIGKILL) and remove the folder. Idempotent; never raises."""
+        """Stop ssh (SIGTERM, then SIGKILL) and its watcher, and remove the folder.
+
+        Idempotent; never raises.
+        """
+        self._stopping.set()
         with self._lock:
             self._close_locked()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(STOP_TIMEOUT)
 
     def _close_locked(self) -> None:
         self._closed = True
+        self._stopping.set()
         self._stop_proc()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

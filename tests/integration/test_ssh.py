@@ -274,3 +274,60 @@ def test_ctrl_c_leaves_nothing(ssh_address: str, containerd_sshd: SSHServer) -> 
     assert "KeyboardInterrupt" in err
     assert _gone(ssh_pid)
     assert not os.path.exists(folder)
+
+
+def test_wait_rides_out_a_dead_ssh(
+    containerd: Client, remote: Client, busybox_archive: str, containerd_sshd: SSHServer
+) -> None:
+    """A task.wait() blocked while ssh dies completes once the tunnel is back, with no other call made."""
+    import threading
+
+    (image,) = remote.images.import_archive(busybox_archive)
+    with remote.create_container("ssh-wait", image=image, args=["sleep", "1000"]) as container:
+        task = container.new_task()
+        task.start()
+        results: list[object] = []
+        done = threading.Event()
+
+        def waiter() -> None:
+            try:
+                results.append(task.wait(60).exit_code)
+            except Exception as exc:  # reported below
+                results.append(exc)
+            done.set()
+
+        thread = threading.Thread(target=waiter, name="ssh-waiter", daemon=True)
+        thread.start()
+        tunnel = remote._connection.tunnel
+        assert tunnel is not None
+        pid = tunnel.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert _gone(pid)
+        # The kill goes over the local socket: nothing on the ssh client calls in.
+        containerd.load_container("ssh-wait").task().kill(signal.SIGKILL)
+        assert done.wait(15), "task.wait() over ssh never returned after ssh died"
+        thread.join(5)
+        assert results == [128 + signal.SIGKILL]
+    remote.images.delete(image.name, sync=True)
+
+
+def test_unclosed_client_warns_and_its_ssh_ends(
+    ssh_address: str, containerd_sshd: SSHServer, private_tmp: Path
+) -> None:
+    import gc
+
+    clients = [Client(ssh_address, ssh_options=containerd_sshd.ssh_options)]
+    tunnel = clients[0]._connection.tunnel
+    assert tunnel is not None
+    pid = tunnel.pid
+    assert pid is not None
+
+    def drop() -> None:
+        clients.clear()
+        gc.collect()
+
+    with pytest.warns(ResourceWarning, match="unclosed containerd Client"):
+        drop()
+    assert _gone(pid)
+    assert list(private_tmp.iterdir()) == []
