@@ -41,6 +41,7 @@ from containerd_client.errors import (
     ContainerdError,
     DeadlineExceededError,
     RPCError,
+    SSHError,
     UnavailableError,
 )
 from containerd_client.leases import Lease, LeaseStore
@@ -673,7 +674,7 @@ class Client:
         self._check_open()
         try:
             resp = self._caller.call(api.Health.Check, health_pb2.HealthCheckRequest(), timeout=timeout)
-        except RPCError:
+        except (RPCError, SSHError):  # an ssh tunnel that cannot come back is unreachable too
             return False
         serving = bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
         if serving and self._connection.deferred:
@@ -695,6 +696,9 @@ class Client:
             message = f"containerd at {self.address} did not serve within {timeout} s"
             path = None if self._connection.answered else socket_path(self.address)
             why = None if path is None else diagnose_socket(path)
+            tunnel = self._connection.tunnel
+            if tunnel is not None and tunnel.stderr_line():
+                why = f"ssh says: {tunnel.stderr_line()}"
             raise DeadlineExceededError(message if why is None else f"{message}: {why}")
 
     # -- namespaces -------------------------------------------------------------

@@ -331,3 +331,25 @@ def test_unclosed_client_warns_and_its_ssh_ends(
         drop()
     assert _gone(pid)
     assert list(private_tmp.iterdir()) == []
+
+
+def test_is_serving_and_wait_ready_over_a_broken_tunnel(
+    containerd_daemon: ContainerdDaemon, tmp_path: Path
+) -> None:
+    with SSHServer() as sshd:
+        # The remote socket is absent: wait_ready says what ssh said.
+        with Client(sshd.address(str(tmp_path / "no.sock")), ssh_options=sshd.ssh_options) as client:
+            assert client.is_serving() is False
+            with pytest.raises(errors.DeadlineExceededError, match=r"ssh says: .*open failed"):
+                client.wait_ready(0.3)
+        # ssh died and cannot come back: is_serving answers False, as for any unreachable daemon.
+        with Client(sshd.address(containerd_daemon.address), ssh_options=sshd.ssh_options) as client:
+            assert client.is_serving() is True
+            tunnel = client._connection.tunnel
+            assert tunnel is not None
+            pid = tunnel.pid
+            assert pid is not None
+            sshd.kill()
+            os.kill(pid, signal.SIGKILL)
+            assert _gone(pid)
+            assert client.is_serving() is False
