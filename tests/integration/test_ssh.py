@@ -93,6 +93,8 @@ def test_container_runs_through_ssh(private_tmp: Path, remote: Client, busybox_a
     pid, folder = tunnel.pid, os.path.dirname(tunnel.local_path)
     assert pid is not None
     assert folder.startswith(str(private_tmp))
+    # The forwarded socket opens the remote daemon: only this user may reach it.
+    assert os.stat(folder).st_mode & 0o777 == 0o700
     remote.images.delete(image.name, sync=True)
     remote.close()
     assert _gone(pid), "ssh still runs after close()"
@@ -137,7 +139,7 @@ def test_refused_port(
         started = time.monotonic()
         with pytest.raises(errors.SSHConnectError) as info:
             Client(
-                f"ssh://root@127.0.0.1:{port}{containerd_daemon.address}",
+                f"ssh://{containerd_sshd.user}@127.0.0.1:{port}{containerd_daemon.address}",
                 ssh_options=containerd_sshd.ssh_options,
             )
     assert time.monotonic() - started < FAST
