@@ -26,7 +26,9 @@ idempotent call then goes through); if it cannot be started,
 The tunnel belongs to the connection: :meth:`Tunnel.close` stops ssh by its
 PID and removes the folder; it runs at ``Client.close()``, after a failed
 start, on Ctrl-C during the start, and from the client's finalizer (also at
-interpreter exit).
+interpreter exit). ssh runs in a session of its own, so a Ctrl-C at the
+terminal interrupts Python only, and the cleanup that follows (deleting
+containers over the tunnel) still reaches the daemon.
 """
 
 from __future__ import annotations
@@ -304,6 +306,10 @@ class Tunnel:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 close_fds=True,
+                # Out of the terminal's process group: Ctrl-C interrupts Python,
+                # whose cleanup (deleting containers) still needs the tunnel;
+                # close() ends ssh afterwards.
+                start_new_session=True,
             )
         self._proc = proc
         self.starts += 1

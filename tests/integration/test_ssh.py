@@ -355,3 +355,53 @@ def test_is_serving_and_wait_ready_over_a_broken_tunnel(
             os.kill(pid, signal.SIGKILL)
             assert _gone(pid)
             assert client.is_serving() is False
+
+
+_CTRL_C_GROUP_CHILD = """
+import sys
+from containerd_client import Client
+with Client(sys.argv[1], sys.argv[2], ssh_options=sys.argv[4:]) as client:
+    image = client.images.get(sys.argv[3])
+    with client.create_container("ssh-ctrl-c", image=image, args=["sleep", "1000"]) as container:
+        task = container.new_task()
+        task.start()
+        print(client._connection.tunnel.pid, flush=True)
+        task.wait()
+"""
+
+
+def test_terminal_ctrl_c_cleans_up_over_the_tunnel(
+    containerd: Client, ssh_address: str, containerd_sshd: SSHServer, busybox_archive: str
+) -> None:
+    """Ctrl-C at a terminal reaches the whole process group: ssh must outlive it to delete the container."""
+    (image,) = containerd.images.import_archive(busybox_archive)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(_CTRL_C_GROUP_CHILD),
+            ssh_address,
+            containerd.namespace_name,
+            image.name,
+            *containerd_sshd.ssh_options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a shell job
+    )
+    try:
+        assert proc.stdout is not None
+        ssh_pid = int(proc.stdout.readline())
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "KeyboardInterrupt" in err, err
+    assert "Traceback" in err
+    assert "failed" not in err.split("KeyboardInterrupt")[0].lower(), err
+    assert [c.id for c in containerd.containers()] == []
+    assert _gone(ssh_pid)
+    containerd.images.delete(image.name, sync=True)
