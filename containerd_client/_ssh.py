@@ -48,6 +48,7 @@ import attrs
 
 from containerd_client.errors import (
     InvalidAddressError,
+    InvalidArgumentError,
     RemoteSocketError,
     RPCError,
     SSHConnectError,
@@ -168,13 +169,20 @@ class Tunnel:
             (ssh keeps the first value of an ``-o`` option, so these win):
             ``["-i", key, "-o", "UserKnownHostsFile=..."]`` or ``["-F", config]``.
         start_timeout: The longest wait for the tunnel to come up.
+
+    Raises:
+        InvalidArgumentError: ``options`` is a string, or holds something else than strings.
     """
 
     def __init__(
         self, address: SSHAddress, options: Sequence[str] = (), *, start_timeout: float = START_TIMEOUT
     ) -> None:
+        if isinstance(options, (str, bytes)) or not all(isinstance(o, str) for o in options):
+            raise InvalidArgumentError(
+                f"ssh_options must be a list of ssh arguments such as ['-i', '/path/key'], not {options!r}"
+            )
         self.address = address
-        self._options = [str(o) for o in options]
+        self._options = list(options)
         self._start_timeout = start_timeout
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -197,6 +205,7 @@ class Tunnel:
 
         Raises:
             InvalidAddressError: ``address`` is malformed (nothing was started).
+            InvalidArgumentError: ``options`` is no list of strings (nothing was started).
             SSHNotFoundError: No ``ssh`` on PATH.
             SSHConnectError: ssh exited, or did not come up within ``start_timeout``.
         """

@@ -246,12 +246,14 @@ class Client:
         ssh_options: Extra arguments for the ``ssh`` of an ``ssh://`` address,
             before the ones the tunnel needs (so their ``-o`` values win):
             ``["-i", key, "-o", "UserKnownHostsFile=/path"]`` or ``["-F", config]``.
+            Ignored for other addresses.
 
     Raises:
         InvalidIdError: The namespace breaks containerd's identifier rules
             (checked here, as :meth:`namespace` checks it, not at the first call).
         InvalidTimeoutError: ``timeout`` is not a positive, finite number of seconds.
         InvalidAddressError: A malformed ``ssh://`` address (nothing is started).
+        InvalidArgumentError: ``ssh_options`` is a string or holds non-strings (nothing is started).
         SSHNotFoundError: An ``ssh://`` address, and no ``ssh`` on PATH.
         SSHConnectError: ssh exited before its tunnel was up (refused, unreachable,
             authentication or host key failed; ssh's last stderr line is kept),

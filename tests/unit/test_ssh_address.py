@@ -158,3 +158,10 @@ def test_ssh_errors_pickle() -> None:
             exc.returncode,
         )
     assert errors.RemoteSocketError("m").code is errors.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("options", ["-i /key", ["-i", 3], b"-F x"])
+def test_ssh_options_must_be_a_list_of_strings(options: object, private_tmp: Path) -> None:
+    with pytest.raises(errors.InvalidArgumentError, match="ssh_options"):
+        Client("ssh://me@host", ssh_options=options)  # type: ignore[arg-type]
+    assert os.listdir(private_tmp) == []
