@@ -184,7 +184,9 @@ class Tunnel:
         self.address = address
         self._options = list(options)
         self._start_timeout = start_timeout
-        self._lock = threading.Lock()
+        # Reentrant: the client's finalizer may run close() from a garbage
+        # collection in the watcher's own thread while it restarts ssh.
+        self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
         # Set first by close(): a start or restart in progress gives up at once.
