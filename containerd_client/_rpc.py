@@ -15,12 +15,12 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import grpc
 
-from containerd_client import _socket
+from containerd_client import _socket, _ssh
 from containerd_client._retry import RetryPolicy
 from containerd_client.errors import (
     CancelledError,
@@ -139,9 +139,21 @@ class Connection:
     Thread-safe: grpc channels and stubs may be shared between threads.
     """
 
-    def __init__(self, address: str, *, options: list[tuple[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        options: list[tuple[str, Any]] | None = None,
+        ssh_options: Sequence[str] = (),
+    ) -> None:
         self.address = address
-        target = address if "://" in address else f"unix://{address}"
+        #: The ssh tunnel of an ``ssh://`` address (closed with the connection).
+        self.tunnel: _ssh.Tunnel | None = None
+        if _ssh.is_ssh(address):
+            self.tunnel = _ssh.Tunnel.open(address, ssh_options)
+            target = f"unix://{self.tunnel.local_path}"
+        else:
+            target = address if "://" in address else f"unix://{address}"
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -157,7 +169,12 @@ class Connection:
             ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         opts.extend(options or ())
-        self.channel = grpc.insecure_channel(target, options=opts)
+        try:
+            self.channel = grpc.insecure_channel(target, options=opts)
+        except BaseException:
+            if self.tunnel is not None:
+                self.tunnel.close()
+            raise
         self._stubs: dict[str, Any] = {}
         # gRPC multi-callables, one per method descriptor: what generated stubs
         # hold, made on first use.
@@ -224,7 +241,11 @@ class Connection:
             self._closed = True
             self._stubs.clear()
             self._callables.clear()
-        self.channel.close()
+        try:
+            self.channel.close()
+        finally:
+            if self.tunnel is not None:
+                self.tunnel.close()
 
 
 class DeferredCleanup:
@@ -439,7 +460,9 @@ class Caller:
 
         Raises:
             RPCError: The daemon answered with a non-OK status (the subclass
-                matches the code).
+                matches the code); over ``ssh://``, :class:`RemoteSocketError`
+                when the remote socket cannot be opened.
+            SSHConnectError: The ssh tunnel died and could not be started again.
             ClosedError: The client was closed.
         """
         fn = self.connection.callable(method)
@@ -482,6 +505,9 @@ class Caller:
             raise closed
         err = map_rpc_error(exc)
         err.__cause__ = exc
+        tunnel = self.connection.tunnel
+        if tunnel is not None:  # restarts a dead ssh; says when the remote socket is the trouble
+            return tunnel.explain(err, answered=self.connection.answered)
         if not self.connection.answered:  # no daemon there, or not ours to open: say what to do
             err = _socket.explain_unavailable(self.connection.address, err)
         return err

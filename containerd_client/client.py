@@ -27,7 +27,7 @@ import socket as _socket
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
@@ -41,6 +41,7 @@ from containerd_client.errors import (
     ContainerdError,
     DeadlineExceededError,
     RPCError,
+    SSHError,
     UnavailableError,
 )
 from containerd_client.leases import Lease, LeaseStore
@@ -214,6 +215,13 @@ class Client:
     Args:
         address: Path of containerd's socket (or a gRPC target). Defaults to
             ``$CONTAINERD_ADDRESS``, else ``/run/containerd/containerd.sock``.
+            ``ssh://[user@]host[:port][/socket]`` reaches containerd on another
+            machine through an ssh tunnel of this client (the socket defaults to
+            ``/run/containerd/containerd.sock``); host keys, keys and
+            ``~/.ssh/config`` are ssh's own. Over ssh, what the SDK does on this
+            machine's filesystem (FIFO stdio such as :meth:`run`'s captured
+            output, CNI networks, ``rootfs=`` folders) needs the same paths on
+            the remote host; tasks without stdio or with ``cio.log_file`` work anywhere.
         namespace: Namespace for every call. Defaults to
             ``$CONTAINERD_NAMESPACE``, else ``default``.
         timeout: Default deadline of unary calls, in seconds.
@@ -235,11 +243,24 @@ class Client:
             it and reports failures; creating a container whose id is still
             being torn down waits for that first. Off by default, so that
             scripts see a container gone when its block ends.
+        ssh_options: Extra arguments for the ``ssh`` of an ``ssh://`` address,
+            before the ones the tunnel needs (so their ``-o`` values win):
+            ``["-i", key, "-o", "UserKnownHostsFile=/path"]`` or ``["-F", config]``.
+            Ignored for other addresses.
 
     Raises:
         InvalidIdError: The namespace breaks containerd's identifier rules
             (checked here, as :meth:`namespace` checks it, not at the first call).
         InvalidTimeoutError: ``timeout`` is not a positive, finite number of seconds.
+        InvalidAddressError: A malformed ``ssh://`` address (nothing is started).
+        InvalidArgumentError: ``ssh_options`` is a string or holds non-strings (nothing is started).
+        SSHNotFoundError: An ``ssh://`` address, and no ``ssh`` on PATH.
+        SSHConnectError: ssh exited before its tunnel was up (refused, unreachable,
+            authentication or host key failed; ssh's last stderr line is kept),
+            or it was not up within 20 s. Nothing is left behind.
+
+    A missing socket on the remote host shows at the first call, as a
+    :class:`RemoteSocketError` (an ``UnavailableError``).
 
     Example::
 
@@ -258,6 +279,7 @@ class Client:
         state_dir: str | None = None,
         network_config: NetworkConfig | None = None,
         background_teardown: bool = False,
+        ssh_options: Sequence[str] = (),
     ) -> None:
         from containerd_client._ids import validate_id, validate_timeout
 
@@ -267,7 +289,7 @@ class Client:
         validate_id(namespace, what="namespace")
         checked = validate_timeout(timeout, what="client timeout", allow_none=False, positive=True)
         timeout = cast(float, checked)
-        self._connection = _rpc.Connection(address, options=channel_options)
+        self._connection = _rpc.Connection(address, options=channel_options, ssh_options=ssh_options)
         self._caller = _rpc.Caller(self._connection, namespace, timeout, retry or RetryPolicy())
         self._root: Client | None = None
         self._state = _State.OPEN
@@ -654,7 +676,7 @@ class Client:
         self._check_open()
         try:
             resp = self._caller.call(api.Health.Check, health_pb2.HealthCheckRequest(), timeout=timeout)
-        except RPCError:
+        except (RPCError, SSHError):  # an ssh tunnel that cannot come back is unreachable too
             return False
         serving = bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
         if serving and self._connection.deferred:
@@ -676,6 +698,9 @@ class Client:
             message = f"containerd at {self.address} did not serve within {timeout} s"
             path = None if self._connection.answered else socket_path(self.address)
             why = None if path is None else diagnose_socket(path)
+            tunnel = self._connection.tunnel
+            if tunnel is not None and tunnel.stderr_line():
+                why = f"ssh says: {tunnel.stderr_line()}"
             raise DeadlineExceededError(message if why is None else f"{message}: {why}")
 
     # -- namespaces -------------------------------------------------------------

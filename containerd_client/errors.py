@@ -13,6 +13,12 @@ The tree::
     │   ├── MissingPackageError      this client lacks an optional Python package (also ImportError)
     │   └── network.PluginNotFoundError  a CNI plugin is not installed (also a NetworkError)
     ├── DaemonStartError             a private test daemon failed to start (testing module)
+    ├── SSHError                     an ``ssh://`` address could not be reached (ssh's last stderr line kept)
+    │   ├── SSHNotFoundError         no ``ssh`` program on PATH (also FileNotFoundError)
+    │   ├── SSHConnectError          ssh exited: host refused or unreachable, authentication or
+    │   │                            host key check failed, or the tunnel died and did not come back
+    │   └── RemoteSocketError        ssh is up but containerd's socket on the host cannot be
+    │                                opened (absent, nobody listening; also an UnavailableError)
     ├── BlobTooLargeError            a blob is larger than the caller allowed (also ValueError)
     ├── cio.IOSetupError             a FIFO or its folder could not be made or opened
     ├── _typeurl.UnknownTypeError    an Any whose type URL is unknown or whose bytes do not decode
@@ -29,6 +35,7 @@ The tree::
         │   ├── UnknownSignalError   a signal name or number this host does not know
         │   ├── InvalidSpecError     a spec option runc would refuse (checked before any RPC)
         │   ├── InvalidTimeoutError  a timeout or expiry that is negative, NaN, infinite or no number
+        │   ├── InvalidAddressError  a malformed ``ssh://`` address (checked before anything starts)
         │   ├── files.InvalidPathError  a path in a container of the wrong kind (a file where a
         │   │                        folder is needed...), empty, or with too many symlinks
         │   ├── network.InvalidNetworkError  an unknown network, bad ports or subnet (before any RPC)
@@ -94,6 +101,7 @@ __all__ = [
     "DigestMismatchError",
     "FailedPreconditionError",
     "InternalError",
+    "InvalidAddressError",
     "InvalidArgumentError",
     "InvalidIdError",
     "InvalidSpecError",
@@ -105,7 +113,11 @@ __all__ = [
     "OutOfRangeError",
     "PermissionDeniedError",
     "RPCError",
+    "RemoteSocketError",
     "ResourceExhaustedError",
+    "SSHConnectError",
+    "SSHError",
+    "SSHNotFoundError",
     "StatusCode",
     "UnauthenticatedError",
     "UnavailableError",
@@ -206,6 +218,50 @@ class DaemonStartError(ContainerdError):
 
 
 _BY_CODE: dict[StatusCode, type[RPCError]] = {}
+
+
+class SSHError(ContainerdError):
+    """A containerd behind an ``ssh://`` address could not be reached.
+
+    Attributes:
+        message: What went wrong and what to check.
+        destination: ``user@host:port`` as given (never a password).
+        stderr: The last line ssh wrote to its stderr ("" if none).
+        returncode: ssh's exit status if it exited, else None.
+    """
+
+    def __init__(
+        self, message: str, *, destination: str = "", stderr: str = "", returncode: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.destination = destination
+        self.stderr = stderr
+        self.returncode = returncode
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_make_ssh_error, (type(self), self.message, self.destination, self.stderr, self.returncode))
+
+
+def _make_ssh_error(
+    cls: type[SSHError], message: str, destination: str, stderr: str, returncode: int | None
+) -> SSHError:
+    return cls(message, destination=destination, stderr=stderr, returncode=returncode)
+
+
+class SSHNotFoundError(SSHError, FileNotFoundError):
+    """No ``ssh`` program on PATH (install OpenSSH's client, Debian's ``openssh-client``)."""
+
+
+class SSHConnectError(SSHError):
+    """ssh exited before its tunnel came up, or the tunnel died and could not be started again.
+
+    The host refused or could not be reached, authentication failed, or the
+    host key was unknown or changed; :attr:`stderr` holds ssh's own words.
+    """
 
 
 class RPCError(ContainerdError):
@@ -359,6 +415,15 @@ class UnavailableError(RPCError):
     status_code = StatusCode.UNAVAILABLE
 
 
+class RemoteSocketError(SSHError, UnavailableError):
+    """The ssh tunnel is up, but containerd's socket on the remote host cannot be opened.
+
+    The socket is absent, nobody listens on it, or the ssh user may not open
+    it. Also an :class:`UnavailableError` (its :attr:`code` is UNAVAILABLE), as
+    the same fault on a local socket is.
+    """
+
+
 class DataLossError(RPCError):
     """Data was lost or corrupted (DATA_LOSS)."""
 
@@ -407,6 +472,10 @@ class InvalidSpecError(InvalidArgumentError, ValueError):
 
 class InvalidTimeoutError(InvalidArgumentError, ValueError):
     """A timeout or lease expiry is negative, NaN, infinite, too large or not a number."""
+
+
+class InvalidAddressError(InvalidArgumentError, ValueError):
+    """A malformed ``ssh://`` address (no host, a bad port, a password); nothing was started."""
 
 
 class DecompressionBombError(InvalidArgumentError, ValueError):

@@ -31,6 +31,7 @@ from containerd_client.testing._images import (
 )
 from containerd_client.testing._rootfs import make_busybox_rootfs
 from containerd_client.testing._service import Service, start_service, stop_service
+from containerd_client.testing._sshd import SSHServer
 
 __all__ = [
     "DEFAULT_BUSYBOX_IMAGE",
@@ -42,6 +43,7 @@ __all__ = [
     "ImageArchive",
     "ImageLayer",
     "LayerSpec",
+    "SSHServer",
     "Service",
     "Symlink",
     "Whiteout",

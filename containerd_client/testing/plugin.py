@@ -21,6 +21,11 @@ point). Nothing starts until a test asks for a fixture:
   allowing images allows what only they hold: their blobs and snapshots).
   A test that failed is not also reported for leaks.
 - ``busybox_rootfs`` (session): a host folder with busybox, usable as a rootfs.
+- ``containerd_sshd`` (session): an :class:`~containerd_client.testing.SSHServer`,
+  a private ``sshd`` on 127.0.0.1 with throwaway keys, for ``ssh://`` addresses:
+  ``Client(containerd_sshd.address(containerd_daemon.address),
+  ssh_options=containerd_sshd.ssh_options)``. Skips the test when
+  openssh-server is not installed.
 
 Example::
 
@@ -57,6 +62,7 @@ if TYPE_CHECKING:
     from containerd_client.images import Image
     from containerd_client.spec import Command
     from containerd_client.testing import ContainerdDaemon, ImageArchive
+    from containerd_client.testing._sshd import SSHServer
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +259,21 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("busybox-rootfs")
     make_busybox_rootfs(str(path))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def containerd_sshd() -> Iterator[SSHServer]:
+    """A private sshd on 127.0.0.1 with throwaway keys, stopped by PID at the end."""
+    from containerd_client.testing._sshd import SSHServer, find_sshd
+
+    if find_sshd() is None:
+        pytest.skip("sshd is not installed (apt-get install openssh-server)")
+    server = SSHServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def sweep_namespace(client: Client) -> list[str]:

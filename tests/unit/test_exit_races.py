@@ -178,6 +178,7 @@ class FakeConnection:
         self.closed = False
         self.answered = True
         self.deferred = _rpc.DeferredCleanup()
+        self.tunnel = None
 
     def callable(self, method: Any) -> Any:
         return getattr(self.daemon.stub(service_key(method)), method.name)

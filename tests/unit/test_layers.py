@@ -49,6 +49,7 @@ LAYER_OF: dict[str, str] = {
     # the gRPC wrapper and its retry policy
     "_rpc": "rpc",
     "_retry": "rpc",
+    "_ssh": "rpc",
     # plumbing that knows no containerd objects
     "cio": "machinery",
     "_serial": "machinery",
