@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import uuid
@@ -109,6 +110,8 @@ def _port_number(item: str, text: str, what: str) -> int:
 def _classify_start_error(exc: ContainerdError) -> int:
     """125, or 126/127 when runc says the command cannot be run / is not there (as docker)."""
     text = str(exc)
+    if 'exec: "' not in text:
+        return EXIT_CODES["run_failed"]  # not about the command itself
     if "executable file not found" in text or "no such file or directory" in text:
         return EXIT_CODES["not_found_command"]
     if "permission denied" in text or "is a directory" in text:
@@ -197,13 +200,28 @@ def _image(ctx: Context, client: Client, ref: str, policy: str) -> Any:
         client._label_session = saved
 
 
+# Run by the shim with the terminal's output on fd 3 (fd 4 unused with a TTY);
+# closing fd 5 says it is ready.
+_TTY_LOGGER = "exec 5>&- 4<&-; exec cat <&3 >> {log}"
+
+
 def _run_detached(ctx: Context, container: Container) -> int:
     from containerd_client import cio
     from containerd_client.errors import ContainerdError
 
     log = os.path.join(container.bundle_dir, DETACHED_LOG.format(id=container.id))
+    creator = cio.log_file(log)
+    if ctx.args.tty:
+        # The shims copy a terminal to a logging binary but not to a file:
+        # a shell (started by the shim, outliving us) appends it to the same file.
+        uri = cio.binary_io("/bin/sh", **{"-c": _TTY_LOGGER.format(log=shlex.quote(log))})
+        config = cio.IOConfig(stdout=uri("", "").config.stdout, terminal=True)
+
+        def creator(fifo_dir: str, process_id: str) -> cio.ProcessIO:
+            return cio.StaticIO(config)
+
     try:
-        task = container.new_task(io=cio.log_file(log), tty=ctx.args.tty)
+        task = container.new_task(io=creator, tty=ctx.args.tty)
         task.start()
     except ContainerdError as exc:
         container.cleanup()

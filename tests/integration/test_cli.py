@@ -230,6 +230,16 @@ def _state(c: object) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def test_detached_with_a_terminal_logs_through_the_shims_logger(cli: Cli, containerd: Client) -> None:
+    # The shims cannot copy a terminal to a file: a logging binary does it (containerd 1.6 to 2.x).
+    r = cli("run", "-d", "-t", "--name", "dt", cli.image, "sh", "-c", "tty; echo hello; sleep 60")
+    assert r == Result(0, "dt\n", "")
+    _until(lambda: "hello" in cli("logs", "dt").out, what="terminal output in the log")
+    assert cli("logs", "dt").out.replace("\r\n", "\n").startswith("/dev/pts/")
+    assert cli("rm", "-f", "dt").code == 0
+    assert containerd.containers() == []
+
+
 def test_logs_follow_ends_when_the_container_exits(cli: Cli, containerd: Client) -> None:
     # The container waits for a file that the test makes once `logs -f` printed the first line.
     r = cli(

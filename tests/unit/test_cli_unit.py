@@ -214,6 +214,22 @@ def test_errors_map_to_exit_codes(exc: BaseException, code: int) -> None:
     assert exit_code_for(exc) == code
 
 
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ('exec: "nope": executable file not found in $PATH: unknown', 127),
+        ('exec: "/nope": stat /nope: no such file or directory: unknown', 127),
+        ('exec: "/etc/passwd": permission denied: unknown', 126),
+        ("failed to start console copy: stat /x: no such file or directory: unknown", 125),
+        ("snapshot sha256:abc: not found", 125),
+    ],
+)
+def test_start_errors_map_to_docker_codes(message: str, code: int) -> None:
+    from containerd_client.cli._run import _classify_start_error
+
+    assert _classify_start_error(errors.UnknownError(message, errors.StatusCode.UNKNOWN)) == code
+
+
 def test_error_line_is_one_line_and_names_the_wrapped_error() -> None:
     line = error_line(errors.NotFoundError("no such\ncontainer  x", errors.StatusCode.NOT_FOUND))
     assert line == "containerd-client: NotFoundError: no such container x"
