@@ -251,14 +251,21 @@ def _run_attached(ctx: Context, container: Container, *, remove: bool) -> int:
     out = _binary(ctx.stdout)
     err = out if a.tty else _binary(ctx.stderr)
     task: Task | None = None
+    ran = False
+    interrupts = _Interrupts()
     try:
-        try:
-            task = container.new_task(stdin=stdin, stdout=out, stderr=err, tty=a.tty, logs=not remove)
-            task.start()
-        except ContainerdError as exc:
-            raise CommandError(_classify_start_error(exc)) from exc
-        with _terminal(task if a.tty else None, a.interactive):
-            status = _wait(task)
+        with interrupts:
+            try:
+                task = container.new_task(stdin=stdin, stdout=out, stderr=err, tty=a.tty, logs=not remove)
+                interrupts.check()
+                task.start()
+            except ContainerdError as exc:
+                raise CommandError(_classify_start_error(exc)) from exc
+            ran = True
+            interrupts.started(task)
+            with _terminal(task if a.tty else None, a.interactive):
+                status = task.wait()
+        interrupts.check()
         code: int = status.exit_code
         if not remove:
             # Keep the record, not the task (its shim would stay): the exit code goes on a label.
@@ -269,30 +276,83 @@ def _run_attached(ctx: Context, container: Container, *, remove: bool) -> int:
                 ctx.err(error_line(exc))
         return code
     except BaseException:
-        if task is not None and not remove:
+        if not ran:
+            container.cleanup()  # nothing ran: nothing to keep
+        elif task is not None and not remove:
             with contextlib.suppress(ContainerdError):
                 task.force_delete()
-        if task is None:
-            container.cleanup()  # nothing ran: nothing to keep
         raise
     finally:
         if remove:
             container.cleanup()
 
 
-def _wait(proc: Task | Process) -> Any:
-    """Wait for the process; Ctrl-C stops it (its stop signal, then SIGKILL after 2 s) and re-raises."""
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        from containerd_client.tasks import Task
+class _Interrupts:
+    """Ctrl-C and SIGTERM while a process of ours runs: stop it, then raise KeyboardInterrupt.
 
+    The signal is never raised inside the SDK: the handler only records it
+    and starts the stop (the stop signal, SIGKILL after 2 s) on a thread, so
+    the wait returns once the process ended and its last output was copied;
+    :meth:`check` raises then. Before the process started, the start is
+    skipped instead. A second signal raises at once. Only the main thread
+    can have signal handlers; elsewhere (an in-process caller's thread) the
+    default behaviour stays.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._event = threading.Event()
+        self._proc: Task | Process | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._saved.items():
+            signal.signal(sig, old)
+        self._saved.clear()
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self._event.is_set():
+            raise KeyboardInterrupt
+        self._event.set()
+        self._stop_in_background()
+
+    def started(self, proc: Task | Process) -> None:
+        """``proc`` runs now: a signal stops it (one that came before already does)."""
+        self._proc = proc
+        if self._event.is_set():
+            self._stop_in_background()
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal came."""
+        if self._event.is_set():
+            raise KeyboardInterrupt
+
+    def _stop_in_background(self) -> None:
+        import threading
+
+        proc = self._proc
+        if proc is not None:
+            name = "containerd-client-cli-stop"
+            threading.Thread(target=_stop, args=(proc,), name=name, daemon=True).start()
+
+
+def _stop(proc: Task | Process) -> None:
+    from containerd_client.tasks import Task
+
+    with contextlib.suppress(Exception):
         if isinstance(proc, Task):
             proc.stop(2.0)
         else:
-            with contextlib.suppress(Exception):
-                proc.kill(signal.SIGKILL)
-        raise
+            proc.kill(signal.SIGKILL)
 
 
 def _binary(stream: Any) -> Any:
@@ -365,13 +425,18 @@ def exec_(ctx: Context) -> int:
     proc = task.exec(
         exec_id, args, stdin=stdin, stdout=out, stderr=err, tty=a.tty, env=env or None, cwd=a.workdir
     )
+    interrupts = _Interrupts()
     try:
-        try:
-            proc.start()
-        except ContainerdError as exc:
-            raise CommandError(_classify_start_error(exc)) from exc
-        with _terminal(proc if a.tty else None, a.interactive):
-            status = _wait(proc)
+        with interrupts:
+            try:
+                interrupts.check()
+                proc.start()
+            except ContainerdError as exc:
+                raise CommandError(_classify_start_error(exc)) from exc
+            interrupts.started(proc)
+            with _terminal(proc if a.tty else None, a.interactive):
+                status = proc.wait()
+        interrupts.check()
         exit_code: int = status.exit_code
         return exit_code
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -132,6 +133,29 @@ def test_run_exit_code_env_stdin_and_streams(cli: Cli, containerd: Client) -> No
     assert r.out.replace("\r\n", "\n") == "tty\n"
     r = cli("run", "--rm", "--net", "host", cli.image, "sh", "-c", "test -e /sys/class/net/lo && echo ok")
     assert (r.code, r.out) == (0, "ok\n")
+    assert containerd.containers() == []
+
+
+def test_ctrl_c_in_run_rm_stops_and_removes_the_container(cli: Cli, containerd: Client) -> None:
+    script = "trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "containerd_client", *cli.base, "run", "--rm", cli.image, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"  # the container runs: now Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert out == b"got-term\n"
+    assert err.decode().strip().splitlines() == ["containerd-client: interrupted"]
     assert containerd.containers() == []
 
 
