@@ -247,3 +247,24 @@ def test_the_package_module_imports_nothing_of_the_sdk_at_the_top() -> None:
     modules = {alias.name for n in top if isinstance(n, ast.Import) for alias in n.names}
     modules |= {n.module or "" for n in top if isinstance(n, ast.ImportFrom)}
     assert modules <= {"__future__", "argparse", "os", "sys", "collections.abc", "typing"}
+
+
+def test_console_scripts_point_at_a_main_that_exits_with_its_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    import configparser
+
+    from containerd_client import cli
+
+    cfg = configparser.ConfigParser()
+    cfg.read(pathlib.Path(__file__).resolve().parents[2] / "setup.cfg")
+    scripts = dict(
+        line.split(" = ", 1) for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    )
+    assert scripts == {
+        "containerd-client": "containerd_client.cli:console_main",
+        "ctrc": "containerd_client.cli:console_main",
+    }
+    monkeypatch.setattr("sys.argv", ["containerd-client", "run"])
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    with pytest.raises(SystemExit) as info:
+        cli.console_main()
+    assert info.value.code == 2
