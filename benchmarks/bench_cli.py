@@ -16,7 +16,9 @@ the imports, the connection, the run and the deletion all count:
 All three give the container a fresh network namespace with only ``lo`` and
 no TTY. The same busybox archive (docker-save format) is imported into both
 daemons. After a warm-up the three alternate, each round in a rotated order;
-the table gives medians, p90 and the ratios of medians. Targets: ours <=
+the table gives medians, p90, the ratios of medians and the CPU time
+(user + system) of the client process alone (its own work, apart from the
+daemon's and from the machine's load). Targets: ours <=
 1.25x ctr and <= 0.6x docker. Also printed, for the budget: a bare
 ``python -c pass``, ``python -m containerd_client --help`` and ``version``.
 A missed target is printed, never a failure; exit status 1 only on errors.
@@ -45,12 +47,31 @@ TARGET_DOCKER = 0.6
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _time(cmd: Sequence[str], env: dict[str, str] | None = None) -> int:
+#: CPU time (user + system, ns) of each timed process, by command name: the
+#: client's own work, apart from the daemon's and the machine's load.
+CPU: dict[str, list[int]] = {}
+
+
+def _time(cmd: Sequence[str], env: dict[str, str] | None = None, *, key: str = "") -> int:
     start = now_ns()
-    proc = subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, check=False)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = now_ns() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stderr.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {err.decode()[-2000:]}")
+    if key:
+        CPU.setdefault(key, []).append(int((usage.ru_utime + usage.ru_stime) * 1e9))
     return elapsed
 
 
@@ -112,15 +133,15 @@ def main() -> int:
         counter = iter(range(1_000_000))
 
         def run_ours() -> int:
-            return _time([*ours, "run", "--rm", IMAGE, "true"], ours_env)
+            return _time([*ours, "run", "--rm", IMAGE, "true"], ours_env, key="ours")
 
         def run_ctr() -> int:
             cid = f"bench-ctr-{next(counter)}"
             where = ["--address", env.address, "--namespace", env.namespace]
-            return _time([ctr, *where, "run", "--rm", IMAGE, cid, "true"])
+            return _time([ctr, *where, "run", "--rm", IMAGE, cid, "true"], key="ctr")
 
         def run_docker() -> int:
-            return _time([docker_cli, "-H", docker_sock, "run", "--rm", IMAGE, "true"])
+            return _time([docker_cli, "-H", docker_sock, "run", "--rm", IMAGE, "true"], key="docker")
 
         sides = [("ours", run_ours), ("ctr", run_ctr), ("docker", run_docker)]
         times: dict[str, list[int]] = {name: [] for name, _ in sides}
@@ -139,7 +160,7 @@ def main() -> int:
             "python -m containerd_client version": [*ours, "version"],
         }
         n = max(5, runs // 2)
-        budget = {name: [_time(cmd, ours_env) for _ in range(n)] for name, cmd in extra.items()}
+        budget = {name: [_time(cmd, ours_env, key=name) for _ in range(n)] for name, cmd in extra.items()}
 
         left = [c.id for c in client.containers()]
         left_docker = [c.id for c in docker_client.containers.list(all=True)]
@@ -156,6 +177,7 @@ def main() -> int:
             fmt_ms(min(times[name])),
             f"{median(times[name]) / base_ctr:.2f}x",
             f"{median(times[name]) / base_docker:.2f}x",
+            fmt_ms(median(CPU[name][warmup:])),
         )
         for name, label in (
             ("ours", "containerd-client run --rm"),
@@ -165,14 +187,17 @@ def main() -> int:
     ]
     print()
     print_table(
-        ("process", "runs", "median ms", "p90 ms", "min ms", "vs ctr", "vs docker"),
+        ("process", "runs", "median ms", "p90 ms", "min ms", "vs ctr", "vs docker", "client CPU ms"),
         rows,
         title=f"run --rm busybox true, whole process, {warmup} warm-up + {runs} rounds, rotating order",
     )
     print()
     print_table(
-        ("budget", "runs", "median ms", "min ms"),
-        [(name, len(v), fmt_ms(median(v)), fmt_ms(min(v))) for name, v in budget.items()],
+        ("budget", "runs", "median ms", "min ms", "CPU ms"),
+        [
+            (name, len(v), fmt_ms(median(v)), fmt_ms(min(v)), fmt_ms(median(CPU[name])))
+            for name, v in budget.items()
+        ],
     )
     print()
     ours_median = median(times["ours"])

@@ -247,7 +247,7 @@ def _run_attached(ctx: Context, container: Container, *, remove: bool) -> int:
     from containerd_client.errors import ContainerdError
 
     a = ctx.args
-    stdin = sys.stdin.buffer if a.interactive else None
+    stdin = _stdin() if a.interactive else None
     out = _binary(ctx.stdout)
     err = out if a.tty else _binary(ctx.stderr)
     task: Task | None = None
@@ -355,6 +355,16 @@ def _stop(proc: Task | Process) -> None:
             proc.kill(signal.SIGKILL)
 
 
+def _stdin() -> Any:
+    """This process's stdin as an unbuffered file on descriptor 0.
+
+    The SDK then copies from the descriptor with polls it can cancel: a
+    buffered ``sys.stdin.buffer`` would be read by a blocking call that keeps
+    its lock at exit (Python aborts) and holds the exit up.
+    """
+    return open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+
+
 def _binary(stream: Any) -> Any:
     buffer = getattr(stream, "buffer", None)
     if buffer is None:
@@ -380,11 +390,10 @@ def _terminal(proc: Task | Process | None, interactive: bool) -> Iterator[None]:
     if proc is None or not os.isatty(sys.stdout.fileno()):
         yield
         return
-    import shutil
 
     def resize(*_: object) -> None:
-        size = shutil.get_terminal_size()
         with contextlib.suppress(Exception):
+            size = os.get_terminal_size(sys.stdout.fileno())
             proc.resize(size.columns, size.lines)
 
     resize()
@@ -418,7 +427,7 @@ def exec_(ctx: Context) -> int:
     env = parse_env(a.env)
     client = ctx.client()
     task = client.load_container(a.container).task()
-    stdin = sys.stdin.buffer if a.interactive else None
+    stdin = _stdin() if a.interactive else None
     out = _binary(ctx.stdout)
     err = out if a.tty else _binary(ctx.stderr)
     exec_id = f"exec-{uuid.uuid4().hex[:12]}"

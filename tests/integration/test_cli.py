@@ -8,13 +8,17 @@ in-process with captured streams, to keep the file fast.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import urllib.request
@@ -133,6 +137,49 @@ def test_run_exit_code_env_stdin_and_streams(cli: Cli, containerd: Client) -> No
     assert r.out.replace("\r\n", "\n") == "tty\n"
     r = cli("run", "--rm", "--net", "host", cli.image, "sh", "-c", "test -e /sys/class/net/lo && echo ok")
     assert (r.code, r.out) == (0, "ok\n")
+    assert containerd.containers() == []
+
+
+def _read_until(fd: int, token: bytes, seen: bytearray, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while token not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+    return token in seen
+
+
+def test_run_it_on_a_terminal_sends_keys_and_the_window_size(
+    cli: Cli, containerd: Client, tmp_path: Path
+) -> None:
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "containerd_client", *cli.base, "run", "--rm", "-it", cli.image, "sh"],
+            stdin=slave,
+            stdout=slave,
+            stderr=err,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        assert _read_until(master, b"# ", seen), bytes(seen)  # the container's shell prompt
+        os.write(master, b"stty size; echo X$((40+2))Y; exit 3\r")
+        assert _read_until(master, b"X42Y", seen), bytes(seen)
+        assert proc.wait(timeout=20) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert b"33 101" in seen  # our terminal's size reached the container's
+    assert (tmp_path / "stderr").read_bytes() == b""  # no thread stuck on stdin at exit
     assert containerd.containers() == []
 
 
