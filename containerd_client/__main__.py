@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 if __name__ == "__main__":
-    from containerd_client.cli import main
+    from containerd_client.cli import console_main
 
-    raise SystemExit(main())
+    console_main()

@@ -364,5 +364,18 @@ def _silence_stdout() -> None:
 
 
 def console_main() -> None:
-    """The console script's entry point."""
-    raise SystemExit(main())
+    """The console script's (and ``python -m``'s) entry point: :func:`main`, then a quick exit.
+
+    Everything the command made is closed by then (the client in :func:`main`'s
+    ``finally``, files, subscriptions), so the process ends with
+    :func:`os._exit` once stdout and stderr are flushed: the interpreter's
+    shutdown (joining grpc's threads, finalizing ~350 modules) took 150-250 ms
+    of a 500 ms ``run --rm`` on this machine, for nothing.
+    """
+    import contextlib
+
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that went away
+            stream.flush()
+    os._exit(code)

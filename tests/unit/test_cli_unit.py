@@ -264,7 +264,22 @@ def test_console_scripts_point_at_a_main_that_exits_with_its_code(monkeypatch: p
         "ctrc": "containerd_client.cli:console_main",
     }
     monkeypatch.setattr("sys.argv", ["containerd-client", "run"])
-    monkeypatch.setattr("sys.stderr", io.StringIO())
-    with pytest.raises(SystemExit) as info:
-        cli.console_main()
-    assert info.value.code == 2
+
+    class Stream(io.StringIO):
+        flushed = False
+
+        def flush(self) -> None:
+            self.flushed = True
+            super().flush()
+
+    out, err = Stream(), Stream()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    exits: list[int] = []
+    # The real one ends the process without the interpreter's shutdown.
+    monkeypatch.setattr("containerd_client.cli.os._exit", exits.append)
+    cli.console_main()
+    assert exits == [2]
+    assert "error:" in err.getvalue()
+    assert out.flushed
+    assert err.flushed
