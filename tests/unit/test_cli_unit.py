@@ -283,3 +283,16 @@ def test_console_scripts_point_at_a_main_that_exits_with_its_code(monkeypatch: p
     assert "error:" in err.getvalue()
     assert out.flushed
     assert err.flushed
+
+
+def test_a_client_without_session_label_labels_nothing_and_its_views_follow(tmp_path: pathlib.Path) -> None:
+    from containerd_client import Client
+    from containerd_client.client import SESSION_LABEL
+
+    with Client(str(tmp_path / "none.sock"), "a") as labelled:
+        assert labelled._session_labels == {SESSION_LABEL: labelled.session}
+        assert labelled.snapshots()._labels({"k": "v"}) == {SESSION_LABEL: labelled.session, "k": "v"}
+    with Client(str(tmp_path / "none.sock"), "a", session_label=False) as kept:
+        assert kept._session_labels == {}
+        assert kept.namespace("b")._session_labels == {}
+        assert kept.snapshots()._labels({"k": "v"}) == {"k": "v"}
