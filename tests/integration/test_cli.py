@@ -272,6 +272,10 @@ def test_detached_container_outlives_its_process_and_a_sweep(cli: Cli, container
     assert "bg" in ps.out
     assert "Running" in ps.out
     assert cli("exec", "bg", "sh", "-c", "echo in-exec; exit 4") == Result(4, "in-exec\n", "")
+    assert cli.process("exec", "-i", "bg", "cat", stdin=b"piped\n") == Result(0, "piped\n", "")
+    r = cli("exec", "-t", "bg", "sh", "-c", "test -t 0 && echo tty")
+    assert r.code == 0
+    assert r.out.replace("\r\n", "\n") == "tty\n"
     stats = json.loads(cli("--json", "stats", "bg").out)
     assert stats[0]["id"] == "bg"
     assert stats[0]["pids"] >= 1
