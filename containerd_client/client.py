@@ -247,6 +247,11 @@ class Client:
             before the ones the tunnel needs (so their ``-o`` values win):
             ``["-i", key, "-o", "UserKnownHostsFile=/path"]`` or ``["-F", config]``.
             Ignored for other addresses.
+        session_label: Label what this client creates (containers, their
+            snapshots and CNI records, leases, images it creates) with this
+            process's :attr:`session`, so that :meth:`sweep` removes it once
+            the process is gone. False for objects meant to outlive the
+            process, such as the command line's detached containers.
 
     Raises:
         InvalidIdError: The namespace breaks containerd's identifier rules
@@ -280,6 +285,7 @@ class Client:
         network_config: NetworkConfig | None = None,
         background_teardown: bool = False,
         ssh_options: Sequence[str] = (),
+        session_label: bool = True,
     ) -> None:
         from containerd_client._ids import validate_id, validate_timeout
 
@@ -297,6 +303,7 @@ class Client:
         self._state_dir = state_dir
         self._network_config = network_config
         self._background_teardown = background_teardown
+        self._label_session = session_label
         # Created on the first background teardown (no thread before that).
         self._teardown: TeardownPool | None = None
         self._teardown_failures: builtins.list[TeardownFailure] = []
@@ -326,6 +333,7 @@ class Client:
         view._state_dir = root._state_dir
         view._network_config = root._network_config
         view._background_teardown = root._background_teardown
+        view._label_session = root._label_session
         return view
 
     @property
@@ -394,6 +402,11 @@ class Client:
     def session(self) -> str:
         """This process's :func:`session_id`, labelled on what this client creates."""
         return session_id()
+
+    @property
+    def _session_labels(self) -> dict[str, str]:
+        """``{SESSION_LABEL: session}`` for what this client creates; empty without ``session_label``."""
+        return {SESSION_LABEL: session_id()} if self._label_session else {}
 
     @property
     def services(self) -> _rpc.Services:

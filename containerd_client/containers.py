@@ -22,7 +22,7 @@ from containerd_client import network as _network
 from containerd_client._convert import from_timestamp
 from containerd_client._ids import validate_id
 from containerd_client._pb import api
-from containerd_client.client import OPERATION_LABEL, SESSION_LABEL
+from containerd_client.client import OPERATION_LABEL
 from containerd_client.errors import (
     AlreadyExistsError,
     ClosedError,
@@ -1058,7 +1058,7 @@ def create_container(
         state_root=_state_root(state_dir),
         namespace=client.namespace_name,
         container_id=container_id,
-        session=client.session,
+        session=client.session if client._label_session else "",
     )
     net_opts: list[SpecOpt] = []
     net_labels: dict[str, str] = {}
@@ -1196,7 +1196,7 @@ def _create_record(
     root = _state_root(state_dir)
     bundle = os.path.join(root, client.namespace_name, container_id)
     # The session label names the process that made it, for a sweep after a crash.
-    all_labels = {SESSION_LABEL: client.session, **(labels or {}), BUNDLE_LABEL: bundle}
+    all_labels = {**client._session_labels, **(labels or {}), BUNDLE_LABEL: bundle}
     record = containers_pb2.Container(
         id=container_id,
         labels=all_labels,
@@ -1265,7 +1265,7 @@ def _create_from_image(
         # This attempt's own snapshot and record carry its lease id, so a
         # cleanup that runs late (after the daemon came back) removes only
         # what this attempt made, never a retry's.
-        mine = {SESSION_LABEL: client.session, OPERATION_LABEL: lease.id}
+        mine = {**client._session_labels, OPERATION_LABEL: lease.id}
         chain_id = images.unpack(img, snapshotter=snapshotter, platform=platform)
         try:
             snapshots.prepare(container_id, chain_id, labels=mine)

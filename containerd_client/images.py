@@ -552,7 +552,7 @@ class ImageStore:
         record = images_pb2.Image(name=name, target=target.to_proto(), labels=dict(labels or {}))
         new = images_pb2.Image()
         new.CopyFrom(record)
-        if _session_label:
+        if _session_label and self._client._label_session:
             # Only a new record gets the session of the import or pull that made
             # it (Client.sweep(images=True) looks at it); an update keeps its labels.
             from containerd_client.client import SESSION_LABEL

@@ -57,11 +57,10 @@ class LeaseStore:
         """
         from containerd_client._ids import validate_id, validate_timeout
         from containerd_client._pb.containerd.services.leases.v1 import leases_pb2
-        from containerd_client.client import SESSION_LABEL
 
         if lease_id is not None:
             validate_id(lease_id, what="lease id")
-        all_labels = {SESSION_LABEL: self._client.session, **(labels or {})}
+        all_labels = {**self._client._session_labels, **(labels or {})}
         if expire is not None:
             raw = expire.total_seconds() if isinstance(expire, _dt.timedelta) else expire
             seconds = cast(float, validate_timeout(raw, what="lease expiry", allow_none=False, positive=True))

@@ -103,9 +103,7 @@ class SnapshotStore:
 
     def _labels(self, labels: Mapping[str, str] | None) -> dict[str, str]:
         """The labels of a new snapshot: the session label, then the caller's."""
-        from containerd_client.client import SESSION_LABEL
-
-        return {SESSION_LABEL: self._client.session, **(labels or {})}
+        return {**self._client._session_labels, **(labels or {})}
 
     def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
         """Create an active (writable) snapshot on top of ``parent``; return its mounts.

@@ -58,36 +58,16 @@ Everything is importable from this package, as before the split.
 
 from __future__ import annotations
 
-from containerd_client._registry._auth import Challenge, parse_www_authenticate
-from containerd_client._registry._blob import CHUNK_BYTES, BlobReader, verify_digest
-from containerd_client._registry._client import RegistryClient, Resolved
-from containerd_client._registry._credentials import (
-    CREDENTIAL_HELPER_TIMEOUT,
-    Credentials,
-    CredentialsSource,
-    _credentials_for,
-    check_credentials_source,
-    docker_credentials,
-    load_docker_config,
-)
+from typing import TYPE_CHECKING
+
+# Light and needed by image names (images.py): imported now. The rest (HTTP,
+# TLS, credentials, blobs) is imported on first use, so that a program that
+# never talks to a registry does not pay for http.client and ssl.
 from containerd_client._registry._errors import (
     CredentialsError,
     InvalidManifestError,
     InvalidReferenceError,
     RegistryError,
-)
-from containerd_client._registry._manifest import (
-    MANIFEST_MEDIA_TYPES,
-    MAX_MANIFEST_BYTES,
-    MEDIA_TYPE_DOCKER_LIST,
-    MEDIA_TYPE_DOCKER_MANIFEST,
-    MEDIA_TYPE_OCI_INDEX,
-    MEDIA_TYPE_OCI_MANIFEST,
-    document_kind,
-    load_json_object,
-    parse_descriptor,
-    parse_index,
-    parse_manifest,
 )
 from containerd_client._registry._reference import (
     DOCKER_HUB,
@@ -100,6 +80,79 @@ from containerd_client._registry._reference import (
     registry_endpoint,
 )
 from containerd_client.errors import DigestMismatchError
+
+if TYPE_CHECKING:
+    from containerd_client._registry._auth import Challenge, parse_www_authenticate
+    from containerd_client._registry._blob import CHUNK_BYTES, BlobReader, verify_digest
+    from containerd_client._registry._client import RegistryClient, Resolved
+    from containerd_client._registry._credentials import (
+        CREDENTIAL_HELPER_TIMEOUT,
+        Credentials,
+        CredentialsSource,
+        _credentials_for,
+        check_credentials_source,
+        docker_credentials,
+        load_docker_config,
+    )
+    from containerd_client._registry._manifest import (
+        MANIFEST_MEDIA_TYPES,
+        MAX_MANIFEST_BYTES,
+        MEDIA_TYPE_DOCKER_LIST,
+        MEDIA_TYPE_DOCKER_MANIFEST,
+        MEDIA_TYPE_OCI_INDEX,
+        MEDIA_TYPE_OCI_MANIFEST,
+        document_kind,
+        load_json_object,
+        parse_descriptor,
+        parse_index,
+        parse_manifest,
+    )
+
+_LAZY = {
+    **dict.fromkeys(("Challenge", "parse_www_authenticate"), "_auth"),
+    **dict.fromkeys(("CHUNK_BYTES", "BlobReader", "verify_digest"), "_blob"),
+    **dict.fromkeys(("RegistryClient", "Resolved"), "_client"),
+    **dict.fromkeys(
+        (
+            "CREDENTIAL_HELPER_TIMEOUT",
+            "Credentials",
+            "CredentialsSource",
+            "_credentials_for",
+            "check_credentials_source",
+            "docker_credentials",
+            "load_docker_config",
+        ),
+        "_credentials",
+    ),
+    **dict.fromkeys(
+        (
+            "MANIFEST_MEDIA_TYPES",
+            "MAX_MANIFEST_BYTES",
+            "MEDIA_TYPE_DOCKER_LIST",
+            "MEDIA_TYPE_DOCKER_MANIFEST",
+            "MEDIA_TYPE_OCI_INDEX",
+            "MEDIA_TYPE_OCI_MANIFEST",
+            "document_kind",
+            "load_json_object",
+            "parse_descriptor",
+            "parse_index",
+            "parse_manifest",
+        ),
+        "_manifest",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHUNK_BYTES",

@@ -76,6 +76,9 @@ LAYER_OF: dict[str, str] = {
     "pull": "objects",
     "files": "objects",
     "sweep": "objects",
+    # the command line (python -m containerd_client): the public objects, and above them
+    "cli": "objects",
+    "__main__": "objects",
     # the private daemon, fixtures and the pytest plugin
     "testing": "testing",
 }
