@@ -468,5 +468,14 @@ def _push(
                 )
             push += ["--hosts-dir", hosts_dir]
         push.append(ref)
-        ctr(*push)
+        for attempt in range(3):
+            try:
+                ctr(*push)
+                break
+            except LocalRegistryError as exc:
+                # The registry cut a connection (seen once at load 10: "unexpected EOF");
+                # a push is idempotent, so it is tried again, said in the log.
+                if attempt == 2 or "unexpected EOF" not in str(exc):
+                    raise
+                logger.warning("pushing %s: the registry cut the connection; again", ref)
     logger.info("pushed %s with ctr (containerd %s)", ref, daemon.version)
