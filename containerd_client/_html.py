@@ -35,10 +35,11 @@ UNKNOWN = "unknown"
 
 _BOX = (
     "display:inline-block;border:1px solid #8884;border-radius:4px;padding:4px 8px;"
-    "font-family:system-ui,sans-serif;font-size:12px;line-height:1.4"
+    "font-family:system-ui,sans-serif;font-size:12px"
 )
-_TH = "text-align:left;padding:1px 10px 1px 0;color:#777;font-weight:normal;vertical-align:top"
-_TD = "text-align:left;padding:1px 10px 1px 0;vertical-align:top"
+_TABLE = '<table style="border-collapse:collapse;margin:0">'
+_TH = "text-align:left;padding:0 1em 0 0;color:#777;font-weight:normal"
+_TD = "text-align:left;padding:0 1em 0 0"
 _COLORS = {
     "running": "#1a7f37",
     "ok": "#1a7f37",
@@ -124,7 +125,7 @@ def pre(data: bytes | str, limit: int = 2000) -> str:
     return f'<pre style="{style}">{esc(shorten(text, limit))}</pre>'
 
 
-def card(kind: str, title: str, rows: Iterable[tuple[str, str]], *, footer: str = "") -> str:
+def card(kind: str, title: str, rows: Iterable[tuple[str, str]]) -> str:
     """One object: its kind and name, then a two-column table of fields.
 
     ``kind`` and ``title`` are escaped here; the row values are markup
@@ -134,10 +135,7 @@ def card(kind: str, title: str, rows: Iterable[tuple[str, str]], *, footer: str 
     body = "".join(
         f'<tr><th style="{_TH}">{esc(name)}</th><td style="{_TD}">{value}</td></tr>' for name, value in rows
     )
-    return (
-        f'<div style="{_BOX}"><div><b>{esc(kind)}</b> {code(title)}</div>'
-        f'<table style="border-collapse:collapse;margin:0">{body}</table>{footer}</div>'
-    )
+    return f'<div style="{_BOX}"><div><b>{esc(kind)}</b> {code(title)}</div>{_TABLE}{body}</table></div>'
 
 
 def grid(
@@ -151,5 +149,5 @@ def grid(
     if not body:
         body = f'<tr><td style="{_TD}" colspan="{len(headers)}"><i>{esc(empty)}</i></td></tr>'
     caption = f"<div><b>{esc(title)}</b></div>" if title else ""
-    table = f'<table style="border-collapse:collapse;margin:0"><tr>{head}</tr>{body}</table>'
+    table = f"{_TABLE}<tr>{head}</tr>{body}</table>"
     return f'<div style="{_BOX}">{caption}{table}</div>'

@@ -548,23 +548,37 @@ class Client:
             container.cleanup()
 
     def _warn_created(self) -> None:
-        """Log the containers created here and not deleted, with their tasks' state."""
+        """Log the containers created here that still exist, with their tasks' state.
+
+        Two short calls per namespace (Containers.List, Tasks.List); when they
+        fail, every container not known to be deleted is named, without state.
+        """
+        from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
         from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
         from containerd_client.tasks import _STATUS_BY_NUMBER
 
         with self._lock:
             left = list(self._created)
         states: dict[tuple[str, str], str] = {}
+        gone: set[tuple[str, str]] = set()
         for namespace in sorted({ns for ns, _ in left}):
             view = Client._view(self, namespace)
             try:
+                listed = view._caller.call(
+                    api.Containers.List, containers_pb2.ListContainersRequest(), timeout=2.0
+                )
                 resp = view._caller.call(api.Tasks.List, tasks_pb2.ListTasksRequest(), timeout=2.0)
             except Exception:  # the warning goes out anyway, without states
                 continue
+            present = {c.id for c in listed.containers}
+            gone.update(key for key in left if key[0] == namespace and key[1] not in present)
             for task in resp.tasks:
                 status = _STATUS_BY_NUMBER.get(task.status)
                 word = status.value if status is not None else "unknown"
                 states[(namespace, task.id)] = f"{word}, pid {task.pid}" if task.pid else word
+        left = [key for key in left if key not in gone]
+        if not left:
+            return
         names = "; ".join(
             f"{ns}/{cid} ({states.get((ns, cid), 'no task or state unknown')})" for ns, cid in left
         )

@@ -1,0 +1,136 @@
+"""examples/notebook.ipynb runs headlessly in a real kernel, and its outputs are the HTML reprs.
+
+The notebook starts a containerd of its own (``CONTAINERD_BIN_DIR`` picks the
+version, as for the session daemon), so this test runs once per daemon version.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import os
+import re
+import runpy
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from containerd_client import network
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "examples" / "notebook.ipynb"
+execute = runpy.run_path(str(ROOT / "scripts" / "run_notebook"))["execute"]
+
+
+class _Text(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_text(markup: str) -> str:
+    """The text of a repr's markup (the markup holds no script, link or image)."""
+    parser = _Text()
+    parser.feed(markup)
+    parser.close()
+    assert parser.tags <= {"div", "b", "i", "code", "table", "tr", "th", "td", "span", "pre"}, parser.tags
+    return " ".join(parser.parts)
+
+
+def by_tag(nb: Any) -> dict[str, list[Any]]:
+    return {
+        cell.metadata["tags"][0]: cell.outputs for cell in nb.cells if cell.get("metadata", {}).get("tags")
+    }
+
+
+def shown(outputs: list[Any], *parts: str) -> str:
+    """The text of a cell result's HTML repr, which must hold each of ``parts`` (regexes)."""
+    [result] = [o for o in outputs if o.output_type == "execute_result"]
+    assert "text/html" in result.data, result.data.keys()
+    assert len(result.data["text/plain"]) < 200, result.data["text/plain"]
+    text = html_text(result.data["text/html"])
+    for part in parts:
+        assert re.search(part, text), (part, text)
+    return text
+
+
+def stdout(outputs: list[Any]) -> str:
+    return "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def check_tour(nb: Any) -> None:
+    """The outputs of the tour show each object's state at a glance."""
+    cells = by_tag(nb)
+    shown(cells["client"], "Client", "state open", r"containerd \d+\.\d+")
+    shown(cells["image"], "Image", "busybox", "sha256:[0-9a-f]{16}")
+    shown(cells["run"], "ExecResult", "exit 3", "hello from busybox", "oops")
+    shown(
+        cells["container"],
+        r"status running pid \d+",
+        r"127\.0\.0\.1:\d+→80/tcp",
+        "network bridge",
+        r"age \d+ s",
+    )
+    assert stdout(cells["task"]).startswith("200 root:")
+    shown(cells["task"], "Task", r"status running pid \d+", "busybox")
+    shown(cells["metrics"], "Metrics", r"cpu \d+\.\d+ s", "memory .*B of", "pids 1")
+    shown(cells["exec"], "exit 0 ok", "/etc/group")
+    assert "response:200" in stdout(cells["logs"])
+    shown(cells["stopped"], r"status stopped pid \d+ exit 137")
+    shown(cells["events"], "/tasks/start", "/tasks/exit", "137")
+    shown(cells["closed"], "state closed", "created here 0")
+    for outputs in cells.values():
+        assert all(o.output_type != "error" for o in outputs), outputs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="containerd and CNI need root")
+@pytest.mark.skipif(
+    not any(os.path.exists(os.path.join(d, "bridge")) for d in network.NetworkConfig().plugin_dirs),
+    reason="CNI plugins missing (apt-get install containernetworking-plugins)",
+)
+def test_the_notebook_tour_runs_and_shows_html_reprs() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    started = time.monotonic()
+    execute(nb, ROOT)
+    elapsed = time.monotonic() - started
+    check_tour(nb)
+    assert elapsed < 60, elapsed
+
+
+def test_the_stored_notebook_shows_the_reprs_and_no_host_name() -> None:
+    import socket
+
+    check_tour(nbformat.read(NOTEBOOK, as_version=4))
+    assert socket.gethostname() not in NOTEBOOK.read_text()
+
+
+def test_the_unclosed_client_warning_shows_in_a_notebook_every_time() -> None:
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    drop = "Client('/nonexistent/containerd.sock', 'ns')\ngc.collect()"
+    nb = new_notebook(
+        cells=[
+            new_code_cell("import gc\nfrom containerd_client import Client"),
+            new_code_cell(drop),
+            new_code_cell(drop),
+        ]
+    )
+    execute(nb, ROOT)
+    for cell in nb.cells[1:]:
+        stderr = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
+        assert stderr.count("unclosed containerd Client") == 1, cell.outputs
