@@ -173,8 +173,10 @@ class _Progress:
 
     def counted(self, chunks: Iterator[bytes], status: str) -> Iterator[bytes]:
         for chunk in chunks:
-            yield chunk
+            # Counted when handed over: a reader that stops at the blob's
+            # size never asks for more, so a count after the yield would be lost.
             self.add(len(chunk), status)
+            yield chunk
 
 
 @attrs.frozen
