@@ -446,8 +446,9 @@ class Client:
     def _repr_html_(self) -> str:
         from containerd_client import _html
 
-        version = _html.UNKNOWN
-        if not self.closed:
+        features = self._base._features
+        version = features.version_string if features is not None else _html.UNKNOWN
+        if features is None and not self.closed:
             from google.protobuf import empty_pb2
 
             from containerd_client.tasks import REPR_TIMEOUT

@@ -195,6 +195,13 @@ class ContainerInfo:
             spec=spec,
         )
 
+    def __repr__(self) -> str:
+        # The spec and labels can run to pages: a repr names the record only.
+        return (
+            f"<ContainerInfo {self.id!r} image={self.image[:100]!r} runtime={self.runtime!r} "
+            f"labels={len(self.labels)}>"
+        )
+
 
 #: How deep cleanup descends into a FIFO folder (they hold FIFOs, not trees).
 _MAX_BUNDLE_DEPTH = 4

@@ -133,6 +133,15 @@ def test_metrics_repr_is_short() -> None:
     assert "mem=3.0 MiB" in text
 
 
+def test_container_info_repr_leaves_out_the_spec_and_labels() -> None:
+    labels = {f"label-{i}": "v" * 50 for i in range(30)}
+    spec = {"process": {"args": ["x"] * 500}}
+    info = ContainerInfo("web-1", labels, "img:1", "io.containerd.runc.v2", None, "", "", None, None, spec)
+    text = repr(info)
+    assert len(text) <= 120, text
+    assert "labels=30" in text
+
+
 def test_exec_result_repr_cuts_long_output() -> None:
     result = ExecResult(0, b"x" * 1_000_000, b"oops\n")
     text = repr(result)
