@@ -24,6 +24,7 @@ import enum
 import logging
 import os
 import socket as _socket
+import sys
 import threading
 import uuid
 import warnings
@@ -320,6 +321,7 @@ class Client:
         # so it never keeps the client alive, and it does no I/O beyond
         # closing the channel. It also runs at interpreter (kernel) exit.
         self._finalizer = weakref.finalize(self, _close_unclosed, self._connection, address, self._created)
+        _watch_exit(self)
 
     @classmethod
     def _view(cls, root: Client, namespace: str) -> Client:
@@ -1279,6 +1281,44 @@ class Client:
 
         self._check_open()
         return _sweep(self, dry_run=dry_run, images=images, all_namespaces=all_namespaces)
+
+
+# Root clients not yet closed, for the exit hook below.
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_exit_hook: list[bool] = []
+
+
+def _watch_exit(client: Client) -> None:
+    """Have :func:`_at_exit` report ``client`` if it is still open when the interpreter exits."""
+    _open_clients.add(client)
+    if not _exit_hook:
+        # Registered after the first finalizer (atexit runs last-in first): the
+        # hook runs before weakref's own exit pass would run the finalizers.
+        import atexit
+
+        atexit.register(_at_exit)
+        _exit_hook.append(True)
+
+
+def _at_exit() -> None:
+    """Run the finalizers of clients still open, where a person sees what they say.
+
+    A Jupyter kernel's ``sys.stderr`` sends to the notebook, which is gone
+    when the kernel shuts down: the warnings go to the process's own stderr
+    (the kernel's log, the terminal that started it) instead.
+    """
+    clients = [c for c in list(_open_clients) if c._finalizer.alive]
+    if not clients:
+        return
+    real = sys.__stderr__
+    saved = sys.stderr
+    if real is not None and saved is not real:
+        sys.stderr = real
+    try:
+        for client in clients:
+            client._finalizer()
+    finally:
+        sys.stderr = saved
 
 
 def _close_unclosed(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from containerd_client import network
+from containerd_client import Client, network
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
@@ -119,18 +119,54 @@ def test_the_stored_notebook_shows_the_reprs_and_no_host_name() -> None:
     assert socket.gethostname() not in NOTEBOOK.read_text()
 
 
-def test_the_unclosed_client_warning_shows_in_a_notebook_every_time() -> None:
+def test_a_notebook_shows_the_unclosed_client_warning_every_time_and_its_kernel_exit_names_leftovers(
+    tmp_path: Path,
+) -> None:
     from nbformat.v4 import new_code_cell, new_notebook
 
     drop = "Client('/nonexistent/containerd.sock', 'ns')\ngc.collect()"
-    nb = new_notebook(
-        cells=[
-            new_code_cell("import gc\nfrom containerd_client import Client"),
-            new_code_cell(drop),
-            new_code_cell(drop),
-        ]
+    leave = f"""
+client = Client("/nonexistent/containerd.sock", "ns")
+info = ContainerInfo("left-in-kernel", {{}}, "img", "io.containerd.runc.v2", None, "", "", None, None, {{}})
+client._note_created(Container(client, info, owned=True, state_root={str(tmp_path)!r}))
+"""
+    imports = (
+        "import gc\nfrom containerd_client import Client\n"
+        "from containerd_client.containers import Container, ContainerInfo"
     )
-    execute(nb, ROOT)
-    for cell in nb.cells[1:]:
-        stderr = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
-        assert stderr.count("unclosed containerd Client") == 1, cell.outputs
+    nb = new_notebook(
+        cells=[new_code_cell(imports), new_code_cell(drop), new_code_cell(drop), new_code_cell(leave)]
+    )
+    log = tmp_path / "kernel-stderr"
+    with log.open("w") as stderr:
+        execute(nb, ROOT, stderr=stderr)
+    for cell in nb.cells[1:3]:
+        shown = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
+        assert shown.count("unclosed containerd Client") == 1, cell.outputs
+    # At shutdown the notebook is gone: the kernel's own stderr (its log) says it.
+    text = log.read_text()
+    assert "UnclosedClientWarning: unclosed containerd Client" in text, text
+    assert "ns/left-in-kernel" in text, text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="containerd needs root")
+def test_a_kernel_shutting_down_with_a_running_container_says_so(
+    containerd: Client, busybox_rootfs: str, tmp_path: Path
+) -> None:
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    setup = f"""
+from containerd_client import Client
+client = Client({containerd.address!r}, {containerd.namespace_name!r})
+container = client.create_container("kernel-left", rootfs={busybox_rootfs!r}, args=["sleep", "60"])
+container.new_task().start()
+"""
+    log = tmp_path / "kernel-stderr"
+    try:
+        with log.open("w") as stderr:
+            execute(new_notebook(cells=[new_code_cell(setup)]), ROOT, stderr=stderr)
+        text = log.read_text()
+        assert f"{containerd.namespace_name}/kernel-left" in text, text
+        assert containerd.load_container("kernel-left").task().status().value == "running"
+    finally:
+        containerd.load_container("kernel-left").delete(force=True)
