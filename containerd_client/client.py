@@ -310,6 +310,8 @@ class Client:
         )
         self._dispatcher: EventDispatcher | None = None
         self._features: Features | None = None
+        # The daemon's version as last seen by version() or a repr (display only).
+        self._seen_version: str | None = None
         # Parsed manifests/configs by digest, and (config, snapshotter, chain)
         # unpacks already labelled: content-addressed, so never stale.
         self._json_cache: dict[str, Any] = {}
@@ -448,15 +450,15 @@ class Client:
     def _repr_html_(self) -> str:
         from containerd_client import _html
 
-        features = self._base._features
-        version = features.version_string if features is not None else _html.UNKNOWN
-        if features is None and not self.closed:
+        base = self._base
+        version = base._seen_version or _html.UNKNOWN
+        if base._seen_version is None and not self.closed:
             from google.protobuf import empty_pb2
 
             from containerd_client.tasks import REPR_TIMEOUT
 
             try:  # one short call, no retry: a repr never hangs or raises
-                version = self._caller.call(
+                version = base._seen_version = self._caller.call(
                     api.Version.Version, empty_pb2.Empty(), timeout=REPR_TIMEOUT
                 ).version
             except Exception:
@@ -744,6 +746,7 @@ class Client:
 
         self._check_open()
         resp = self._caller.call(api.Version.Version, empty_pb2.Empty(), idempotent=True)
+        self._base._seen_version = resp.version
         return Version(resp.version, resp.revision)
 
     def server(self) -> ServerInfo:

@@ -857,7 +857,11 @@ class _ProcessBase:
         known = self.exit_status
         if known is not None:
             return ("deleted" if self._deleted is not None else "stopped"), self._pid, known.exit_code
-        return quick_state(self._client, self._container_id, self._exec_id, pid=self._pid)
+        status, pid, code = quick_state(self._client, self._container_id, self._exec_id, pid=self._pid)
+        if status == "unknown":
+            # No answer in time (a busy or absent daemon): what this object last knew.
+            return ("running" if self._started else "created") + " (last known)", self._pid, None
+        return status, pid, code
 
     def _glance_rows(self) -> list[tuple[str, str]]:
         return state_rows(*self._glance())
@@ -899,7 +903,7 @@ def get_process_state(client: Client, container_id: str, exec_id: str = "") -> _
 
 
 #: The deadline of the one call a notebook repr may make (then it shows "unknown").
-REPR_TIMEOUT = 0.5
+REPR_TIMEOUT = 1.0
 
 
 def quick_state(
