@@ -851,8 +851,9 @@ class _ProcessBase:
     def _glance(self) -> tuple[str, int, int | None]:
         """``(status, pid, exit code)`` for a repr: what is known, else one short ``Tasks.Get``.
 
-        Never raises and never waits longer than :data:`REPR_TIMEOUT`; a
-        state that cannot be learnt is :data:`~containerd_client._html.UNKNOWN`.
+        Never raises and never waits longer than :data:`REPR_TIMEOUT`; when
+        the daemon does not answer in time, what this object last knew, marked
+        ``(last known)``.
         """
         known = self.exit_status
         if known is not None:
