@@ -123,7 +123,7 @@ def test_the_stored_notebook_shows_the_reprs_and_no_host_name() -> None:
     assert socket.gethostname() not in NOTEBOOK.read_text()
 
 
-def test_a_notebook_shows_the_unclosed_client_warning_every_time_and_its_kernel_exit_names_leftovers(
+def test_a_notebook_warns_of_unclosed_clients_draws_bar_widgets_and_names_leftovers_at_exit(
     tmp_path: Path,
 ) -> None:
     from nbformat.v4 import new_code_cell, new_notebook
@@ -138,8 +138,20 @@ client._note_created(Container(client, info, owned=True, state_root={str(tmp_pat
         "import gc\nfrom containerd_client import Client\n"
         "from containerd_client.containers import Container, ContainerInfo"
     )
+    bars = """
+from containerd_client.pull import ProgressEvent, tqdm_progress
+with tqdm_progress() as bars:
+    bars(ProgressEvent("layer-sha256:" + "ab" * 32, 0, 4096, "downloading", "transfer"))
+    bars(ProgressEvent("layer-sha256:" + "ab" * 32, 0, 4096, "complete", "transfer"))
+"""
     nb = new_notebook(
-        cells=[new_code_cell(imports), new_code_cell(drop), new_code_cell(drop), new_code_cell(leave)]
+        cells=[
+            new_code_cell(imports),
+            new_code_cell(drop),
+            new_code_cell(drop),
+            new_code_cell(leave),
+            new_code_cell(bars),
+        ]
     )
     log = tmp_path / "kernel-stderr"
     with log.open("w") as stderr:
@@ -147,6 +159,13 @@ client._note_created(Container(client, info, owned=True, state_root={str(tmp_pat
     for cell in nb.cells[1:3]:
         shown = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
         assert shown.count("unclosed containerd Client") == 1, cell.outputs
+    # With ipywidgets, tqdm.auto draws a widget, not text on stderr (the bar is kept: leave=True).
+    widget_outputs = [o for o in nb.cells[4].outputs if o.output_type == "display_data"]
+    assert widget_outputs, nb.cells[4].outputs
+    assert all("application/vnd.jupyter.widget-view+json" in o.data for o in widget_outputs)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    progress = [m["state"] for m in state.values() if m["model_name"] == "FloatProgressModel"]
+    assert [(p["value"], p["max"], p["bar_style"]) for p in progress] == [(4096, 4096, "success")], progress
     # At shutdown the notebook is gone: the kernel's own stderr (its log) says it.
     text = log.read_text()
     assert "UnclosedClientWarning: unclosed containerd Client" in text, text
