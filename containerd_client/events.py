@@ -513,9 +513,12 @@ class EventDispatcher:
         from containerd_client import _html
 
         def detail(event: Event) -> str:
-            if isinstance(event.payload, TaskExit):
-                return _html.exit_badge(int(event.payload.exit_status))
-            return "synthesized" if event.synthesized else ""
+            text = (
+                _html.exit_badge(int(event.payload.exit_status))
+                if isinstance(event.payload, TaskExit)
+                else ""
+            )
+            return text + (" <i>synthesized</i>" if event.synthesized else "")
 
         rows = [
             (
