@@ -24,8 +24,10 @@ import enum
 import logging
 import os
 import socket as _socket
+import sys
 import threading
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -76,10 +78,24 @@ __all__ = [
     "Namespace",
     "Plugin",
     "ServerInfo",
+    "UnclosedClientWarning",
     "Version",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class UnclosedClientWarning(ResourceWarning):
+    """A :class:`Client` was garbage-collected, or the interpreter exited, without ``close()``."""
+
+
+# Python ignores ResourceWarning outside __main__ by default (so a library's
+# user, or a notebook, never saw it) and shows a warning once per place at
+# most. This one says that a channel (and maybe containers) leaked: shown
+# every time. A filter added after this import (``warnings.filterwarnings(
+# "ignore", category=UnclosedClientWarning)``, pytest's ``filterwarnings``)
+# comes first and wins.
+warnings.filterwarnings("always", category=UnclosedClientWarning)
 
 Req = TypeVar("Req", bound="Message")
 Resp = TypeVar("Resp", bound="Message")
@@ -209,6 +225,15 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+@attrs.frozen
+class _Created:
+    """A container a client created and has not deleted (see ``Client.close(cleanup=)``)."""
+
+    container: weakref.ref[Container]
+    info: Any  # ContainerInfo: the record as created, to rebuild a collected Container
+    state_root: str
+
+
 class Client:
     """A synchronous, thread-safe connection to containerd.
 
@@ -314,13 +339,20 @@ class Client:
         )
         self._dispatcher: EventDispatcher | None = None
         self._features: Features | None = None
+        # The daemon's version as last seen by version() or a repr (display only).
+        self._seen_version: str | None = None
         # Parsed manifests/configs by digest, and (config, snapshotter, chain)
         # unpacks already labelled: content-addressed, so never stale.
         self._json_cache: dict[str, Any] = {}
         self._unpacked: set[tuple[str, str, str]] = set()
-        # Not on self: the finalizer holds only the connection, so it never
-        # keeps the client alive, and it does no I/O beyond closing the channel.
-        self._finalizer = weakref.finalize(self, _close_unclosed, self._connection, address)
+        # Containers this client (or a view) created and has not deleted, by
+        # (namespace, id): named by close() and by the finalizer below.
+        self._created: dict[tuple[str, str], _Created] = {}
+        # Not on self: the finalizer holds only the connection and that dict,
+        # so it never keeps the client alive, and it does no I/O beyond
+        # closing the channel. It also runs at interpreter (kernel) exit.
+        self._finalizer = weakref.finalize(self, _close_unclosed, self._connection, address, self._created)
+        _watch_exit(self)
 
     @classmethod
     def _view(cls, root: Client, namespace: str) -> Client:
@@ -351,6 +383,28 @@ class Client:
     def _tracked_items(self) -> list[tuple[tuple[str, str, str], _ProcessBase]]:
         with self._base._lock:
             return list(self._base._processes.items())
+
+    def _note_created(self, container: Container) -> None:
+        """Remember a container this client created, until :meth:`_forget_created`."""
+        base = self._base
+        entry = _Created(weakref.ref(container), container.info(), container._state_root)
+        with base._lock:
+            base._created[(self.namespace_name, container.id)] = entry
+
+    def _forget_created(self, container: Container) -> None:
+        """Drop ``container`` (deleted) from :attr:`created_containers`, not a newer one of its id."""
+        base = self._base
+        key = (self.namespace_name, container.id)
+        with base._lock:
+            entry = base._created.get(key)
+            if entry is not None and entry.container() in (container, None):
+                del base._created[key]
+
+    @property
+    def created_containers(self) -> builtins.list[str]:
+        """``namespace/id`` of each container this client created and has not deleted (no RPC)."""
+        with self._base._lock:
+            return [f"{ns}/{cid}" for ns, cid in self._base._created]
 
     # -- events -----------------------------------------------------------------
 
@@ -428,13 +482,42 @@ class Client:
         state = "closed" if self.closed else "open"
         return f"<Client address={self.address!r} namespace={self.namespace_name!r} {state}>"
 
+    def _repr_html_(self) -> str:
+        from containerd_client import _html
+
+        base = self._base
+        version = base._seen_version or _html.UNKNOWN
+        if base._seen_version is None and not self.closed:
+            from google.protobuf import empty_pb2
+
+            from containerd_client.tasks import REPR_TIMEOUT
+
+            try:  # one short call, no retry: a repr never hangs or raises
+                version = base._seen_version = self._caller.call(
+                    api.Version.Version, empty_pb2.Empty(), timeout=REPR_TIMEOUT
+                ).version
+            except Exception:
+                version = _html.UNKNOWN
+        created = self.created_containers
+        shown = ", ".join(_html.code(name) for name in created[:8]) + (" …" if len(created) > 8 else "")
+        rows = [
+            ("namespace", _html.code(self.namespace_name)),
+            ("state", _html.badge("closed" if self.closed else "open")),
+            ("containerd", _html.esc(version)),
+            ("created here", f"{len(created)}: {shown}" if created else "0"),
+        ]
+        pending = self.pending_teardowns
+        if pending:
+            rows.append(("tearing down", _html.esc(len(pending))))
+        return _html.card("Client", self.address, rows)
+
     # -- lifecycle --------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self.closed and (self._connection.closed or not _in_teardown.get()):
             raise ClosedError("the client is closed")
 
-    def close(self) -> None:
+    def close(self, *, cleanup: bool | None = None) -> None:
         """Close the client. Idempotent; never raises.
 
         Closing the root client closes the shared channel: every view of it
@@ -442,15 +525,24 @@ class Client:
         first waits (at most :data:`TEARDOWN_JOIN_TIMEOUT` seconds) for the
         background teardowns (see ``background_teardown``); their failures
         are logged and returned by a later :meth:`join_teardowns`.
+
+        Args:
+            cleanup: What the root does with containers it (or a view)
+                created and did not delete (:attr:`created_containers`):
+                None logs a warning naming them (with their state: one
+                ``Tasks.List`` per namespace, short deadline), True tears
+                them down (task, container, snapshot, FIFO folder, network)
+                as :meth:`Container.cleanup` does, False leaves them quietly.
+                A view ignores it.
         """
         with self._lock:
             if self._state is _State.CLOSED:
                 return
             self._state = _State.CLOSED
         if self._root is None:
-            self._close_root()
+            self._close_root(cleanup=cleanup)
 
-    def _close_root(self, timeout: float | None = 10.0) -> None:
+    def _close_root(self, timeout: float | None = 10.0, *, cleanup: bool | None = None) -> None:
         self._finalizer.detach()
         # Teardown first: it still needs the event dispatcher and the channel;
         # what meets an absent daemon lands in the deferred queue drained below.
@@ -458,6 +550,15 @@ class Client:
         try:
             if pool is not None:
                 self._report_teardown(pool.shutdown(TEARDOWN_JOIN_TIMEOUT))
+            if cleanup is not False and self._created:
+                token = _in_teardown.set(True)  # calls go through on the closing client
+                try:
+                    if cleanup:
+                        self._remove_created()
+                    else:
+                        self._warn_created()
+                finally:
+                    _in_teardown.reset(token)
         finally:
             # Also when the wait is interrupted (Ctrl-C): the channel still closes,
             # and a job still running fails with ClosedError (left to a sweep).
@@ -471,6 +572,65 @@ class Client:
                     "; ".join(deferred.describe()),
                 )
             self._connection.close()
+
+    def _remove_created(self) -> None:
+        """Tear down every container created here and not deleted (``close(cleanup=True)``)."""
+        from containerd_client.containers import Container
+
+        with self._lock:
+            left = list(self._created.items())
+        for (namespace, cid), entry in left:
+            container = entry.container()
+            if container is None:
+                view = Client._view(self, namespace)
+                container = Container(view, entry.info, owned=True, state_root=entry.state_root)
+            logger.info("close(cleanup=True): removing container %s/%s", namespace, cid)
+            container.cleanup()
+
+    def _warn_created(self) -> None:
+        """Log the containers created here that still exist, with their tasks' state.
+
+        Two short calls per namespace (Containers.List, Tasks.List); when they
+        fail, every container not known to be deleted is named, without state.
+        """
+        from containerd_client._pb.containerd.services.containers.v1 import containers_pb2
+        from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+        from containerd_client.tasks import _STATUS_BY_NUMBER
+
+        with self._lock:
+            left = list(self._created)
+        states: dict[tuple[str, str], str] = {}
+        gone: set[tuple[str, str]] = set()
+        for namespace in sorted({ns for ns, _ in left}):
+            view = Client._view(self, namespace)
+            try:
+                listed = view._caller.call(
+                    api.Containers.List, containers_pb2.ListContainersRequest(), timeout=2.0
+                )
+                resp = view._caller.call(api.Tasks.List, tasks_pb2.ListTasksRequest(), timeout=2.0)
+            except Exception:  # the warning goes out anyway, without states
+                continue
+            present = {c.id for c in listed.containers}
+            gone.update(key for key in left if key[0] == namespace and key[1] not in present)
+            for task in resp.tasks:
+                status = _STATUS_BY_NUMBER.get(task.status)
+                word = status.value if status is not None else "unknown"
+                states[(namespace, task.id)] = f"{word}, pid {task.pid}" if task.pid else word
+        left = [key for key in left if key not in gone]
+        if not left:
+            return
+        names = "; ".join(
+            f"{ns}/{cid} ({states.get((ns, cid), 'no task or state unknown')})" for ns, cid in left
+        )
+        logger.warning(
+            "containerd Client for %s closed while %d container(s) it created were not deleted: %s. "
+            "They stay in containerd (running ones keep running): remove them with "
+            "client.close(cleanup=True) or container.cleanup(), keep them quietly with "
+            "close(cleanup=False); a later client.sweep() removes them once this process is gone.",
+            self.address,
+            len(left),
+            names,
+        )
 
     # -- background teardown --------------------------------------------------------
 
@@ -621,6 +781,7 @@ class Client:
 
         self._check_open()
         resp = self._caller.call(api.Version.Version, empty_pb2.Empty(), idempotent=True)
+        self._base._seen_version = resp.version
         return Version(resp.version, resp.revision)
 
     def server(self) -> ServerInfo:
@@ -1163,13 +1324,63 @@ class Client:
         return _sweep(self, dry_run=dry_run, images=images, all_namespaces=all_namespaces)
 
 
-def _close_unclosed(connection: _rpc.Connection, address: str) -> None:
-    import warnings
+# Root clients not yet closed, for the exit hook below.
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_exit_hook: list[bool] = []
 
-    if not connection.closed:
-        warnings.warn(
-            f"unclosed containerd Client for {address}; use `with Client(...)` or call close()",
-            ResourceWarning,
-            stacklevel=2,
+
+def _watch_exit(client: Client) -> None:
+    """Have :func:`_at_exit` report ``client`` if it is still open when the interpreter exits."""
+    _open_clients.add(client)
+    if not _exit_hook:
+        # Registered after the first finalizer (atexit runs last-in first): the
+        # hook runs before weakref's own exit pass would run the finalizers.
+        import atexit
+
+        atexit.register(_at_exit)
+        _exit_hook.append(True)
+
+
+def _at_exit() -> None:
+    """Run the finalizers of clients still open, where a person sees what they say.
+
+    A Jupyter kernel's ``sys.stderr`` sends to the notebook, which is gone
+    when the kernel shuts down: the warnings go to the process's own stderr
+    (the kernel's log, the terminal that started it) instead.
+    """
+    clients = [c for c in list(_open_clients) if c._finalizer.alive]
+    if not clients:
+        return
+    real = sys.__stderr__
+    saved = sys.stderr
+    if real is not None and saved is not real:
+        sys.stderr = real
+    try:
+        for client in clients:
+            client._finalizer()
+    finally:
+        sys.stderr = saved
+
+
+def _close_unclosed(
+    connection: _rpc.Connection, address: str, created: dict[tuple[str, str], _Created]
+) -> None:
+    """The finalizer of an unclosed Client (collected, or the interpreter exiting): no RPC."""
+    if connection.closed:
+        return
+    warnings.warn(
+        f"unclosed containerd Client for {address}; use `with Client(...)` or call close()",
+        UnclosedClientWarning,
+        stacklevel=2,
+    )
+    left = list(created)
+    if left:
+        logger.warning(
+            "containerd Client for %s was not closed and %d container(s) it created were not deleted "
+            "(they stay in containerd; running ones keep running): %s. Use `with` blocks or "
+            "client.close(cleanup=True); a later client.sweep() removes them once this process is gone.",
+            address,
+            len(left),
+            ", ".join(f"{ns}/{cid}" for ns, cid in left),
         )
-        connection.close()
+    connection.close()

@@ -195,6 +195,13 @@ class ContainerInfo:
             spec=spec,
         )
 
+    def __repr__(self) -> str:
+        # The spec and labels can run to pages: a repr names the record only.
+        return (
+            f"<ContainerInfo {self.id!r} image={self.image[:100]!r} runtime={self.runtime!r} "
+            f"labels={len(self.labels)}>"
+        )
+
 
 #: How deep cleanup descends into a FIFO folder (they hold FIFOs, not trees).
 _MAX_BUNDLE_DEPTH = 4
@@ -395,6 +402,34 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<Container {self.id!r} namespace={self._client.namespace_name!r}>"
+
+    def _glance_rows(self, task: Task | None = None) -> list[tuple[str, str]]:
+        """The rows of this container's (or its task's) notebook repr; at most one short RPC."""
+        from containerd_client import _html
+        from containerd_client.tasks import quick_state, state_rows
+
+        task = task or self._task
+        if self._deleted:
+            rows = state_rows("deleted", 0, None)
+        elif task is not None:
+            rows = task._glance_rows()
+        else:
+            rows = state_rows(*quick_state(self._client, self.id))
+        info = self._info
+        ports = ", ".join(f"{p.host_ip}:{p.host_port}→{p.container_port}/{p.protocol}" for p in self.ports)
+        rows += [
+            ("image", _html.esc(_html.shorten(info.image, 80) or "-")),
+            ("ports", _html.esc(ports) if ports else "-"),
+            ("network", _html.esc(self.network or "none")),
+            ("age", _html.esc(_html.age(info.created_at))),
+            ("namespace", _html.code(self._client.namespace_name)),
+        ]
+        return rows
+
+    def _repr_html_(self) -> str:
+        from containerd_client import _html
+
+        return _html.card("Container", self.id, self._glance_rows())
 
     # -- network ------------------------------------------------------------------
 
@@ -871,11 +906,16 @@ class Container:
                 )
             (self._task or self.task()).force_delete()
         self._client.call(api.Containers.Delete, containers_pb2.DeleteContainerRequest(id=self.id))
-        self._deleted = True
+        self._mark_deleted()
         if snapshot and self._info.snapshot_key:
             self._remove_snapshot()
         self._remove_bundle()
         self._detach_network()
+
+    def _mark_deleted(self) -> None:
+        self._deleted = True
+        if self._owned:
+            self._client._forget_created(self)
 
     def _remove_snapshot(self) -> None:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
@@ -971,7 +1011,7 @@ class Container:
         try:
             self.delete(force=True)
         except NotFoundError:
-            self._deleted = True
+            self._mark_deleted()
             self._remove_bundle()
         except UnavailableError:
             self._defer_cleanup()
@@ -990,7 +1030,7 @@ class Container:
         a container created later under the same id is left alone.
         """
         info, state_root = self._info, self._state_root
-        self._deleted = True  # from here on the deferred job owns the deletion
+        self._mark_deleted()  # from here on the deferred job owns the deletion
 
         def delete(view: Client) -> None:
             try:
@@ -1094,6 +1134,7 @@ def create_container(
             _give_up_network(pending)
         raise
     container._pending_network = pending
+    client._note_created(container)
     return container
 
 

@@ -319,6 +319,10 @@ _SEEN_EXITS = 8192
 EXEC_DELETE_TIMEOUT = 10.0
 
 
+#: How many of the last events :meth:`EventDispatcher.recent` keeps.
+RECENT_EVENTS = 50
+
+
 class EventDispatcher:
     """The client's event machinery; get it as ``client.events``.
 
@@ -361,6 +365,8 @@ class EventDispatcher:
         self._attempt = 0
         self._sync_timer: threading.Timer | None = None
         self._synced_attempts: set[int] = set()
+        # The last events dispatched, for a look at a glance (notebook repr, debugging).
+        self._recent: collections.deque[Event] = collections.deque(maxlen=RECENT_EVENTS)
 
     # -- registration ---------------------------------------------------------------
 
@@ -487,6 +493,49 @@ class EventDispatcher:
         """How many times the subscription was re-established after a failure."""
         return self._reconnects
 
+    def recent(self, limit: int | None = None) -> list[Event]:
+        """The last events dispatched (at most :data:`RECENT_EVENTS`), oldest first.
+
+        Every event of the subscription is kept, whether a handler wanted it
+        or not, and each exit once. The dispatcher records events only while
+        it runs: it starts with the first handler, ``on_exit`` or
+        :meth:`start`.
+        """
+        with self._dispatch_lock:
+            events = list(self._recent)
+        return events if limit is None else events[-limit:] if limit > 0 else []
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "running" if self.running else "stopped"
+        return f"<EventDispatcher {state} recent={len(self._recent)} reconnects={self._reconnects}>"
+
+    def _repr_html_(self) -> str:
+        from containerd_client import _html
+
+        def detail(event: Event) -> str:
+            text = (
+                _html.exit_badge(int(event.payload.exit_status))
+                if isinstance(event.payload, TaskExit)
+                else ""
+            )
+            return text + (" <i>synthesized</i>" if event.synthesized else "")
+
+        rows = [
+            (
+                _html.esc(e.timestamp.strftime("%H:%M:%S.%f")[:-3] if e.timestamp else "-"),
+                _html.code(e.namespace),
+                _html.esc(e.topic),
+                _html.code(e.container_id) if e.container_id else "",
+                detail(e),
+            )
+            for e in self.recent(20)
+        ]
+        state = "connected" if self.connected else "running" if self.running else "stopped"
+        title = f"Events ({state}; last {len(rows)} of {RECENT_EVENTS} kept)"
+        return _html.grid(
+            ("time", "namespace", "topic", "container", ""), rows, title=title, empty="no events yet"
+        )
+
     # -- reader ---------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -608,6 +657,7 @@ class EventDispatcher:
         if kind is EventKind.EXIT:
             if not self._first_exit(event):
                 return
+            self._recent.append(event)
             key = (ns, cid, "" if event.is_init else event.process_id)
             pid = int(getattr(event.payload, "pid", 0))
             with self._lock:
@@ -615,7 +665,9 @@ class EventDispatcher:
                 # started since (its START came first on the live stream).
                 if pid == 0 or self._running.get(key, pid) == pid:
                     self._running.pop(key, None)
-        elif isinstance(event.payload, TaskStart):
+        else:
+            self._recent.append(event)
+        if isinstance(event.payload, TaskStart):
             with self._lock:
                 self._running[(ns, cid, "")] = int(event.payload.pid)
         elif isinstance(event.payload, TaskExecStarted):

@@ -81,6 +81,7 @@ from containerd_client.types import Descriptor, Platform
 
 if TYPE_CHECKING:
     from containerd_client.client import Client
+    from containerd_client.pull import ProgressCallback
 
 __all__ = [
     "ANNOTATION_IMAGE_NAME",
@@ -147,6 +148,37 @@ class PlatformNotFoundError(NotFoundError):
     """The image has no manifest for the platform asked for."""
 
 
+class _Progress:
+    """Reports one operation's bytes to a progress callback (never raises)."""
+
+    def __init__(self, callback: ProgressCallback | None, ref: str, total: int) -> None:
+        self.callback = callback
+        self.ref = ref
+        self.total = total
+        self.done = 0
+
+    def emit(self, status: str) -> None:
+        if self.callback is None:
+            return
+        from containerd_client.pull import ProgressEvent
+
+        try:
+            self.callback(ProgressEvent(self.ref, self.done, self.total, status, "client"))
+        except Exception:
+            logger.warning("progress callback failed", exc_info=True)
+
+    def add(self, nbytes: int, status: str) -> None:
+        self.done += nbytes
+        self.emit(status)
+
+    def counted(self, chunks: Iterator[bytes], status: str) -> Iterator[bytes]:
+        for chunk in chunks:
+            # Counted when handed over: a reader that stops at the blob's
+            # size never asks for more, so a count after the yield would be lost.
+            self.add(len(chunk), status)
+            yield chunk
+
+
 @attrs.frozen
 class Image:
     """An image record: a name pointing at a root descriptor (index or manifest)."""
@@ -156,6 +188,24 @@ class Image:
     labels: Mapping[str, str] = attrs.field(factory=dict)
     created_at: _dt.datetime | None = None
     updated_at: _dt.datetime | None = None
+
+    def __repr__(self) -> str:
+        from containerd_client._html import short_digest, shorten
+
+        return f"<Image {shorten(self.name, 100)!r} {short_digest(self.target.digest)}>"
+
+    def _repr_html_(self) -> str:
+        from containerd_client import _html
+
+        media = self.target.media_type
+        kind = "index" if media in _INDEX_TYPES else "manifest" if media in _MANIFEST_TYPES else media
+        rows = [
+            ("digest", _html.code(_html.short_digest(self.target.digest, 16))),
+            ("kind", _html.esc(_html.shorten(kind, 80))),
+            ("created", _html.esc(_html.age(self.created_at)) + " ago" if self.created_at else "-"),
+            ("labels", _html.esc(len(self.labels))),
+        ]
+        return _html.card("Image", _html.shorten(self.name, 120), rows)
 
     @classmethod
     def _from_proto(cls, msg: Any) -> Image:
@@ -900,6 +950,7 @@ class ImageStore:
         unpack: bool = True,
         snapshotter: str = DEFAULT_SNAPSHOTTER,
         max_uncompressed: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> builtins.list[Image]:
         """Import an OCI image layout tar or a ``docker save`` tar.
 
@@ -927,6 +978,10 @@ class ImageStore:
                 on the way into its temporary copy. By default 100 times the
                 compressed size (at least 64 MiB, at most 64 GiB); for a stream
                 that cannot seek, 100 times what was read so far.
+            progress: Called with a :class:`~containerd_client.pull.ProgressEvent`
+                (ref ``"import <archive>"``, bytes stored of the blobs' total)
+                after each blob, then ``"unpacking"`` and ``"complete"``; see
+                :func:`~containerd_client.pull.tqdm_progress`.
 
         Returns:
             The images created, in archive order.
@@ -963,10 +1018,15 @@ class ImageStore:
                 raise ArchiveError("not an image archive: no index.json or manifest.json")
             named = _name_entries(plan, name)
             nbytes = sum(blob.desc.size for blob in plan.blobs.values())
+            label = os.path.basename(os.fspath(src)) if isinstance(src, str | os.PathLike) else "archive"
+            report = _Progress(progress, f"import {label}", nbytes)
             with self._leased(sync=True, nbytes=2 * nbytes if unpack else nbytes):
+                report.emit("importing")
                 for blob in plan.blobs.values():
                     self._import_blob(arc, blob)
+                    report.add(blob.desc.size, "importing")
                 if unpack:
+                    report.emit("unpacking")
                     seen: set[str] = set()
                     for _, target in named:
                         if target.digest not in seen:
@@ -975,6 +1035,7 @@ class ImageStore:
                 images = [
                     self.create(image_name, target, _session_label=True) for image_name, target in named
                 ]
+        report.emit("complete")
         logger.debug("imported %s", ", ".join(i.name for i in images))
         return images
 
@@ -995,7 +1056,11 @@ class ImageStore:
     # -- export --------------------------------------------------------------------
 
     def export(
-        self, dest: str | os.PathLike[str] | IO[bytes], *names: str, platform: PlatformLike = None
+        self,
+        dest: str | os.PathLike[str] | IO[bytes],
+        *names: str,
+        platform: PlatformLike = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         """Write images as an OCI image layout tar.
 
@@ -1010,6 +1075,10 @@ class ImageStore:
             names: The images to export.
             platform: Only export this platform's manifests of multi-platform
                 images; ``None`` exports every platform whose content is present.
+            progress: Called with a :class:`~containerd_client.pull.ProgressEvent`
+                (ref ``"export"``, bytes written of the blobs' total) as the
+                blobs are written, then ``"complete"``; see
+                :func:`~containerd_client.pull.tqdm_progress`.
 
         Raises:
             NotFoundError: An image, or content it needs, is missing.
@@ -1034,6 +1103,8 @@ class ImageStore:
         index = _json_bytes_go(
             {"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": manifests}
         )
+        report = _Progress(progress, "export", sum(d.size for d in blobs.values()))
+        report.emit("exporting")
         if isinstance(dest, str | os.PathLike):
             path = os.fspath(dest)
             fd, tmp = tempfile.mkstemp(
@@ -1041,14 +1112,15 @@ class ImageStore:
             )
             try:
                 with os.fdopen(fd, "wb") as out:
-                    self._write_layout(out, index, blobs)
+                    self._write_layout(out, index, blobs, report)
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
         else:
-            self._write_layout(dest, index, blobs)
+            self._write_layout(dest, index, blobs, report)
+        report.emit("complete")
 
     def _collect(
         self, desc: Descriptor, want: Platform | None, blobs: dict[str, Descriptor], *, depth: int
@@ -1079,7 +1151,9 @@ class ImageStore:
             for layer in _descriptors(doc, "layers", what):
                 self._collect(layer, want, blobs, depth=depth + 1)
 
-    def _write_layout(self, out: IO[bytes], index: bytes, blobs: Mapping[str, Descriptor]) -> None:
+    def _write_layout(
+        self, out: IO[bytes], index: bytes, blobs: Mapping[str, Descriptor], report: _Progress
+    ) -> None:
         # Stream mode: the destination need not seek, and no blob is held whole.
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
@@ -1096,7 +1170,8 @@ class ImageStore:
                         f"its descriptor says {desc.size}"
                     )
                 member = _tar_info(_blob_member(desc.digest), desc.size)
-                reader = io.BufferedReader(IterReader(self._content.read(desc.digest)), buffer_size=1 << 20)
+                chunks = report.counted(self._content.read(desc.digest), "exporting")
+                reader = io.BufferedReader(IterReader(chunks), buffer_size=1 << 20)
                 with contextlib.closing(reader):
                     tar.addfile(member, reader)
 

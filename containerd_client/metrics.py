@@ -13,10 +13,13 @@ from typing import Any
 
 import attrs
 
-from containerd_client import _typeurl
+from containerd_client import _html, _typeurl
 from containerd_client._convert import from_timestamp
 
 __all__ = ["CPUStats", "MemoryStats", "Metrics", "PidsStats", "from_proto"]
+
+# cgroups report "no limit" as the largest page-aligned 64-bit value (or max int64).
+_UNLIMITED = 1 << 62
 
 
 @attrs.frozen
@@ -61,6 +64,35 @@ class Metrics:
     memory: MemoryStats | None
     pids: PidsStats | None
     raw: Any = attrs.field(repr=False, eq=False)
+
+    def __repr__(self) -> str:
+        parts = [f"<Metrics {self.id[:64]!r}"]
+        if self.cpu is not None:
+            parts.append(f"cpu={self.cpu.usage_ns / 1e9:.3f}s")
+        if self.memory is not None:
+            parts.append(f"mem={_html.human_bytes(self.memory.usage)}")
+        if self.pids is not None:
+            parts.append(f"pids={self.pids.current}")
+        return " ".join(parts) + f" cgroup=v{self.cgroup_version}>"
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, str]] = []
+        if self.cpu is not None:
+            c = self.cpu
+            cpu = f"{c.usage_ns / 1e9:.3f} s (user {c.user_ns / 1e9:.3f} s, kernel {c.kernel_ns / 1e9:.3f} s)"
+            if c.throttled_periods:
+                cpu += f", throttled {c.throttled_periods}/{c.periods} periods"
+            rows.append(("cpu", _html.esc(cpu)))
+        if self.memory is not None:
+            m = self.memory
+            limit = "unlimited" if not m.limit or m.limit >= _UNLIMITED else _html.human_bytes(m.limit)
+            rows.append(("memory", _html.esc(f"{_html.human_bytes(m.usage)} of {limit}")))
+        if self.pids is not None:
+            p = self.pids
+            rows.append(("pids", _html.esc(f"{p.current}" + (f" of {p.limit}" if p.limit else ""))))
+        rows.append(("sampled", _html.esc(_html.age(self.timestamp)) + " ago" if self.timestamp else "-"))
+        rows.append(("cgroup", _html.esc(f"v{self.cgroup_version}")))
+        return _html.card("Metrics", self.id, rows)
 
 
 def from_proto(metric: Any) -> Metrics:

@@ -871,18 +871,27 @@ class _TransferPull:
 # -- progress display -------------------------------------------------------------------
 
 
-class TqdmProgress:
-    """A progress callback drawing one tqdm bar per blob; log lines without tqdm.
+#: Statuses after which a blob (or a whole operation) is finished: its bar is
+#: filled and closed, and stays on screen.
+_FINISHED = frozenset({"done", "exists", "complete", "already exists", "saved", "unpacked", "extracted"})
 
-    Use as a context manager (or call :meth:`close`) to close the bars.
+
+class TqdmProgress:
+    """A progress callback drawing one tqdm bar per blob (pull) or operation (import, export).
+
+    Uses ``tqdm.auto``: widgets in a notebook (with ipywidgets), text in a
+    terminal. Finished bars are filled to their total and kept on screen
+    (``leave=True``; pass ``leave=False`` to erase them). Without tqdm, steps
+    are logged at INFO level instead. Use as a context manager (or call
+    :meth:`close`) to close the bars still open.
     """
 
     def __init__(self, **tqdm_kwargs: Any) -> None:
         try:
-            self._tqdm: Any = importlib.import_module("tqdm").tqdm
+            self._tqdm: Any = importlib.import_module("tqdm.auto").tqdm
         except ImportError:
             self._tqdm = None
-        self._kwargs = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False, **tqdm_kwargs}
+        self._kwargs = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": True, **tqdm_kwargs}
         self._bars: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -900,18 +909,22 @@ class TqdmProgress:
     def __call__(self, event: ProgressEvent) -> None:
         with self._lock:
             if self._tqdm is None:
-                if event.status != "downloading":
+                if event.status not in ("downloading", "importing", "exporting"):
                     logger.info("%s: %s", event.ref, event.status)
                 return
             if not event.total_bytes:
                 return
+            finished = event.status in _FINISHED
             bar = self._bars.get(event.ref)
             if bar is None:
                 label = event.ref.split(":", 1)[-1][:12] if "sha256:" in event.ref else event.ref
                 bar = self._bars[event.ref] = self._tqdm(total=event.total_bytes, desc=label, **self._kwargs)
-            if event.done_bytes > bar.n:
-                bar.update(event.done_bytes - bar.n)
-            if event.status in ("done", "exists", "complete", "already exists"):
+            # A finished blob is all there even when the event says 0 bytes
+            # ("exists", the daemon's "complete"): the bar shows 100%, not 0%.
+            done = event.total_bytes if finished else event.done_bytes
+            if done > bar.n:
+                bar.update(done - bar.n)
+            if finished:
                 bar.close()
                 del self._bars[event.ref]
 
@@ -924,10 +937,11 @@ class TqdmProgress:
 
 
 def tqdm_progress(**tqdm_kwargs: Any) -> TqdmProgress:
-    """A progress callback for :func:`pull` that draws tqdm bars.
+    """A progress callback that draws tqdm bars, for :func:`pull`, ``import_archive`` and ``export``.
 
     tqdm is an optional extra (``pip install containerd-client[progress]``);
-    without it, steps are logged at INFO level instead.
+    without it, steps are logged at INFO level instead. Keyword arguments go
+    to each ``tqdm.auto.tqdm`` bar (``leave=False`` erases finished bars).
     """
     return TqdmProgress(**tqdm_kwargs)
 

@@ -188,6 +188,21 @@ class ExecResult:
         """Whether the command exited with status 0."""
         return self.exit_code == 0
 
+    def __repr__(self) -> str:
+        def cut(data: bytes) -> str:
+            return repr(data[:60]) + (f"...({len(data)} bytes)" if len(data) > 60 else "")
+
+        return f"ExecResult(exit_code={self.exit_code}, stdout={cut(self.stdout)}, stderr={cut(self.stderr)})"
+
+    def _repr_html_(self) -> str:
+        from containerd_client import _html
+
+        rows = [("exit", _html.exit_badge(self.exit_code))]
+        for name, data in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if data:
+                rows.append((name, _html.pre(data)))
+        return _html.card("ExecResult", f"exit {self.exit_code}", rows)
+
 
 def _default_io(
     stdin: cio.StdinSource | None, stdout: cio.OutputSink, stderr: cio.OutputSink, terminal: bool
@@ -831,6 +846,27 @@ class _ProcessBase:
         elif self._io is not None:
             self._io.close()
 
+    # -- display -------------------------------------------------------------------
+
+    def _glance(self) -> tuple[str, int, int | None]:
+        """``(status, pid, exit code)`` for a repr: what is known, else one short ``Tasks.Get``.
+
+        Never raises and never waits longer than :data:`REPR_TIMEOUT`; when
+        the daemon does not answer in time, what this object last knew, marked
+        ``(last known)``.
+        """
+        known = self.exit_status
+        if known is not None:
+            return ("deleted" if self._deleted is not None else "stopped"), self._pid, known.exit_code
+        status, pid, code = quick_state(self._client, self._container_id, self._exec_id, pid=self._pid)
+        if status == "unknown":
+            # No answer in time (a busy or absent daemon): what this object last knew.
+            return ("running" if self._started else "created") + " (last known)", self._pid, None
+        return status, pid, code
+
+    def _glance_rows(self) -> list[tuple[str, str]]:
+        return state_rows(*self._glance())
+
 
 @attrs.frozen
 class _ProcessState:
@@ -867,6 +903,46 @@ def get_process_state(client: Client, container_id: str, exec_id: str = "") -> _
     )
 
 
+#: The deadline of the one call a notebook repr may make (then it shows "unknown").
+REPR_TIMEOUT = 1.0
+
+
+def quick_state(
+    client: Client, container_id: str, exec_id: str = "", *, pid: int = 0
+) -> tuple[str, int, int | None]:
+    """``(status, pid, exit code)`` of a task or exec for a repr; never raises.
+
+    One ``Tasks.Get`` with a :data:`REPR_TIMEOUT` deadline and no retry: a
+    closed client, an absent daemon or any error gives ``"unknown"``, a
+    missing task ``"no task"``. ``pid`` is shown when the daemon gives none.
+    """
+    from containerd_client._html import UNKNOWN
+    from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
+
+    if client.closed:
+        return UNKNOWN, pid, None
+    req = tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id)
+    try:
+        p = client._caller.call(api.Tasks.Get, req, timeout=REPR_TIMEOUT).process
+    except NotFoundError:
+        return "no task", pid, None
+    except Exception:  # a repr must not raise, whatever went wrong
+        return UNKNOWN, pid, None
+    status = _STATUS_BY_NUMBER.get(p.status, TaskStatus.UNKNOWN)
+    code = int(p.exit_status) if status is TaskStatus.STOPPED else None
+    return status.value, int(p.pid) or pid, code
+
+
+def state_rows(status: str, pid: int, code: int | None) -> list[tuple[str, str]]:
+    """The status, pid and exit rows of a repr card (see :func:`containerd_client._html.card`)."""
+    from containerd_client import _html
+
+    rows = [("status", _html.badge(status)), ("pid", _html.esc(pid or "-"))]
+    if code is not None:
+        rows.append(("exit", _html.exit_badge(code)))
+    return rows
+
+
 class Process(_ProcessBase):
     """An exec process inside a running task.
 
@@ -890,6 +966,12 @@ class Process(_ProcessBase):
 
     def __repr__(self) -> str:
         return f"<Process {self._exec_id!r} of {self._container_id!r} pid={self._pid}>"
+
+    def _repr_html_(self) -> str:
+        from containerd_client import _html
+
+        rows = [("container", _html.code(self._container_id)), *self._glance_rows()]
+        return _html.card("Process", self._exec_id, rows)
 
     def start(self) -> None:
         """Start the exec'd process.
@@ -1088,6 +1170,11 @@ class Task(_ProcessBase):
 
     def __repr__(self) -> str:
         return f"<Task {self._container_id!r} pid={self._pid}>"
+
+    def _repr_html_(self) -> str:
+        from containerd_client import _html
+
+        return _html.card("Task", self._container_id, self._container._glance_rows(self))
 
     def _exit_check_needed(self, status: ExitStatus) -> bool:
         # An OOM kill is a SIGKILL: only then can the flag be unknown, and only

@@ -21,9 +21,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import io
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +41,7 @@ from containerd_client import Client, cio, errors
 from containerd_client._registry import InvalidReferenceError
 from containerd_client.content import ContentStore, Platform
 from containerd_client.images import ImageStore, PlatformNotFoundError, chain_ids
-from containerd_client.pull import ProgressEvent, PullOptions, pull, pull_detailed
+from containerd_client.pull import ProgressEvent, PullOptions, pull, pull_detailed, tqdm_progress
 from containerd_client.snapshots import SnapshotStore
 from containerd_client.testing import ContainerdDaemon, ImageArchive, build_busybox_archive
 from containerd_client.testing._proxy import ForwardProxy
@@ -331,6 +333,37 @@ def test_client_path_pull_again_reuses_content(c16: Client, registries: Registri
     assert [e.status for e in events if e.ref == layer] == ["exists"]
 
 
+def kept_bars(screen: str) -> list[str]:
+    """The lines a terminal shows after tqdm wrote ``screen`` (it moves up with ESC[A, erases with spaces)."""
+    lines, row, col = [""], 0, 0
+    for token in re.split(r"(\r|\n|\x1b\[A)", screen):
+        if token == "\r":
+            col = 0
+        elif token == "\n":
+            row, col = row + 1, 0
+            lines += [""] * (row + 1 - len(lines))
+        elif token == "\x1b[A":
+            row = max(row - 1, 0)
+        elif token:
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + token + line[col + len(token) :]
+            col += len(token)
+    return [line.rstrip() for line in lines if line.strip()]
+
+
+def test_client_path_progress_bars_end_full_and_stay(c16: Client, registries: Registries) -> None:
+    pytest.importorskip("tqdm")
+    ref = registries.ref(registries.plain)
+    label = registries.archive.layer_digests[0].split(":", 1)[1][:12]
+    for _ in ("fetched", "already there"):
+        screen = io.StringIO()
+        with tqdm_progress(file=screen, ascii=True) as bars:
+            pull(c16, ref, PullOptions(progress=bars))
+        layer_bars = [bar for bar in kept_bars(screen.getvalue()) if bar.startswith(label)]
+        assert layer_bars, screen.getvalue()
+        assert all("100%" in bar for bar in layer_bars), screen.getvalue()
+
+
 def test_client_path_basic_auth(
     c16: Client, registries: Registries, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -454,6 +487,19 @@ def test_transfer_path_plain_http_and_run(c2: Client, registries: Registries) ->
     assert done
     assert done[-1].done_bytes == done[-1].total_bytes > 0
     assert run_echo(c2, registries.archive, "pulled-2") == b"pulled-2\n"
+
+
+def test_transfer_path_progress_bars_end_full_and_stay(c2: Client, registries: Registries) -> None:
+    pytest.importorskip("tqdm")
+    screen = io.StringIO()
+    with tqdm_progress(file=screen, ascii=True) as bars:
+        pull(c2, registries.ref(registries.plain), PullOptions(progress=bars))
+    label = registries.archive.layer_digests[0].split(":", 1)[1][:12]
+    # The daemon reports a blob's bytes only when it is complete; tqdm may draw
+    # a finished bar twice when bars below it close later.
+    layer_bars = [bar for bar in kept_bars(screen.getvalue()) if bar.startswith(label)]
+    assert layer_bars, screen.getvalue()
+    assert all("100%" in bar for bar in layer_bars), screen.getvalue()
 
 
 def test_transfer_path_basic_auth(

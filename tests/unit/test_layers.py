@@ -46,6 +46,7 @@ LAYER_OF: dict[str, str] = {
     "_features": "foundations",
     "metrics": "foundations",
     "_socket": "foundations",
+    "_html": "foundations",
     # the gRPC wrapper and its retry policy
     "_rpc": "rpc",
     "_retry": "rpc",
