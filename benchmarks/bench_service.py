@@ -359,7 +359,8 @@ IMAGE = {image!r}
 @pytest.fixture(scope="session")
 def client():
     config = NetworkConfig(
-        subnet={subnet!r}, bridge={bridge!r}, port_forwarding=os.environ["BENCH_FORWARDING"]
+        subnet={subnet!r}, bridge={bridge!r}, port_forwarding=os.environ["BENCH_FORWARDING"],
+        namespace_pool=int(os.environ["BENCH_NETNS_POOL"]),
     )
     with Client(
         os.environ["BENCH_ADDRESS"], os.environ["BENCH_NAMESPACE"],
@@ -482,6 +483,14 @@ def main() -> int:
         help="ours: published ports through the in-process proxy (default; the pytest plugin's "
         "networks use it) or the portmap CNI plugin's iptables DNAT",
     )
+    parser.add_argument(
+        "--netns-pool",
+        type=int,
+        default=4,
+        help="ours: attached network namespaces kept for the next service (NetworkConfig."
+        "namespace_pool; default 4, as the pytest plugin's session client; 0 attaches each anew; "
+        "pooling needs --forwarding proxy)",
+    )
     args = parser.parse_args()
     runs = args.runs or (6 if args.quick else 20)
     suite_runs = args.suite_runs or (1 if args.quick else 3)
@@ -514,7 +523,10 @@ def main() -> int:
             env.namespace,
             state_dir=env.state_dir,
             network_config=NetworkConfig(
-                subnet=NET_SUBNET, bridge=NET_BRIDGE, port_forwarding=args.forwarding
+                subnet=NET_SUBNET,
+                bridge=NET_BRIDGE,
+                port_forwarding=args.forwarding,
+                namespace_pool=args.netns_pool,
             ),
             background_teardown=args.teardown == "background",
         ) as client,
@@ -604,7 +616,8 @@ def main() -> int:
                 ),
             ],
             title=f"one service, {warmup} warm-up + {runs} each, alternating, "
-            f"ours' teardown {args.teardown}, ports by {args.forwarding} "
+            f"ours' teardown {args.teardown}, ports by {args.forwarding}, "
+            f"netns pool {args.netns_pool} "
             f"(load {load_before:.1f} -> {load_after:.1f})",
         )
         print()
@@ -634,6 +647,7 @@ def main() -> int:
             "BENCH_STATE": env.state_dir,
             "BENCH_TEARDOWN": args.teardown,
             "BENCH_FORWARDING": args.forwarding,
+            "BENCH_NETNS_POOL": str(args.netns_pool),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         our_phases: dict[str, list[float]] = {}
@@ -664,7 +678,7 @@ def main() -> int:
                 ),
             ],
             title="whole nested `python -m pytest` runs (start, collection, 30 services), alternating, "
-            f"ours' teardown {args.teardown}, ports by {args.forwarding}",
+            f"ours' teardown {args.teardown}, ports by {args.forwarding}, netns pool {args.netns_pool}",
         )
         print(
             "each run (s): ours "

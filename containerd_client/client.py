@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from containerd_client.events import EventDispatcher, Subscription
     from containerd_client.images import Image, ImageStore
     from containerd_client.network import NetworkConfig
+    from containerd_client.network._pool import NamespacePool
     from containerd_client.pull import ProgressCallback, PullOptions, Via
     from containerd_client.snapshots import SnapshotStore
     from containerd_client.spec import Command, SpecOpt
@@ -331,6 +332,8 @@ class Client:
         self._label_session = session_label
         # Created on the first background teardown (no thread before that).
         self._teardown: TeardownPool | None = None
+        # Attached network namespaces kept for reuse (NetworkConfig.namespace_pool).
+        self._netpool: NamespacePool | None = None
         self._teardown_failures: builtins.list[TeardownFailure] = []
         # Live task/exec objects of this client (and its views), for the event
         # dispatcher: exits complete their waits, reconciliation asks about them.
@@ -385,7 +388,14 @@ class Client:
             return list(self._base._processes.items())
 
     def _note_created(self, container: Container) -> None:
-        """Remember a container this client created, until :meth:`_forget_created`."""
+        """Remember a container this client created, until :meth:`_forget_created`.
+
+        Not for a client made with ``session_label=False``: what it creates is
+        meant to outlive it (the command line's ``run -d``), so closing it with
+        those containers running is no leftover to warn about.
+        """
+        if not self._label_session:
+            return
         base = self._base
         entry = _Created(weakref.ref(container), container.info(), container._state_root)
         with base._lock:
@@ -560,6 +570,11 @@ class Client:
                 finally:
                     _in_teardown.reset(token)
         finally:
+            # After the teardowns, which give namespaces back: detach the kept ones.
+            with self._lock:
+                netpool, self._netpool = self._netpool, None
+            if netpool is not None:
+                netpool.close()
             # Also when the wait is interrupted (Ctrl-C): the channel still closes,
             # and a job still running fails with ClosedError (left to a sweep).
             dispatcher = self._dispatcher
@@ -640,6 +655,19 @@ class Client:
         from containerd_client import network as _network
 
         return self._network_config or _network.NetworkConfig()
+
+    def _netns_pool(self, *, create: bool = True) -> NamespacePool | None:
+        """The root's pool of attached network namespaces, if its config asks for one."""
+        base = self._base
+        size = base.network_config.namespace_pool
+        if size <= 0:
+            return None
+        with base._lock:
+            if base._netpool is None and create and base._state is not _State.CLOSED:
+                from containerd_client.network._pool import NamespacePool
+
+                base._netpool = NamespacePool(size)
+            return base._netpool
 
     @property
     def background_teardown(self) -> bool:

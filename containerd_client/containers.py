@@ -454,8 +454,12 @@ class Container:
                 return port.host_port
         raise NotFoundError(f"port {container_port}/{protocol} of container {self.id} is not published")
 
-    def _detach_network(self) -> None:
+    def _detach_network(self, *, reuse: bool = False) -> None:
         """Run CNI DEL and remove the namespace, if the SDK attached one here. Idempotent.
+
+        Args:
+            reuse: The container is deleted: a namespace from the client's pool
+                (``NetworkConfig.namespace_pool``) goes back to it, if it may.
 
         Raises:
             NetworkError: DEL or the namespace's removal failed.
@@ -463,8 +467,13 @@ class Container:
         pending, self._pending_network = self._pending_network, None
         if pending is not None:
             pending.join()  # DEL must not race ADD
-        if self.network is not None:
-            _network.detach(self._state_root, self._client.namespace_name, self.id)
+        if self.network is None:
+            return
+        root, ns = self._state_root, self._client.namespace_name
+        pool = self._client._netns_pool(create=False) if reuse else None
+        if pool is not None and _network.release_to_pool(pool, root, ns, self.id, self._info.spec):
+            return
+        _network.detach(root, ns, self.id)
 
     def _task_started(self) -> None:
         """Its task has just started: ports forwarded in process look for the server now."""
@@ -910,7 +919,8 @@ class Container:
         if snapshot and self._info.snapshot_key:
             self._remove_snapshot()
         self._remove_bundle()
-        self._detach_network()
+        # Deleted (its processes gone): a pooled namespace may serve the next container.
+        self._detach_network(reuse=True)
 
     def _mark_deleted(self) -> None:
         self._deleted = True
@@ -1106,9 +1116,9 @@ def create_container(
         net_opts.append(_spec.with_host_network())
     # The namespace exists from here; CNI ADD runs on a thread while the record
     # (and later the task) is created, and new_task waits for it.
-    pending = _network.start_attach(net) if net.kind == "cni" else None
+    pending = _network.start_attach(net, client._netns_pool()) if net.kind == "cni" else None
     if pending is not None:
-        net_opts.append(_spec.with_network_namespace(net.netns))
+        net_opts.append(_spec.with_network_namespace(pending.netns))
         net_labels[_network.NETWORK_LABEL] = net.name
         if pending.ports:
             net_labels[_network.PORTS_LABEL] = _network.ports_label(pending.ports)

@@ -50,6 +50,7 @@ import attrs
 from containerd_client.errors import ConflictError, InvalidArgumentError
 from containerd_client.network import _cni, _netns, _proxy
 from containerd_client.network._cni import DEFAULT_PLUGIN_DIRS, CNIError, NetworkError, PluginNotFoundError
+from containerd_client.network._pool import NamespacePool, Slot, new_slot_id, reusable
 
 __all__ = [
     "NETWORK_LABEL",
@@ -71,6 +72,7 @@ __all__ = [
     "plan",
     "ports_label",
     "record",
+    "release_to_pool",
     "start_attach",
     "task_started",
 ]
@@ -113,6 +115,11 @@ def _forwarding(_inst: object, _attr: object, value: str) -> None:
         raise InvalidNetworkError(f"port_forwarding must be 'portmap' or 'proxy', not {value!r}")
 
 
+def _pool_size(_inst: object, _attr: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1024:
+        raise InvalidNetworkError(f"namespace_pool must be a number from 0 to 1024, not {value!r}")
+
+
 def _plugin_dirs() -> tuple[str, ...]:
     env = os.environ.get("CNI_PATH")
     return tuple(p for p in env.split(":") if p) if env else DEFAULT_PLUGIN_DIRS
@@ -139,6 +146,10 @@ class NetworkConfig:
             plugin run to add or remove one, the host port held by a socket
             from the moment it is picked; the ports close with the process,
             which suits test services). UDP ports always use ``portmap``.
+        namespace_pool: How many attached network namespaces of deleted
+            containers a client keeps for its next ones (0: none). Only the
+            ``"bridge"`` network with ports forwarded by ``"proxy"`` is pooled;
+            see :mod:`containerd_client.network._pool` for what is reused.
     """
 
     subnet: str = attrs.field(default="10.213.0.0/16", validator=_subnet)
@@ -147,6 +158,7 @@ class NetworkConfig:
     plugin_dirs: tuple[str, ...] = attrs.field(factory=_plugin_dirs, converter=tuple)
     conf_dirs: tuple[str, ...] = attrs.field(default=("/etc/cni/net.d",), converter=tuple)
     port_forwarding: str = attrs.field(default="portmap", validator=_forwarding)
+    namespace_pool: int = attrs.field(default=0, validator=_pool_size)
 
 
 @attrs.frozen
@@ -181,6 +193,8 @@ class NetworkPlan:
     plugin_dirs: tuple[str, ...] = ()
     session: str = ""
     forwarding: str = "portmap"
+    # Attached through a namespace pool when the client has one (see _pool).
+    pooled: bool = False
 
     def proxied(self, port: PortMapping) -> bool:
         """Whether ``port`` is forwarded in this process (else by ``portmap``)."""
@@ -385,6 +399,7 @@ def plan(
         plugin_dirs=config.plugin_dirs,
         session=session,
         forwarding=forwarding,
+        pooled=config.namespace_pool > 0 and network == BRIDGE and not mapped,
     )
 
 
@@ -481,6 +496,8 @@ class PendingAttachment:
     def __init__(self, p: NetworkPlan, ports: tuple[PortMapping, ...], doc: dict[str, Any]) -> None:
         self.plan = p
         self.ports = ports
+        #: The namespace the container joins.
+        self.netns = getattr(self, "netns", p.netns)
         self._doc = doc
         self._result: Attachment | None = None
         self._error: BaseException | None = None
@@ -556,14 +573,20 @@ def _undo(p: NetworkPlan) -> None:
         logger.warning("undoing the network of %s failed", p.container_id, exc_info=True)
 
 
-def start_attach(p: NetworkPlan) -> PendingAttachment:
+def start_attach(p: NetworkPlan, pool: NamespacePool | None = None) -> PendingAttachment:
     """Reserve the ports, make the namespace, and start CNI ADD on a thread.
+
+    With a ``pool`` and a plan that may use one (:attr:`NetworkPlan.pooled`),
+    an idle attached namespace is taken from it instead (no CNI ADD), or a
+    new one is attached under an id of its own for the pool to keep later.
 
     Raises:
         PortInUseError: An explicit host port is published by another container of the SDK.
         ConflictError: The container already has an attachment record.
         NetworkError: The namespace could not be made (not root?); nothing is left.
     """
+    if pool is not None and p.pooled:
+        return _start_pooled(p, pool)
     record_file = _record_path(p.state_root, p.namespace, p.container_id)
     with _locked(p.state_root):
         if os.path.exists(record_file):
@@ -593,6 +616,123 @@ def start_attach(p: NetworkPlan) -> PendingAttachment:
     order = {(m.container_port, m.protocol): i for i, m in enumerate(p.ports)}
     ports = tuple(sorted(ports, key=lambda m: order[(m.container_port, m.protocol)]))
     return PendingAttachment(p, ports, doc)
+
+
+class _PooledAttachment(PendingAttachment):
+    """A container's attachment through a pooled namespace: taken idle, or being attached."""
+
+    def __init__(
+        self,
+        p: NetworkPlan,
+        ports: tuple[PortMapping, ...],
+        doc: dict[str, Any],
+        *,
+        slot: Slot | None,
+        inner: PendingAttachment | None,
+    ) -> None:
+        self._slot = slot
+        self._inner = inner
+        self.netns = slot.netns if slot is not None else inner.netns if inner is not None else p.netns
+        super().__init__(p, ports, doc)
+
+    def _run(self) -> None:
+        p = self.plan
+        try:
+            slot = self._slot
+            if slot is None:
+                assert self._inner is not None
+                attached = self._inner.wait()
+                slot = Slot(
+                    p.state_root,
+                    p.namespace,
+                    self._inner.plan.container_id,
+                    attached.netns,
+                    attached.ip_address or "",
+                    attached.result,
+                )
+            if not slot.address:
+                raise NetworkError(f"pooled network namespace {slot.slot_id} has no IP address")
+            proxied = {m.host_port: m.container_port for m in self.ports}
+            if proxied:
+                _proxy.forwarder().activate(
+                    _proxy_key(p), {host: (slot.address, port) for host, port in proxied.items()}
+                )
+            self._result = Attachment(p.name, slot.netns, self.ports, slot.address, slot.result)
+        except BaseException as exc:  # handed to wait(); the waiter detaches
+            self._error = exc
+
+
+def _start_pooled(p: NetworkPlan, pool: NamespacePool) -> PendingAttachment:
+    """:func:`start_attach` through ``pool``: the container's record points at the slot it uses."""
+    record_file = _record_path(p.state_root, p.namespace, p.container_id)
+    slot: Slot | None = None
+    with _locked(p.state_root):
+        if os.path.exists(record_file):
+            raise ConflictError(
+                f"container {p.container_id} already has a network attachment ({record_file}): "
+                "the id is in use, or a crashed process left it (network.detach removes it)"
+            )
+        try:
+            ports = _reserve_ports(p, _ports_taken(p.state_root))
+            slot = pool.take(p.state_root, p.namespace, p.name)
+            doc = _new_record(p, ports)
+            doc["slot"] = slot.slot_id if slot is not None else new_slot_id()
+            doc["conflist"] = {}
+            _write_json(record_file, doc)
+        except BaseException:
+            _proxy.release(_proxy_key(p))
+            if slot is not None and not pool.put(p.name, slot):
+                _undo(attrs.evolve(p, container_id=slot.slot_id))
+            raise
+    inner = None
+    if slot is None:
+        slot_id = str(doc["slot"])
+        slot_plan = attrs.evolve(
+            p,
+            container_id=slot_id,
+            ports=(),
+            netns=netns_path(p.state_root, p.namespace, slot_id),
+            pooled=False,
+        )
+        try:
+            inner = start_attach(slot_plan)
+        except BaseException:
+            _undo(p)  # the container's record and ports
+            raise
+    order = {(m.container_port, m.protocol): i for i, m in enumerate(p.ports)}
+    ports = tuple(sorted(ports, key=lambda m: order[(m.container_port, m.protocol)]))
+    return _PooledAttachment(p, ports, doc, slot=slot, inner=inner)
+
+
+def release_to_pool(
+    pool: NamespacePool, state_root: str, namespace: str, container_id: str, spec: Mapping[str, Any]
+) -> bool:
+    """Give a deleted container's pooled namespace back to ``pool`` instead of detaching it.
+
+    Only a namespace attached without error, of a container whose ``spec``
+    could not change it (:func:`~containerd_client.network._pool.reusable`),
+    while the pool has room. Its proxied ports are closed and its record removed.
+
+    Returns:
+        Whether the pool took it; if not, call :func:`detach`.
+    """
+    doc = record(state_root, namespace, container_id)
+    slot_id = None if doc is None else doc.get("slot")
+    if not slot_id or not reusable(spec):
+        return False
+    slot_doc = record(state_root, namespace, str(slot_id))
+    result = None if slot_doc is None else slot_doc.get("result")
+    address = _first_ip(result)
+    if slot_doc is None or not result or not address:
+        return False
+    _proxy.release((state_root, namespace, container_id))
+    slot = Slot(state_root, namespace, str(slot_id), str(slot_doc["netns"]), address, result)
+    assert doc is not None
+    if not pool.put(str(doc.get("network") or BRIDGE), slot):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_record_path(state_root, namespace, container_id))
+    return True
 
 
 def _mapping(m: PortMapping) -> dict[str, Any]:
@@ -704,6 +844,12 @@ def detach(state_root: str, namespace: str, container_id: str) -> bool:
     except ValueError:
         logger.warning("unreadable network record %s; removing only the namespace", record_file)
         doc = None
+    if doc is not None and doc.get("slot"):
+        # A container attached through a pooled namespace: detach that namespace.
+        detach(state_root, namespace, str(doc["slot"]))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(record_file)
+        return True
     found = doc is not None or os.path.lexists(netns)
     failure: BaseException | None = None
     if doc is not None:

@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
+import attrs
 import pytest
 
 from containerd_client import Client, network
@@ -71,6 +72,8 @@ LEAKS_OK_MARKER = "containerd_leaks_ok"
 
 _CALL_FAILED = pytest.StashKey[bool]()
 _PREVIOUS_SIGTERM = pytest.StashKey[object]()
+#: Attached network namespaces the session client keeps for the next services.
+SESSION_NETNS_POOL = 4
 #: ini option: the ``containerd`` fixture's client tears down in the background.
 BACKGROUND_TEARDOWN_INI = "containerd_background_teardown"
 
@@ -428,7 +431,9 @@ def containerd_session(containerd_daemon: ContainerdDaemon) -> Iterator[Client]:
     client = Client(
         containerd_daemon.address,
         _session_namespace(),
-        network_config=containerd_daemon.network_config,
+        # Services' network namespaces are kept attached for the next test's
+        # services (NetworkConfig.namespace_pool): no CNI ADD and DEL per test.
+        network_config=attrs.evolve(containerd_daemon.network_config, namespace_pool=SESSION_NETNS_POOL),
         background_teardown=True,
     )
     failures: list[TeardownFailure] = []

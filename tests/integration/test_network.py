@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import attrs
@@ -29,6 +30,7 @@ import pytest
 from containerd_client import Client, network, wait
 from containerd_client import spec as spec_opts
 from containerd_client.errors import NotFoundError
+from containerd_client.testing import ContainerdDaemon
 from containerd_client.testing._census import state_folder
 
 pytestmark = [
@@ -459,3 +461,58 @@ def test_run_with_bridge_network_sees_eth0(containerd: Client, tmp_path: Path, w
         containerd.run("example.invalid/never-pulled:1", ["true"], network="nosuch")
     assert containerd.containers() == []
     assert host_network_state(containerd) == before
+
+
+def test_a_pooled_namespace_serves_the_next_container_and_goes_at_close(
+    containerd_daemon: ContainerdDaemon, busybox_rootfs: str, www: Path
+) -> None:
+    from containerd_client.network import _pool
+
+    config = attrs.evolve(containerd_daemon.network_config, port_forwarding="proxy", namespace_pool=2)
+    namespace = f"pool-{uuid.uuid4().hex[:8]}"
+    client = Client(containerd_daemon.address, namespace, network_config=config)
+    warm_up = network.plan(
+        "bridge", None, config, state_root=_state_root(client), namespace=namespace, container_id="warm"
+    )
+    network.attach(warm_up)
+    network.detach(_state_root(client), namespace, "warm")
+    before = host_network_state(client)
+    seen = []
+    try:
+        for name in ("first", "second"):
+            with client.create_container(
+                name,
+                rootfs=busybox_rootfs,
+                args=HTTPD,
+                spec=[spec_opts.with_bind_mount(str(www), "/www", readonly=True)],
+                network="bridge",
+                ports={80: None},
+            ) as container:
+                seen.append(container.spec()["linux"]["namespaces"])
+                task = container.new_task()
+                task.start()
+                port = container.host_port(80)
+                task.wait_for(wait.http(port), timeout=10)
+                assert _wait_http(f"http://127.0.0.1:{port}/", time.monotonic() + 10) == (
+                    b"hello from a container\n"
+                )
+            pool = client._netns_pool(create=False)
+            assert pool is not None
+            assert len(pool.idle()) == 1  # kept, still attached
+        # The second container joined the namespace the first one left.
+        assert seen[0] == seen[1]
+        # One that may change its namespace does not give it back.
+        with client.create_container(
+            "admin",
+            rootfs=busybox_rootfs,
+            args=["sleep", "60"],
+            spec=[spec_opts.with_capabilities(add=["CAP_NET_ADMIN"])],
+            network="bridge",
+        ) as container:
+            assert container.spec()["linux"]["namespaces"] == seen[0]  # the pool's one was taken...
+            assert container.wait_network() is not None
+        assert pool.idle() == []  # ...and not given back
+        assert not _pool.reusable({"process": {"capabilities": {"bounding": ["CAP_NET_ADMIN"]}}})
+    finally:
+        client.close()
+    assert host_network_state(client) == before
