@@ -93,7 +93,13 @@ def test_nothing_left(containerd_session):
     assert "bundles" not in leaks, leaks
     assert not [s for s in leaks.get("snapshots", []) if any(i in s for i in SEEN)], leaks
     root = os.path.dirname(state_folder(containerd_session))
-    assert network.attachments(root, containerd_session.namespace_name) == []
+    # Only the network namespaces the session client keeps for its next services
+    # (detached when the session ends: the outer test checks that).
+    kept = [cid for _, cid in network.attachments(root, containerd_session.namespace_name)]
+    assert all(cid.startswith("ccnet-") for cid in kept), kept
+    assert len(kept) <= 4, kept
+    with open(os.path.join(os.environ["SERVICE_OUT"], "session"), "w") as f:
+        f.write(f"{root} {containerd_session.namespace_name}")
 """
 
 GONE = """
@@ -131,6 +137,9 @@ def test_service_fixture_in_a_users_suite(tmp_path: Path, containerd_daemon: Con
     assert proc.returncode == 0, out
     assert "4 passed" in proc.stdout, out
     assert (tmp_path / "out" / "term").read_text() == "term\n"
+    # The session's kept network namespaces went with it.
+    root, namespace = (tmp_path / "out" / "session").read_text().split()
+    assert network.attachments(root, namespace) == []
     # The daemon the plugin starts, named in the report header.
     assert f"containerd: {containerd_daemon.version} ({containerd_daemon.binary})" in proc.stdout, out
 
