@@ -589,11 +589,7 @@ def start_attach(p: NetworkPlan, pool: NamespacePool | None = None) -> PendingAt
         return _start_pooled(p, pool)
     record_file = _record_path(p.state_root, p.namespace, p.container_id)
     with _locked(p.state_root):
-        if os.path.exists(record_file):
-            raise ConflictError(
-                f"container {p.container_id} already has a network attachment ({record_file}): "
-                "the id is in use, or a crashed process left it (network.detach removes it)"
-            )
+        _refuse_existing(p, record_file)
         taken = _ports_taken(p.state_root)
         ports = _pick_ports(tuple(m for m in p.ports if not p.proxied(m)), taken)
         try:
@@ -667,11 +663,7 @@ def _start_pooled(p: NetworkPlan, pool: NamespacePool) -> PendingAttachment:
     record_file = _record_path(p.state_root, p.namespace, p.container_id)
     slot: Slot | None = None
     with _locked(p.state_root):
-        if os.path.exists(record_file):
-            raise ConflictError(
-                f"container {p.container_id} already has a network attachment ({record_file}): "
-                "the id is in use, or a crashed process left it (network.detach removes it)"
-            )
+        _refuse_existing(p, record_file)
         try:
             ports = _reserve_ports(p, _ports_taken(p.state_root))
             slot = pool.take(p.state_root, p.namespace, p.name)
@@ -733,6 +725,14 @@ def release_to_pool(
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_record_path(state_root, namespace, container_id))
     return True
+
+
+def _refuse_existing(p: NetworkPlan, record_file: str) -> None:
+    if os.path.exists(record_file):
+        raise ConflictError(
+            f"container {p.container_id} already has a network attachment ({record_file}): "
+            "the id is in use, or a crashed process left it (network.detach removes it)"
+        )
 
 
 def _mapping(m: PortMapping) -> dict[str, Any]:
