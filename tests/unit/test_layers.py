@@ -53,6 +53,7 @@ LAYER_OF: dict[str, str] = {
     "cio": "machinery",
     "_serial": "machinery",
     "_archive": "machinery",
+    "_criu": "machinery",
     "_copy": "machinery",
     "_mount": "machinery",
     "_teardown": "machinery",
@@ -75,6 +76,7 @@ LAYER_OF: dict[str, str] = {
     "pull": "objects",
     "files": "objects",
     "sweep": "objects",
+    "checkpoint": "objects",
     # the private daemon, fixtures and the pytest plugin
     "testing": "testing",
 }

@@ -1,0 +1,227 @@
+"""Checkpoint and restore with CRIU against a real containerd (issue 12's must-shows).
+
+Never skipped in CI: ``require_criu`` fails there when criu is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from containerd_client import Client, cio, errors, spec, wait
+from containerd_client._criu import detect
+from containerd_client.checkpoint import Checkpoint
+from containerd_client.testing import ContainerdDaemon
+
+#: The counter goes up every 50 ms and is written to /tmp/n in the rootfs.
+COUNT = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n.$ID; sleep 0.05; done"
+
+
+@pytest.fixture(autouse=True)
+def require_criu(containerd_daemon: ContainerdDaemon) -> None:
+    try:
+        detect(containerd_daemon.path)
+    except errors.CriuUnavailableError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must provide criu (scripts/build_criu): {exc}")
+        pytest.skip(str(exc))
+
+
+def _count(rootfs: str, tag: str) -> int:
+    try:
+        return int(Path(rootfs, "tmp", f"n.{tag}").read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _wait_count(rootfs: str, tag: str, above: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = _count(rootfs, tag)
+        if n > above:
+            return n
+        time.sleep(0.02)
+    raise AssertionError(f"counter {tag} did not pass {above} within {timeout} s (at {_count(rootfs, tag)})")
+
+
+def _counter(client: Client, cid: str, rootfs: str, tag: str) -> tuple[object, object]:
+    c = client.create_container(cid, rootfs=rootfs, args=["sh", "-c", COUNT.replace("$ID", tag)])
+    task = c.new_task()
+    task.start()
+    _wait_count(rootfs, tag, 3)
+    return c, task
+
+
+def test_counting_loop_continues_where_it_stopped_and_exit_ends_the_original(
+    containerd: Client, busybox_rootfs: str
+) -> None:
+    c, task = _counter(containerd, "count", busybox_rootfs, "a")
+    with c:  # type: ignore[attr-defined]
+        with task.checkpoint(exit=True) as cp:  # type: ignore[attr-defined]
+            assert cp.in_content_store
+            status = task.wait(timeout=10)  # type: ignore[attr-defined]
+            assert status is not None  # the original exited
+            before = _count(busybox_rootfs, "a")
+            time.sleep(0.2)
+            assert _count(busybox_rootfs, "a") == before  # nothing runs any more
+            task.delete()  # type: ignore[attr-defined]
+            restored = c.new_task(checkpoint=cp)  # type: ignore[attr-defined]
+            restored.start()
+            after = _wait_count(busybox_rootfs, "a", before)
+            # It went on from the dumped value, not from 0: within a few ticks of it.
+            assert before < after < before + 40
+            restored.kill(9)
+            restored.wait(timeout=10)
+        # The lease went with the checkpoint: its blobs are collectable.
+        assert all(
+            lease.labels.get("containerd-client/checkpoint") != "count" for lease in containerd.leases.list()
+        )
+
+
+def test_restore_under_a_new_id_and_five_times_from_one_checkpoint(
+    containerd: Client, busybox_rootfs: str
+) -> None:
+    c, task = _counter(containerd, "orig", busybox_rootfs, "b")
+    with c:  # type: ignore[attr-defined]  # noqa: SIM117 - the container outlives the checkpoint
+        with task.checkpoint() as cp:  # type: ignore[attr-defined]
+            assert task.status().name == "RUNNING"  # resumed after the dump  # type: ignore[attr-defined]
+            task.kill(9)  # type: ignore[attr-defined]
+            task.wait(timeout=10)  # type: ignore[attr-defined]
+            base = _count(busybox_rootfs, "b")
+            for i in range(5):
+                with containerd.restore(f"copy{i}", cp) as r:
+                    n = _wait_count(busybox_rootfs, "b", base if i == 0 else 0)
+                    assert n > 0
+                    r.task().kill(9)
+                    r.task().wait(timeout=10)
+
+
+def test_checkpoint_to_a_folder_and_restore_in_a_fresh_process(
+    containerd: Client, containerd_daemon: ContainerdDaemon, busybox_rootfs: str, tmp_path: Path
+) -> None:
+    c, task = _counter(containerd, "fold", busybox_rootfs, "c")
+    folder = tmp_path / "ckpt"
+    with c:  # type: ignore[attr-defined]
+        cp = task.checkpoint(folder, exit=True)  # type: ignore[attr-defined]
+        assert isinstance(cp, Checkpoint)
+        assert cp.path == str(folder)
+        assert (folder / "inventory.img").is_file()
+        task.wait(timeout=10)  # type: ignore[attr-defined]
+        before = _count(busybox_rootfs, "c")
+        script = (
+            "import sys, time\n"
+            "from containerd_client import Client\n"
+            "with Client(sys.argv[1], sys.argv[2]) as cl:\n"
+            "    c = cl.restore('fresh', sys.argv[3])\n"
+            "    print(c.task().pid)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script, containerd_daemon.address, containerd.namespace_name, str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=os.getcwd(),
+        )
+        assert out.returncode == 0, out.stderr
+        after = _wait_count(busybox_rootfs, "c", before)
+        assert before < after < before + 40
+        fresh = containerd.load_container("fresh")
+        fresh.task().kill(9)
+        fresh.task().wait(timeout=10)
+        fresh.task().delete()
+        fresh.delete()
+
+
+def test_a_tty_task_restores_with_its_terminal(containerd: Client, busybox_rootfs: str) -> None:
+    script = "i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.1; done"
+    with containerd.create_container(
+        "tty", rootfs=busybox_rootfs, args=["sh", "-c", script], spec=[spec.with_tty()]
+    ) as c:
+        task = c.new_task(logs=True)
+        task.start()
+        task.wait_for(wait.log("tick3"), timeout=10)
+        with task.checkpoint(exit=True) as cp:
+            task.wait(timeout=10)
+            assert cp.spec["process"]["terminal"] is True
+            with containerd.restore("tty2", cp, logs=True) as r:
+                r.task().wait_for(wait.log("tick"), timeout=10)
+                r.task().kill(9)
+                r.task().wait(timeout=10)
+
+
+def test_no_criu_gives_the_typed_error_and_leaves_nothing(busybox_rootfs: str, tmp_path: Path) -> None:
+    bin_dir = os.environ.get("CONTAINERD_BIN_DIR") or None
+    with (  # noqa: SIM117 - the container outlives the checkpoint
+        ContainerdDaemon(bin_dir=bin_dir, criu_dir="", env={"PATH": "/usr/bin:/bin"}) as d,
+        Client(d.address, d.namespace) as cl,
+    ):
+        with cl.create_container("nocriu", rootfs=busybox_rootfs, args=["sh", "-c", "sleep 100"]) as c:
+            task = c.new_task()
+            task.start()
+            with pytest.raises(errors.CriuUnavailableError, match="criu"):
+                task.checkpoint()
+            with pytest.raises(errors.CriuUnavailableError):
+                task.checkpoint(tmp_path / "f")
+            assert not (tmp_path / "f").exists()
+            assert task.status().name == "RUNNING"
+            assert cl.leases.list() == []
+            assert cl.content.list() == []
+            task.kill(9)
+            task.wait(timeout=10)
+
+
+def test_a_crafted_tar_with_an_escaping_symlink_is_refused(
+    containerd: Client, busybox_rootfs: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tar:
+        for name, data in (("inventory.img", b"x"), ("core-1.img", b"y")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "../../outside"
+        tar.addfile(link)
+        evil = tarfile.TarInfo("escape/pwned")
+        evil.size = 1
+        tar.addfile(evil, io.BytesIO(b"!"))
+    with containerd.create_container("tarred", rootfs=busybox_rootfs, args=["true"]) as c:  # noqa: SIM117 - the container outlives the checkpoint
+        with pytest.raises(errors.ContainerdError, match=r"outside|escape|link"):
+            c.new_task(checkpoint=bad)
+    assert not (tmp_path.parent / "outside").exists()
+    assert containerd.content.list() == []
+    assert containerd.leases.list() == []
+
+
+def test_a_folder_without_a_criu_image_is_refused(
+    containerd: Client, busybox_rootfs: str, tmp_path: Path
+) -> None:
+    with containerd.create_container("empty", rootfs=busybox_rootfs, args=["true"]) as c:  # noqa: SIM117 - the container outlives the checkpoint
+        with pytest.raises(errors.CheckpointError, match=r"inventory\.img"):
+            c.new_task(checkpoint=tmp_path)
+
+
+def test_stdio_of_a_restored_task(containerd: Client, busybox_rootfs: str) -> None:
+    script = "i=0; while :; do i=$((i+1)); echo line$i; sleep 0.05; done"
+    with containerd.create_container("out", rootfs=busybox_rootfs, args=["sh", "-c", script]) as c:
+        task = c.new_task(logs=True)
+        task.start()
+        task.wait_for(wait.log("line3"), timeout=10)
+        with task.checkpoint(exit=True) as cp:
+            task.wait(timeout=10)
+            lines = cio.Lines()
+            with containerd.restore("out2", cp, stdout=lines) as r:
+                first = next(iter(lines))  # blocks until the restored process writes
+                assert first.startswith("line")
+                assert int(first[4:]) > 3  # it went on counting, not from 1
+                r.task().kill(9)
+                r.task().wait(timeout=10)
