@@ -25,6 +25,7 @@ from containerd_client.client import (
 from containerd_client.errors import ContainerdError
 
 if TYPE_CHECKING:
+    from containerd_client.checkpoint import Checkpoint, check_criu
     from containerd_client.containers import Container, ContainerInfo, RuncOptions
     from containerd_client.content import ContentInfo, ContentStore, Descriptor, Platform
     from containerd_client.events import Event, EventDispatcher, EventKind, Subscription
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 # (these modules define many classes; a script that only makes a Client
 # should not pay for them).
 _LAZY = {
+    "Checkpoint": "containerd_client.checkpoint",
+    "check_criu": "containerd_client.checkpoint",
     "Container": "containerd_client.containers",
     "ContainerInfo": "containerd_client.containers",
     "RuncOptions": "containerd_client.containers",
@@ -80,6 +83,7 @@ def __getattr__(name: str) -> object:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Checkpoint",
     "Client",
     "Container",
     "ContainerInfo",
@@ -114,5 +118,6 @@ __all__ = [
     "TaskStatus",
     "Version",
     "__version__",
+    "check_criu",
     "errors",
 ]

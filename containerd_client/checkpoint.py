@@ -262,6 +262,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 # -- criu checks ---------------------------------------------------------------------
 
+
+def check_criu(path: str | None = None) -> _criu.CriuInfo:
+    """Find ``criu`` (on ``path``, a ``PATH``-style list, else on this process's ``PATH``) and judge it.
+
+    Returns:
+        The binary, its version and the kernel it was judged against.
+
+    Raises:
+        CriuUnavailableError: criu is missing, does not run, or is too old
+            for the running kernel (criu < 4.0 on kernels >= 6.13); the
+            message says which.
+    """
+    return _criu.detect(path)
+
 _checked_lock = threading.Lock()
 #: Daemon PATHs whose criu was found usable (checked once per PATH).
 _checked_paths: set[str] = set()
