@@ -276,6 +276,7 @@ def check_criu(path: str | None = None) -> _criu.CriuInfo:
     """
     return _criu.detect(path)
 
+
 _checked_lock = threading.Lock()
 #: Daemon PATHs whose criu was found usable (checked once per PATH).
 _checked_paths: set[str] = set()
