@@ -173,13 +173,21 @@ def detect(path: str | None = None, *, release: str | None = None, timeout: floa
 # What runc and the shim say when criu is absent or failed. runc reports a
 # missing binary as Go's exec error; a failing criu as "criu failed: type ...".
 _MISSING = re.compile(r'exec: "?criu"?: executable file not found|criu[^\n]*no such file or directory', re.I)
-_FAILED = re.compile(r"criu failed|vdso|criu version|CRIU version", re.I)
+_TOO_OLD = re.compile(r"vdso|criu version|CRIU version", re.I)
+_FAILED = re.compile(r"criu failed", re.I)
 
 
 def explain_failure(message: str) -> str | None:
-    """What a daemon's checkpoint/restore error says about criu: ``"missing"``, ``"failed"`` or None."""
+    """What a daemon's checkpoint/restore error says about criu.
+
+    Returns:
+        ``"missing"`` (no criu binary), ``"too_old"`` (a version or vDSO
+        complaint), ``"failed"`` (criu ran and failed) or None (not criu's doing).
+    """
     if _MISSING.search(message):
         return "missing"
+    if _TOO_OLD.search(message):
+        return "too_old"
     if _FAILED.search(message):
         return "failed"
     return None

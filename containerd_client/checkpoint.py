@@ -322,10 +322,21 @@ def _criu_error(exc: RPCError, what: str, work: str | None) -> ContainerdError:
         for name in ("dump.log", "restore.log"):
             with contextlib.suppress(OSError), open(os.path.join(work, name), errors="replace") as f:
                 lines = f.read().splitlines()
-                log += f"\n--- {name} (last lines) ---\n" + "\n".join(lines[-15:])
+                # criu's own errors first (they name the cause), then the end.
+                errs = [line for line in lines if "Error" in line or "Warn" in line][-10:]
+                log += f"\n--- {name}: errors ---\n" + "\n".join(errs)
+                log += f"\n--- {name}: last lines ---\n" + "\n".join(lines[-8:])
     if kind == "missing":
         return CriuUnavailableError(f"{what}: criu is not installed where the daemon looks: {exc.message}")
-    return CriuUnavailableError(f"{what}: criu failed: {exc.message}{log}")
+    if "Can't get 1:16 opt" in log:
+        # SO_PASSCRED on a non-unix socket: refused since kernel 6.16, handled from criu 4.2.
+        return CriuUnavailableError(
+            f"{what}: this criu cannot dump sockets on kernel {os.uname().release} "
+            f"(kernels 6.16 and newer need criu 4.2 or newer for TCP/UDP sockets): {exc.message}{log}"
+        )
+    if kind == "too_old":
+        return CriuUnavailableError(f"{what}: criu is too old for this kernel: {exc.message}{log}")
+    return CheckpointError(f"{what}: criu failed: {exc.message}{log}")
 
 
 # -- checkpoint ------------------------------------------------------------------------

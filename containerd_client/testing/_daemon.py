@@ -57,19 +57,27 @@ logger = logging.getLogger(__name__)
 _MAX_SOCKET_PATH = 107 - len(".ttrpc")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LOG_TAIL_LINES = 40
-#: Where scripts/build_criu puts the criu that works on new kernels.
-CRIU_CACHE_DIR = "/var/cache/containerd-client/criu-4.1.1/bin"
-#: A folder with ``criu``, put on the daemon's ``PATH`` (the default is
-#: :data:`CRIU_CACHE_DIR` when it holds one).
+#: Where scripts/build_criu puts the criu builds that work on new kernels
+#: (``criu-<version>/bin``).
+CRIU_CACHE_ROOT = "/var/cache/containerd-client"
+#: A folder with ``criu``, put on the daemon's ``PATH`` (the default is the
+#: newest build under :data:`CRIU_CACHE_ROOT`).
 CRIU_DIR_ENV = "CONTAINERD_CRIU_DIR"
 
 
-def default_criu_dir() -> str:
-    """``$CONTAINERD_CRIU_DIR``, else :data:`CRIU_CACHE_DIR` if it holds ``criu``, else ``""``."""
+def default_criu_dir(cache_root: str = CRIU_CACHE_ROOT) -> str:
+    """``$CONTAINERD_CRIU_DIR``, else the newest ``criu-<version>/bin`` of the cache, else ``""``."""
     given = os.environ.get(CRIU_DIR_ENV)
     if given is not None:
         return given
-    return CRIU_CACHE_DIR if os.path.isfile(os.path.join(CRIU_CACHE_DIR, "criu")) else ""
+    found: list[tuple[tuple[int, ...], str]] = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(cache_root):
+            m = re.fullmatch(r"criu-(\d+(?:\.\d+)*)", name)
+            folder = os.path.join(cache_root, name, "bin")
+            if m and os.path.isfile(os.path.join(folder, "criu")):
+                found.append((tuple(int(p) for p in m[1].split(".")), folder))
+    return max(found)[1] if found else ""
 
 
 def _health_check(address: str, timeout: float) -> bool:

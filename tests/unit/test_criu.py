@@ -120,7 +120,7 @@ def test_detect_a_good_one(tmp_path: Path) -> None:
     [
         ('runc checkpoint failed: exec: "criu": executable file not found in $PATH: unknown', "missing"),
         ("criu failed: type NOTIFY errno 0\nlog file: /tmp/x/dump.log", "failed"),
-        ("Error (criu/vdso.c:230): vdso: Unexpected rt vDSO area bounds", "failed"),
+        ("Error (criu/vdso.c:230): vdso: Unexpected rt vDSO area bounds", "too_old"),
         ("container not running", None),
     ],
 )
