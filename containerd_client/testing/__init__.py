@@ -30,7 +30,7 @@ from containerd_client.testing._images import (
     host_platform,
 )
 from containerd_client.testing._rootfs import make_busybox_rootfs
-from containerd_client.testing._service import Service, start_service, stop_service
+from containerd_client.testing._service import Service, WarmCache, start_service, stop_service
 
 __all__ = [
     "DEFAULT_BUSYBOX_IMAGE",
@@ -44,6 +44,7 @@ __all__ = [
     "LayerSpec",
     "Service",
     "Symlink",
+    "WarmCache",
     "Whiteout",
     "build_busybox_archive",
     "build_image_archive",

@@ -12,14 +12,16 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from containerd_client import Client, cio, errors, spec, wait
 from containerd_client._criu import detect
 from containerd_client.checkpoint import Checkpoint
-from containerd_client.testing import ContainerdDaemon
+from containerd_client.testing import ContainerdDaemon, build_busybox_archive
 
 #: The counter goes up every 50 ms and is written to /tmp/n in the rootfs.
 COUNT = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n.$ID; sleep 0.05; done"
@@ -232,3 +234,29 @@ def test_stdio_of_a_restored_task(require_criu: None, containerd: Client, busybo
                 assert int(first[4:]) > 3  # it went on counting, not from 1
                 r.task().kill(9)
                 r.task().wait(timeout=10)
+
+
+def test_warm_service_restores_a_ready_server_into_new_network_namespaces(
+    require_criu: None,
+    containerd_service: Any,
+    containerd_image: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    image = containerd_image(build_busybox_archive(tmp_path_factory.mktemp("image") / "busybox.tar"))
+    # Readiness takes 2 s; what it did before (the boot stamp) is state a restore keeps.
+    script = "sleep 2; cat /proc/sys/kernel/random/uuid > /tmp/booted; exec httpd -f -p 80 -h /tmp"
+    opts: dict[str, Any] = {"ports": [80], "wait": wait.http(80, path="/booted"), "warm": True}
+    first = containerd_service(image, ["sh", "-c", script], **opts)
+    started = time.monotonic()
+    second = containerd_service(image, ["sh", "-c", script], **opts)
+    took = time.monotonic() - started
+    pages = []
+    for svc in (first, second):
+        with urllib.request.urlopen(svc.url(80, "/booted"), timeout=10) as resp:
+            pages.append(resp.read())
+    # Both are copies of the one warmed-up process (a cold start would stamp anew),
+    # each in its own container, network namespace and host port.
+    assert pages[0] == pages[1]
+    assert first.id != second.id
+    assert first.host_port(80) != second.host_port(80)
+    assert took < 2.0  # no 2 s warm-up for the second
