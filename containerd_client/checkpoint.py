@@ -681,27 +681,44 @@ def restore(
 
         with_rootfs(rootfs)(spec)
     check_daemon_criu(client)
-    kwargs: dict[str, Any] = {}
-    if cp.image and cp.snapshotter and rootfs is None:
-        kwargs = _prepare_snapshot(client, container_id, cp)
-    container = create_container(
-        client,
-        container_id,
-        spec=spec,
-        runtime=cp.runtime,
-        runtime_options=cp.runtime_options,
-        labels=labels,
-        network=network,
-        ports=ports,
-        **kwargs,
-    )
-    try:
-        if cp.rw_layer is not None and container.info().snapshot_key:
-            from containerd_client._pb.containerd.services.diff.v1 import diff_pb2
-
-            client.call(
-                api.Diff.Apply, diff_pb2.ApplyRequest(diff=cp.rw_layer.to_proto(), mounts=container._mounts())
+    # The new snapshot is leased from its prepare until the record (and the
+    # rw layer) hold it: a garbage collection in between would remove it.
+    with client.lease(expire=600):
+        kwargs: dict[str, Any] = {}
+        if cp.image and cp.snapshotter and rootfs is None:
+            kwargs = _prepare_snapshot(client, container_id, cp)
+        try:
+            container = create_container(
+                client,
+                container_id,
+                spec=spec,
+                runtime=cp.runtime,
+                runtime_options=cp.runtime_options,
+                labels=labels,
+                network=network,
+                ports=ports,
+                **kwargs,
             )
+        except BaseException:
+            if kwargs:
+                with contextlib.suppress(ContainerdError):
+                    client.snapshots(cp.snapshotter).remove(container_id)
+            raise
+        try:
+            if cp.rw_layer is not None and container.info().snapshot_key:
+                from containerd_client._pb.containerd.services.diff.v1 import diff_pb2
+
+                client.call(
+                    api.Diff.Apply,
+                    diff_pb2.ApplyRequest(diff=cp.rw_layer.to_proto(), mounts=container._mounts()),
+                )
+        except BaseException:
+            try:
+                container.cleanup()
+            except ContainerdError:
+                logger.warning("cleanup of %s after a failed restore failed", container_id, exc_info=True)
+            raise
+    try:
         task = container.new_task(checkpoint=cp, **task_kwargs)
         if start:
             task.start()
@@ -715,18 +732,17 @@ def restore(
 
 
 def _prepare_snapshot(client: Client, container_id: str, cp: Checkpoint) -> dict[str, Any]:
-    """A new snapshot of the checkpointed container's image, keyed by the new id (made in a lease)."""
+    """A new snapshot of the checkpointed container's image, keyed by the new id (call inside a lease)."""
     from containerd_client.client import SESSION_LABEL
     from containerd_client.errors import AlreadyExistsError, ConflictError
 
     images = client.images
     img = images.get(cp.image)
-    with client.lease(expire=600):
-        chain_id = images.unpack(img, snapshotter=cp.snapshotter)
-        try:
-            client.snapshots(cp.snapshotter).prepare(
-                container_id, chain_id, labels={SESSION_LABEL: client.session}
-            )
-        except AlreadyExistsError as exc:
-            raise ConflictError(f"snapshot {container_id!r} already exists: {exc.message}", exc.code) from exc
+    chain_id = images.unpack(img, snapshotter=cp.snapshotter)
+    try:
+        client.snapshots(cp.snapshotter).prepare(
+            container_id, chain_id, labels={SESSION_LABEL: client.session}
+        )
+    except AlreadyExistsError as exc:
+        raise ConflictError(f"snapshot {container_id!r} already exists: {exc.message}", exc.code) from exc
     return {"image": cp.image, "snapshotter": cp.snapshotter, "snapshot_key": container_id}

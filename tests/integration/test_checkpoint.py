@@ -260,3 +260,39 @@ def test_warm_service_restores_a_ready_server_into_new_network_namespaces(
     assert first.id != second.id
     assert first.host_port(80) != second.host_port(80)
     assert took < 2.0  # no 2 s warm-up for the second
+
+
+def test_restore_keeps_the_new_snapshot_through_a_garbage_collection(
+    require_criu: None,
+    containerd: Client,
+    containerd_image: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The snapshot prepared for a restored container must be leased until the record holds it.
+
+    Found by bench_checkpoint.py: "snapshot svc-... does not exist: not found"
+    when a garbage collection ran between the prepare and the container create.
+    """
+    from containerd_client import containers
+    from containerd_client.testing._census import collect_garbage
+
+    archive = build_busybox_archive(tmp_path_factory.mktemp("image") / "busybox.tar")
+    image = containerd.images.import_archive(archive.path)[0]
+    with containerd.create_container("gc-orig", image=image, args=["sh", "-c", "sleep 100"]) as c:
+        task = c.new_task()
+        task.start()
+        with task.checkpoint(exit=True) as cp:
+            task.wait(timeout=10)
+            real = containers.create_container
+
+            def collect_first(*args: Any, **kwargs: Any) -> Any:
+                collect_garbage(containerd)  # what any other client's lease delete may cause
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(containers, "create_container", collect_first)
+            with containerd.restore("gc-new", cp) as r:
+                assert r.task().status().name == "RUNNING"
+                r.task().kill(9)
+                r.task().wait(timeout=10)
+    containerd.images.delete(image.name)
