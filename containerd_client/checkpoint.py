@@ -91,6 +91,8 @@ META_FILE = "containerd-client.json"
 _RUNTIME_ANNOTATION = "runtime.name"
 _SNAPSHOTTER_ANNOTATION = "snapshotter.name"
 _IMAGE_ANNOTATION = "image.name"
+#: The OCI annotation naming a criu configuration file for runc.
+CRIU_CONFIG_ANNOTATION = "org.criu.config"
 
 
 @attrs.define(eq=False)
@@ -261,6 +263,40 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 
 # -- criu checks ---------------------------------------------------------------------
+
+#: What :func:`fast_criu_config` writes. criu's network lock (iptables rules in
+#: the container's namespace, set at the dump and removed at the restore) keeps
+#: packets from established TCP connections away while they are restored. runc
+#: dumps no established connection unless asked (``open_tcp``), so for the
+#: SDK's checkpoints the lock only costs time: about 70 ms of every restore
+#: and of every dump (measured with a published port).
+FAST_CRIU_CONFIG = "network-lock skip\n"
+
+
+def fast_criu_config(state_dir: str | None = None) -> str:
+    """The path of a criu configuration file without the network lock, written if missing.
+
+    Name it in a container's spec with the ``org.criu.config`` annotation
+    (:data:`CRIU_CONFIG_ANNOTATION`) when creating it; runc passes it to criu
+    at the dump and at the restore (criu ignores a missing file). Restores
+    through :meth:`Client.restore` get it unless their spec names another.
+    """
+    from containerd_client.containers import _state_root
+
+    root = _state_root(state_dir)
+    path = os.path.join(root, "criu-fast.conf")
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == FAST_CRIU_CONFIG:
+                return path
+    except OSError:
+        pass
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(FAST_CRIU_CONFIG)
+    os.replace(tmp, path)
+    return path
 
 
 def check_criu(path: str | None = None) -> _criu.CriuInfo:
@@ -676,6 +712,9 @@ def restore(
     if cp._deleted:
         raise CheckpointError(f"checkpoint of {cp.container_id} was deleted")
     spec = _restore_spec(cp.spec)
+    annotations = spec.setdefault("annotations", {})
+    if CRIU_CONFIG_ANNOTATION not in annotations:
+        annotations[CRIU_CONFIG_ANNOTATION] = fast_criu_config(client._state_dir)
     if rootfs is not None:
         from containerd_client.spec import with_rootfs
 
@@ -697,6 +736,7 @@ def restore(
                 labels=labels,
                 network=network,
                 ports=ports,
+                state_dir=client._state_dir,
                 **kwargs,
             )
         except BaseException:

@@ -249,12 +249,12 @@ def start_service(
         opts.append(spec_opts.with_bind_mount(source, destination))
     container_id = name or f"svc-{uuid.uuid4().hex[:12]}"
 
-    def cold(cid: str) -> tuple[Container, Task]:
+    def cold(cid: str, extra: Sequence[SpecOpt] = ()) -> tuple[Container, Task]:
         container = client.create_container(
             cid,
             image=image,
             args=args,
-            spec=opts or None,
+            spec=[*opts, *extra] or None,
             network=network,
             ports=published or None,
             labels=labels,
@@ -284,7 +284,11 @@ def start_service(
         )
 
         def make() -> Checkpoint:
-            template, task = cold(f"{container_id}-template")
+            from containerd_client.checkpoint import CRIU_CONFIG_ANNOTATION, fast_criu_config
+
+            # criu without its network lock, at the dump and so at every restore.
+            fast = spec_opts.with_annotations({CRIU_CONFIG_ANNOTATION: fast_criu_config(client._state_dir)})
+            template, task = cold(f"{container_id}-template", [fast])
             try:
                 return task.checkpoint(exit=True, rw=bool(template.info().snapshot_key))
             finally:
