@@ -699,8 +699,6 @@ def restore(
     **task_kwargs: Any,
 ) -> Container:
     """Implementation of :meth:`Client.restore`."""
-    from containerd_client.containers import create_container
-
     cp = checkpoint if isinstance(checkpoint, Checkpoint) else None
     if cp is None:
         if not isinstance(checkpoint, (str, os.PathLike)) or not os.path.isdir(os.fspath(checkpoint)):
@@ -727,8 +725,8 @@ def restore(
         if cp.image and cp.snapshotter and rootfs is None:
             kwargs = _prepare_snapshot(client, container_id, cp)
         try:
-            container = create_container(
-                client,
+            # Through the client: its state folder and network configuration apply.
+            container = client.create_container(
                 container_id,
                 spec=spec,
                 runtime=cp.runtime,
@@ -736,7 +734,6 @@ def restore(
                 labels=labels,
                 network=network,
                 ports=ports,
-                state_dir=client._state_dir,
                 **kwargs,
             )
         except BaseException:

@@ -7,6 +7,7 @@ Never skipped in CI: ``require_criu`` fails when criu is missing and
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
 import subprocess
 import sys
@@ -265,6 +266,7 @@ def test_stdio_of_a_restored_task(require_criu: None, containerd: Client, busybo
 
 def test_warm_service_restores_a_ready_server_into_new_network_namespaces(
     require_criu: None,
+    containerd_daemon: ContainerdDaemon,
     containerd_service: Any,
     containerd_image: Any,
     tmp_path_factory: pytest.TempPathFactory,
@@ -287,6 +289,12 @@ def test_warm_service_restores_a_ready_server_into_new_network_namespaces(
     assert first.id != second.id
     assert first.host_port(80) != second.host_port(80)
     assert took < 2.0  # no 2 s warm-up for the second
+    # The copies are on the client's network (the daemon's own bridge and
+    # subnet), not on the default one that other processes share.
+    attachment = second.container.wait_network()
+    assert attachment is not None
+    subnet = ipaddress.ip_network(containerd_daemon.network_config.subnet)
+    assert ipaddress.ip_address(attachment.ip_address) in subnet
 
 
 def test_restore_keeps_the_new_snapshot_through_a_garbage_collection(
