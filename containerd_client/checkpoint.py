@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -354,14 +355,17 @@ def _criu_error(exc: RPCError, what: str, work: str | None) -> ContainerdError:
     if kind is None:
         return exc
     log = ""
-    if work:
-        for name in ("dump.log", "restore.log"):
-            with contextlib.suppress(OSError), open(os.path.join(work, name), errors="replace") as f:
-                lines = f.read().splitlines()
-                # criu's own errors first (they name the cause), then the end.
-                errs = [line for line in lines if "Error" in line or "Warn" in line][-10:]
-                log += f"\n--- {name}: errors ---\n" + "\n".join(errs)
-                log += f"\n--- {name}: last lines ---\n" + "\n".join(lines[-8:])
+    logs = [os.path.join(work, name) for name in ("dump.log", "restore.log")] if work else []
+    # runc names criu's log in its message ("log file: <path>"); on this host it can be read.
+    logs += [m[1] for m in re.finditer(r"log file: (/[^\s:]+)", exc.message)]
+    for path in dict.fromkeys(logs):
+        name = os.path.basename(path)
+        with contextlib.suppress(OSError), open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+            # criu's own errors first (they name the cause), then the end.
+            errs = [line for line in lines if "Error" in line or "Warn" in line][-10:]
+            log += f"\n--- {name}: errors ---\n" + "\n".join(errs)
+            log += f"\n--- {name}: last lines ---\n" + "\n".join(lines[-8:])
     if kind == "missing":
         return CriuUnavailableError(f"{what}: criu is not installed where the daemon looks: {exc.message}")
     if "Can't get 1:16 opt" in log:
