@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from containerd_client import Client, Container, Task, cio, errors, spec, wait
+from containerd_client import Client, Container, Task, _criu, cio, errors, spec, wait
 from containerd_client._criu import detect
 from containerd_client.checkpoint import Checkpoint
 from containerd_client.testing import ContainerdDaemon, build_busybox_archive
@@ -331,3 +331,49 @@ def test_restore_keeps_the_new_snapshot_through_a_garbage_collection(
                 r.task().kill(9)
                 r.task().wait(timeout=10)
     containerd.images.delete(image.name)
+
+
+def test_a_too_old_criu_is_named_before_any_dump(busybox_rootfs: str, tmp_path: Path) -> None:
+    kernel = _criu.kernel_version(os.uname().release)
+    if kernel is None or kernel < _criu.NEW_KERNEL:
+        pytest.skip("the too-old rule applies to kernels >= 6.13")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # Debian bookworm's criu, as far as version goes; it must never be run for a dump.
+    (fake / "criu").write_text(
+        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'Version: 3.17.1' && exit 0\nexit 99\n"
+    )
+    (fake / "criu").chmod(0o755)
+    bin_dir = os.environ.get("CONTAINERD_BIN_DIR") or None
+    with (
+        ContainerdDaemon(bin_dir=bin_dir, criu_dir=str(fake)) as d,
+        Client(d.address, d.namespace) as cl,
+        cl.create_container("oldcriu", rootfs=busybox_rootfs, args=["sh", "-c", "sleep 100"]) as c,
+    ):
+        task = c.new_task()
+        task.start()
+        with pytest.raises(errors.CriuUnavailableError, match=r"3\.17\.1 is too old") as info:
+            task.checkpoint()
+        assert info.value.version == "3.17.1"
+        assert task.status().name == "RUNNING"  # never paused
+        assert cl.leases.list() == []
+        task.kill(9)
+        task.wait(timeout=10)
+
+
+def test_export_a_stored_checkpoint_to_a_folder_and_restore_from_it(
+    require_criu: None, containerd: Client, busybox_rootfs: str, tmp_path: Path
+) -> None:
+    c, task = _counter(containerd, "exp", busybox_rootfs, "e")
+    with c, task.checkpoint(exit=True) as cp:
+        task.wait(timeout=10)
+        before = _count(busybox_rootfs, "e")
+        folder = cp.export(tmp_path / "exported")
+        assert folder.path == str(tmp_path / "exported")
+        assert (tmp_path / "exported" / "inventory.img").is_file()
+        with pytest.raises(errors.InvalidArgumentError, match="not empty"):
+            cp.export(tmp_path / "exported")
+        with containerd.restore("exp2", folder.path) as r:
+            assert _wait_count(busybox_rootfs, "e", before) < before + 40
+            r.task().kill(9)
+            r.task().wait(timeout=10)
