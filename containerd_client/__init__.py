@@ -26,6 +26,7 @@ from containerd_client.errors import ContainerdError
 
 if TYPE_CHECKING:
     from containerd_client._teardown import TeardownFailure
+    from containerd_client.checkpoint import Checkpoint, check_criu
     from containerd_client.containers import Container, ContainerInfo, RuncOptions
     from containerd_client.content import ContentInfo, ContentStore, Descriptor, Platform
     from containerd_client.events import Event, EventDispatcher, EventKind, Subscription
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 # (these modules define many classes; a script that only makes a Client
 # should not pay for them).
 _LAZY = {
+    "Checkpoint": "containerd_client.checkpoint",
+    "check_criu": "containerd_client.checkpoint",
     "Container": "containerd_client.containers",
     "ContainerInfo": "containerd_client.containers",
     "RuncOptions": "containerd_client.containers",
@@ -89,6 +92,7 @@ def __getattr__(name: str) -> object:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Checkpoint",
     "Client",
     "Container",
     "ContainerInfo",
@@ -128,5 +132,6 @@ __all__ = [
     "Version",
     "WaitStrategy",
     "__version__",
+    "check_criu",
     "errors",
 ]

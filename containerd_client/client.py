@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from containerd_client._pb.api import Unary
     from containerd_client._registry import CredentialsSource
     from containerd_client._teardown import TeardownFailure, TeardownPool
+    from containerd_client.checkpoint import Checkpoint
     from containerd_client.containers import Container, RuncOptions
     from containerd_client.content import ContentStore, Platform
     from containerd_client.events import EventDispatcher, Subscription
@@ -1287,6 +1288,53 @@ class Client:
             network=network,
             ports=ports,
             network_config=self._network_config,
+        )
+
+    def restore(
+        self,
+        container_id: str,
+        checkpoint: Checkpoint | str | os.PathLike[str],
+        *,
+        rootfs: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        network: str | None = None,
+        ports: Mapping[Any, Any] | None = None,
+        start: bool = True,
+        **task_kwargs: Any,
+    ) -> Container:
+        """Create a container from a checkpoint and restore its task in it, under any id.
+
+        The container gets the checkpointed spec, runtime and runtime
+        options; its image's snapshot afresh (plus the rw layer if the
+        checkpoint kept it) or the same host rootfs (or ``rootfs``); its own
+        network namespace (``network``/``ports`` as in :meth:`create_container`).
+        The task is created from the checkpoint with ``task_kwargs``
+        (``stdout``, ``stdin``, ``tty``, ``logs``... as in
+        :meth:`Container.new_task`) and started unless ``start`` is False:
+        ``container.task()`` gives it. On failure everything made is removed.
+
+        Args:
+            container_id: The new container's id (may equal the checkpointed one once that is gone).
+            checkpoint: A :class:`~containerd_client.checkpoint.Checkpoint` or a checkpoint folder.
+
+        Raises:
+            CheckpointError: Not a checkpoint, or a deleted one.
+            CriuUnavailableError: The daemon's criu is missing, too old or failed.
+            ConflictError: ``container_id`` is in use.
+            RPCError: A call failed; nothing is left behind.
+        """
+        from containerd_client.checkpoint import restore
+
+        return restore(
+            self,
+            container_id,
+            checkpoint,
+            rootfs=rootfs,
+            labels=labels,
+            network=network,
+            ports=ports,
+            start=start,
+            **task_kwargs,
         )
 
     def load_container(self, container_id: str) -> Container:

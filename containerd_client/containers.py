@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from containerd_client import cio
     from containerd_client._copy import PathStat
     from containerd_client._pb.containerd.runc.options import oci_pb2
+    from containerd_client.checkpoint import Checkpoint
     from containerd_client.client import Client
     from containerd_client.content import Descriptor, Platform
     from containerd_client.events import Event
@@ -563,7 +564,7 @@ class Container:
         stdout: cio.OutputSink = None,
         stderr: cio.OutputSink = None,
         tty: bool | None = None,
-        checkpoint: Descriptor | None = None,
+        checkpoint: Descriptor | Checkpoint | str | os.PathLike[str] | None = None,
         runtime_options: RuncOptions | None = None,
         logs: bool = False,
     ) -> Task:
@@ -579,7 +580,13 @@ class Container:
                 None discards output.
             stderr: Same as stdout (merged into stdout with a TTY).
             tty: Terminal or not; by default what the spec says.
-            checkpoint: The descriptor of a checkpoint to restore from.
+            checkpoint: Restore from it instead of starting afresh: a
+                :class:`~containerd_client.checkpoint.Checkpoint` (see
+                :meth:`Task.checkpoint`), a checkpoint folder, a CRIU
+                checkpoint tar file (checked, then written to the content
+                store under a lease of this call's own that is dropped once
+                the task exists), or a descriptor of such a tar. The restore
+                itself runs at :meth:`Task.start`.
             runtime_options: Override the container's runc options for this task.
             logs: Also keep the output in a bounded log file in the container's
                 state folder, for :meth:`Task.logs`, :meth:`logs` and the log
@@ -590,6 +597,9 @@ class Container:
 
         Raises:
             InvalidArgumentError: ``logs`` together with ``io`` (nothing is created).
+            CheckpointError: ``checkpoint`` holds no CRIU image.
+            UnsafeArchiveError: A checkpoint tar with a member escaping it.
+            CriuUnavailableError: The daemon's criu is missing or too old.
             ConflictError: The container already has a task.
             CNIError: Its CNI network failed to come up (the task is deleted again).
             RPCError: The daemon failed to create it; nothing is left behind.
@@ -619,9 +629,28 @@ class Container:
         if options is not None:
             uid, gid = _io_owner(spec)
             req.options.CopyFrom(_typeurl.pack(attrs.evolve(options, io_uid=uid, io_gid=gid).to_proto()))
+        plan = None
         if checkpoint is not None:
-            req.checkpoint.CopyFrom(checkpoint.to_proto())
-        proc_io = creator(self._ensure_bundle(), self.id)
+            from containerd_client import checkpoint as _ckpt
+
+            plan = _ckpt.plan_restore(self._client, checkpoint, self.id)
+            if plan.descriptor is not None:
+                req.checkpoint.CopyFrom(plan.descriptor.to_proto())
+            if plan.image_path is not None:
+                # runc restores from this folder (at start) instead of a blob.
+                from containerd_client._pb.containerd.runc.options import oci_pb2
+
+                msg = oci_pb2.Options()
+                if req.HasField("options"):
+                    msg.ParseFromString(req.options.value)
+                msg.criu_image_path = plan.image_path
+                req.options.CopyFrom(_typeurl.pack(msg))
+        try:
+            proc_io = creator(self._ensure_bundle(), self.id)
+        except BaseException:
+            if plan is not None:
+                plan.finish(self._client)
+            raise
         cfg = proc_io.config
         req.stdin, req.stdout, req.stderr, req.terminal = cfg.stdin, cfg.stdout, cfg.stderr, cfg.terminal
         try:
@@ -634,7 +663,12 @@ class Container:
             proc_io.cancel()
             proc_io.close()
             raise
+        finally:
+            if plan is not None:
+                # The daemon unpacked the blob during Create: this call's lease can go.
+                plan.finish(self._client)
         task = Task(self, resp.pid, proc_io)
+        task._restoring = checkpoint is not None
         proc_io.start()
         task._arm_wait()
         # The shim opened the init process's stdin FIFO during Create.

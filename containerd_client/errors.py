@@ -19,6 +19,8 @@ The tree::
     │   │                            host key check failed, or the tunnel died and did not come back
     │   └── RemoteSocketError        ssh is up but containerd's socket on the host cannot be
     │                                opened (absent, nobody listening; also an UnavailableError)
+    ├── CriuUnavailableError         criu is missing, does not run, or is too old for the kernel
+    ├── CheckpointError              a checkpoint holds no CRIU image (empty, or not a checkpoint)
     ├── BlobTooLargeError            a blob is larger than the caller allowed (also ValueError)
     ├── cio.IOSetupError             a FIFO or its folder could not be made or opened
     ├── _typeurl.UnknownTypeError    an Any whose type URL is unknown or whose bytes do not decode
@@ -91,9 +93,11 @@ __all__ = [
     "AlreadyExistsError",
     "BlobTooLargeError",
     "CancelledError",
+    "CheckpointError",
     "ClosedError",
     "ConflictError",
     "ContainerdError",
+    "CriuUnavailableError",
     "DaemonStartError",
     "DataLossError",
     "DeadlineExceededError",
@@ -215,6 +219,42 @@ class MissingPackageError(NotSupportedError, ImportError):
 
 class DaemonStartError(ContainerdError):
     """A private containerd started by :mod:`containerd_client.testing` did not come up."""
+
+
+class CriuUnavailableError(ContainerdError):
+    """Checkpoint or restore cannot work: criu is missing, broken or too old for this kernel.
+
+    The message says which, and what is needed (criu 4.0 or newer on kernels
+    6.13 and newer). Raised by :func:`containerd_client.check_criu` and, with
+    the daemon's own message appended, when the daemon's checkpoint or
+    restore failed because of criu.
+
+    Attributes:
+        path: The criu binary that was judged, if one was found.
+        version: Its version (``"3.17.1"``), if it printed one.
+        kernel: The kernel release it was judged against.
+    """
+
+    def __init__(self, message: str, *, path: str = "", version: str = "", kernel: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.version = version
+        self.kernel = kernel
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_make_criu_unavailable, (self.message, self.path, self.version, self.kernel))
+
+
+def _make_criu_unavailable(message: str, path: str, version: str, kernel: str) -> CriuUnavailableError:
+    return CriuUnavailableError(message, path=path, version=version, kernel=kernel)
+
+
+class CheckpointError(ContainerdError):
+    """A checkpoint holds no CRIU image: the daemon gave none, or the folder or image is not one.
+
+    Never is an empty checkpoint reported as a success (libcontainerd did).
+    """
 
 
 _BY_CODE: dict[StatusCode, type[RPCError]] = {}

@@ -41,18 +41,21 @@ from containerd_client.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    RPCError,
     StatusCode,
     UnavailableError,
 )
 from containerd_client.spec import parse_signal, signal_number
 
 if TYPE_CHECKING:
+    import os
     from types import TracebackType
 
     from typing_extensions import Self
 
     from containerd_client import cio
     from containerd_client._rpc import Pending
+    from containerd_client.checkpoint import Checkpoint
     from containerd_client.client import Client
     from containerd_client.containers import Container
     from containerd_client.metrics import Metrics
@@ -1144,6 +1147,8 @@ class Task(_ProcessBase):
         self._started = started
         self._execs: dict[str, Process] = {}
         self._oom = False
+        # Created from a checkpoint: runc restores at start, so start maps criu failures.
+        self._restoring = False
 
     @property
     def id(self) -> str:
@@ -1407,9 +1412,53 @@ class Task(_ProcessBase):
                 raise FailedPreconditionError(f"task {self._container_id} was already started")
             self._started = True
         self._oom = False
-        resp = self._client.call(api.Tasks.Start, tasks_pb2.StartRequest(container_id=self._container_id))
+        try:
+            resp = self._client.call(api.Tasks.Start, tasks_pb2.StartRequest(container_id=self._container_id))
+        except RPCError as exc:
+            if not self._restoring:
+                raise
+            from containerd_client.checkpoint import map_restore_error
+
+            err = map_restore_error(exc, self._container_id)
+            if err is exc:
+                raise
+            raise err from exc
         self._pid = resp.pid or self._pid
         self._container._task_started()
+
+    def checkpoint(
+        self, path: str | os.PathLike[str] | None = None, *, exit: bool = False, rw: bool = False
+    ) -> Checkpoint:
+        """Checkpoint the task with CRIU (paused around the dump unless paused already).
+
+        Args:
+            path: A folder to write the checkpoint to (made; an existing one
+                must be empty): CRIU's image files and ``containerd-client.json``
+                (spec and runtime), restorable from any process. None keeps it
+                as blobs in the daemon's content store under a lease of the
+                checkpoint's own (:meth:`Checkpoint.delete` drops it).
+            exit: Let the task exit once dumped (it is killed by runc).
+            rw: Also keep the container's rw layer (a snapshot diff; needs
+                ``path=None`` and a container with a snapshot).
+
+        Returns:
+            The checkpoint, for :meth:`Container.new_task` ``(checkpoint=...)``
+            or :meth:`Client.restore`.
+
+        Raises:
+            CriuUnavailableError: The daemon's criu is missing, too old for
+                the kernel, or failed (checked before the dump where the
+                daemon runs on this host); nothing is left behind.
+            CheckpointError: The daemon reported success but wrote no CRIU
+                image (never reported as a success).
+            InvalidArgumentError: ``path`` is not an empty folder, or ``rw``
+                without a snapshot or with ``path``.
+            RPCError: The daemon failed; the task is resumed, the folder or
+                lease made here removed.
+        """
+        from containerd_client.checkpoint import checkpoint_task
+
+        return checkpoint_task(self, path, exit=exit, rw=rw)
 
     def pause(self) -> None:
         """Freeze every process of the task.

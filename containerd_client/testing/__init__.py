@@ -30,7 +30,7 @@ from containerd_client.testing._images import (
     host_platform,
 )
 from containerd_client.testing._rootfs import make_busybox_rootfs
-from containerd_client.testing._service import Service, start_service, stop_service
+from containerd_client.testing._service import Service, WarmCache, start_service, stop_service
 from containerd_client.testing._sshd import SSHServer
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SSHServer",
     "Service",
     "Symlink",
+    "WarmCache",
     "Whiteout",
     "build_busybox_archive",
     "build_image_archive",

@@ -57,6 +57,27 @@ logger = logging.getLogger(__name__)
 _MAX_SOCKET_PATH = 107 - len(".ttrpc")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LOG_TAIL_LINES = 40
+#: Where scripts/build_criu puts the criu builds that work on new kernels
+#: (``criu-<version>/bin``).
+CRIU_CACHE_ROOT = "/var/cache/containerd-client"
+#: A folder with ``criu``, put on the daemon's ``PATH`` (the default is the
+#: newest build under :data:`CRIU_CACHE_ROOT`).
+CRIU_DIR_ENV = "CONTAINERD_CRIU_DIR"
+
+
+def default_criu_dir(cache_root: str = CRIU_CACHE_ROOT) -> str:
+    """``$CONTAINERD_CRIU_DIR``, else the newest ``criu-<version>/bin`` of the cache, else ``""``."""
+    given = os.environ.get(CRIU_DIR_ENV)
+    if given is not None:
+        return given
+    found: list[tuple[tuple[int, ...], str]] = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(cache_root):
+            m = re.fullmatch(r"criu-(\d+(?:\.\d+)*)", name)
+            folder = os.path.join(cache_root, name, "bin")
+            if m and os.path.isfile(os.path.join(folder, "criu")):
+                found.append((tuple(int(p) for p in m[1].split(".")), folder))
+    return max(found)[1] if found else ""
 
 
 def _health_check(address: str, timeout: float) -> bool:
@@ -174,6 +195,11 @@ class ContainerdDaemon:
             ``disabled_plugins``), so any table may be given here; the gRPC
             address is passed on the command line.
         log_level: containerd's ``--log-level`` (``"debug"``...); its default if ``None``.
+        criu_dir: A folder holding the ``criu`` that runc should use for
+            checkpoint and restore, put on the daemon's ``PATH`` right after
+            ``bin_dir`` (runc finds criu on its ``PATH``, inherited from the
+            daemon through the shim). ``None``: :func:`default_criu_dir`;
+            ``""``: none added.
     """
 
     def __init__(
@@ -188,7 +214,9 @@ class ContainerdDaemon:
         env: Mapping[str, str] | None = None,
         extra_config: str = "",
         log_level: str | None = None,
+        criu_dir: str | None = None,
     ) -> None:
+        self._criu_dir = default_criu_dir() if criu_dir is None else criu_dir
         self._binary_arg = binary
         self._bin_dir_arg = bin_dir
         self._base_dir_arg = base_dir
@@ -469,8 +497,19 @@ class ContainerdDaemon:
 
     def _daemon_env(self, bin_dir: str) -> dict[str, str]:
         env = {**os.environ, **self._env}
-        env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH") or _DEFAULT_PATH])
+        parts = [bin_dir, self._criu_dir, env.get("PATH") or _DEFAULT_PATH]
+        env["PATH"] = os.pathsep.join(p for p in parts if p)
         return env
+
+    @property
+    def criu_dir(self) -> str:
+        """The folder with ``criu`` on the daemon's ``PATH`` (``""``: none added)."""
+        return self._criu_dir
+
+    @property
+    def path(self) -> str:
+        """The daemon's ``PATH`` (which its shims and runc inherit)."""
+        return self._daemon_env(self.bin_dir)["PATH"]
 
     def start(self) -> None:
         """Start the daemon, or start it again after :meth:`kill` on the same root.

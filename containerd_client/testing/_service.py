@@ -6,20 +6,30 @@
 
     with start_service(client, image, ["httpd", "-f", "-p", "80"], ports=[80], wait=wait.http(80)) as web:
         urllib.request.urlopen(web.url(80))
+
+``warm=True`` starts the service cold once, checkpoints it when ready (CRIU,
+see :mod:`containerd_client.checkpoint`) and restores a fresh copy for every
+later call with the same arguments: a service that needs seconds to become
+ready (a database, a JVM) is ready in the time of a restore. Each copy is a
+new container with its own network namespace, IP and host ports; a server
+listening on the wildcard address answers there as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from containerd_client import spec as spec_opts
 from containerd_client.errors import ContainerdError, InvalidArgumentError
 
 if TYPE_CHECKING:
+    from containerd_client.checkpoint import Checkpoint
     from containerd_client.client import Client
     from containerd_client.containers import Container
     from containerd_client.images import Image
@@ -88,6 +98,63 @@ class Service:
         return self.task.logs(stdout=stdout, stderr=stderr, tail=tail)
 
 
+class WarmCache:
+    """Checkpoints of ready services, one per set of arguments, for ``start_service(warm=True)``.
+
+    The pytest plugin keeps one per session; :func:`start_service` uses a
+    default one per client when given none. :meth:`close` deletes the
+    checkpoints (their leases; the blobs are then collected).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checkpoints: dict[tuple[Any, ...], Checkpoint] = {}
+        self._making: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._checkpoints)
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], Checkpoint]) -> tuple[Checkpoint, bool]:
+        """The checkpoint for ``key``, made by ``make()`` on first use; and whether it was made now."""
+        with self._lock:
+            cp = self._checkpoints.get(key)
+            if cp is not None:
+                return cp, False
+            making = self._making.setdefault(key, threading.Lock())
+        with making:  # one maker per key; others wait for its checkpoint
+            with self._lock:
+                cp = self._checkpoints.get(key)
+            if cp is not None:
+                return cp, False
+            cp = make()
+            with self._lock:
+                self._checkpoints[key] = cp
+            return cp, True
+
+    def close(self) -> None:
+        """Delete every checkpoint kept; failures are logged. Idempotent."""
+        with self._lock:
+            kept, self._checkpoints = list(self._checkpoints.values()), {}
+        for cp in kept:
+            try:
+                cp.delete()
+            except ContainerdError:
+                logger.warning("could not delete warm checkpoint of %s", cp.container_id, exc_info=True)
+
+
+_default_caches: weakref.WeakKeyDictionary[Client, WarmCache] = weakref.WeakKeyDictionary()
+_default_caches_lock = threading.Lock()
+
+
+def _default_cache(client: Client) -> WarmCache:
+    with _default_caches_lock:
+        cache = _default_caches.get(client)
+        if cache is None:
+            cache = _default_caches[client] = WarmCache()
+        return cache
+
+
 def _ports(ports: Iterable[int | str] | Mapping[int | str, int | None] | None) -> dict[int | str, int | None]:
     if ports is None:
         return {}
@@ -114,6 +181,8 @@ def start_service(
     labels: Mapping[str, str] | None = None,
     timeout: float = SERVICE_WAIT_TIMEOUT,
     stop_timeout: float = SERVICE_STOP_TIMEOUT,
+    warm: bool = False,
+    warm_cache: WarmCache | None = None,
 ) -> Iterator[Service]:
     """Start a container, wait until it is ready, yield it, then stop and delete it.
 
@@ -136,6 +205,12 @@ def start_service(
         timeout: Seconds the wait strategies get.
         stop_timeout: Seconds between the stop signal and SIGKILL at the end
             (0 kills at once).
+        warm: Restore the service from a checkpoint taken when a first copy
+            with the same arguments was ready (that first call starts cold,
+            checkpoints with CRIU and throws the template away). The wait
+            strategies are checked again on every copy.
+        warm_cache: Where the checkpoints are kept (the plugin passes its
+            session's); by default one per client, kept until the client goes.
 
     Yields:
         The ready :class:`Service`.
@@ -145,6 +220,7 @@ def start_service(
             container is deleted before this is raised; the error holds the
             last log lines and the exit code).
         InvalidArgumentError: Bad ports, mounts, wait strategies or arguments, before anything is made.
+        CriuUnavailableError: ``warm`` and the daemon's criu is missing or too old.
         ContainerdError: Creating or starting failed (nothing is left behind),
             or stopping/deleting failed at the end (raised after the rest of
             the teardown was done).
@@ -172,23 +248,65 @@ def start_service(
     for source, destination in (mounts or {}).items():
         opts.append(spec_opts.with_bind_mount(source, destination))
     container_id = name or f"svc-{uuid.uuid4().hex[:12]}"
-    container = client.create_container(
-        container_id,
-        image=image,
-        args=args,
-        spec=opts or None,
-        network=network,
-        ports=published or None,
-        labels=labels,
-    )
-    try:
-        task = container.new_task(logs=True)
-        task.start()
-        if strategies:
-            task.wait_for(*(s.published(container.host_port) for s in strategies), timeout=timeout)
-    except BaseException:
-        container.cleanup()
-        raise
+
+    def cold(cid: str, extra: Sequence[SpecOpt] = ()) -> tuple[Container, Task]:
+        container = client.create_container(
+            cid,
+            image=image,
+            args=args,
+            spec=[*opts, *extra] or None,
+            network=network,
+            ports=published or None,
+            labels=labels,
+        )
+        try:
+            task = container.new_task(logs=True)
+            task.start()
+            if strategies:
+                task.wait_for(*(s.published(container.host_port) for s in strategies), timeout=timeout)
+        except BaseException:
+            container.cleanup()
+            raise
+        return container, task
+
+    if warm:
+        cache = warm_cache if warm_cache is not None else _default_cache(client)
+        image_name = image if isinstance(image, str) else image.name
+        key = (
+            client.namespace_name,
+            image_name,
+            repr(args),
+            tuple(sorted(map(str, published))),
+            tuple(sorted((env or {}).items())),
+            tuple(sorted((mounts or {}).items())),
+            tuple(map(id, spec)),
+            network,
+        )
+
+        def make() -> Checkpoint:
+            from containerd_client.checkpoint import CRIU_CONFIG_ANNOTATION, fast_criu_config
+
+            # criu without its network lock, at the dump and so at every restore.
+            fast = spec_opts.with_annotations({CRIU_CONFIG_ANNOTATION: fast_criu_config(client._state_dir)})
+            template, task = cold(f"{container_id}-template", [fast])
+            try:
+                return task.checkpoint(exit=True, rw=bool(template.info().snapshot_key))
+            finally:
+                template.cleanup()
+
+        cp, _made = cache.get(key, make)
+        container = client.restore(
+            container_id, cp, network=network, ports=published or None, labels=labels, logs=True
+        )
+        try:
+            task = container.task()
+            if strategies:
+                task.wait_for(*(s.published(container.host_port) for s in strategies), timeout=timeout)
+        except BaseException:
+            container.cleanup()
+            raise
+    else:
+        container, task = cold(container_id)
     service = Service(container, task)
     try:
         yield service

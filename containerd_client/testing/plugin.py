@@ -54,7 +54,7 @@ from containerd_client._pb import api
 from containerd_client.errors import ContainerdError, NotFoundError
 from containerd_client.sweep import remove_snapshots
 from containerd_client.testing._census import INVENTORY_KINDS, collect_garbage, inventory, state_folder
-from containerd_client.testing._service import Service, start_service
+from containerd_client.testing._service import Service, WarmCache, start_service
 
 if TYPE_CHECKING:
     from containerd_client._pb.containerd.types.task import task_pb2
@@ -533,16 +533,22 @@ def containerd_container(containerd_session: Client) -> Iterator[ContainerFactor
 class ServiceFactory:
     """The ``containerd_service`` fixture: ready services, stopped and deleted after the test."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, warm_cache: WarmCache | None = None) -> None:
         self._client = client
         self._stack = contextlib.ExitStack()
+        self._warm_cache = warm_cache
 
     def __call__(self, image: str | Image, args: Command | None = None, **options: Any) -> Service:
         """Start a service and wait until it is ready (see :func:`start_service` for the options).
 
+        ``warm=True`` checkpoints the first ready copy once per session and
+        restores a fresh copy of it for each later call with the same arguments.
+
         Raises:
             WaitTimeoutError: It was not ready in time, or exited first.
         """
+        if options.get("warm") and "warm_cache" not in options:
+            options["warm_cache"] = self._warm_cache
         return self._stack.enter_context(start_service(self._client, image, args, **options))
 
     def close(self) -> None:
@@ -554,17 +560,29 @@ class ServiceFactory:
         self._stack.close()
 
 
+@pytest.fixture(scope="session")
+def containerd_warm_cache(containerd_session: Client) -> Iterator[WarmCache]:
+    """The session's checkpoints of ready services (``containerd_service(..., warm=True)``)."""
+    cache = WarmCache()
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
 @pytest.fixture
-def containerd_service(containerd_session: Client) -> Iterator[ServiceFactory]:
+def containerd_service(
+    containerd_session: Client, containerd_warm_cache: WarmCache
+) -> Iterator[ServiceFactory]:
     """A factory ``containerd_service(image, args, ports=[80], wait=wait.http(80)) -> Service``.
 
     Each service is running and ready when returned; after the test it gets
     its stop signal, SIGKILL after ``stop_timeout``, and is deleted with its
     network, on the session client's background teardown pool (the next test
     does not wait for it); a failing teardown is reported at the end of the
-    session.
+    session. ``warm=True`` restores it from a checkpoint taken once per session.
     """
-    factory = ServiceFactory(containerd_session)
+    factory = ServiceFactory(containerd_session, containerd_warm_cache)
     try:
         yield factory
     finally:

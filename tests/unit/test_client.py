@@ -268,6 +268,8 @@ def test_public_all_is_pinned() -> None:
 
     assert sorted(containerd_client.__all__) == sorted(
         [
+            "Checkpoint",
+            "check_criu",
             "Client",
             "Container",
             "ContainerInfo",

@@ -55,6 +55,7 @@ LAYER_OF: dict[str, str] = {
     "cio": "machinery",
     "_serial": "machinery",
     "_archive": "machinery",
+    "_criu": "machinery",
     "_copy": "machinery",
     "_mount": "machinery",
     "_teardown": "machinery",
@@ -80,6 +81,7 @@ LAYER_OF: dict[str, str] = {
     # the command line (python -m containerd_client): the public objects, and above them
     "cli": "objects",
     "__main__": "objects",
+    "checkpoint": "objects",
     # the private daemon, fixtures and the pytest plugin
     "testing": "testing",
 }
