@@ -53,8 +53,9 @@ _HOLDER = textwrap.dedent(
     client.snapshots().prepare(f"{prefix}{count}", chain)
     print("READY " + json.dumps({"session": client.session, "pids": pids}), flush=True)
     sys.stdin.read()  # until the parent closes it (or kills us)
-    lease.__exit__(None, None, None)
+    # The snapshot first: once the lease is gone, containerd's collector may take it.
     client.snapshots().remove(f"{prefix}{count}")
+    lease.__exit__(None, None, None)
     for c in held:
         c.delete(force=True)
     client.close()
