@@ -47,6 +47,22 @@ FEATURES: list[tuple[str, list[tuple[str, str]]]] = [
         "Property tests: ids, references, specs, tar safety",
         [("test_properties_ids_spec", "."), ("test_properties_refs", "."), ("test_properties_tar", ".")],
     ),
+    ("Networking: CNI bridge, published ports, port proxy, namespace pool", [("test_network", ".")]),
+    ("Logs, wait strategies, graceful stop", [("test_logs", "."), ("test_wait", "."), ("test_stop", ".")]),
+    ("Copy in and out, symlink-safe", [("test_copy", "."), ("test_hostile_copy", ".")]),
+    (
+        "Crash-safe cleanup: sweep, SIGTERM, watchdog",
+        [("test_sweep_sessions", "."), ("test_crash_teardown", ".")],
+    ),
+    ("pytest fixtures: services, recipes, xdist", [("test_service_fixtures", "."), ("test_recipes", ".")]),
+    ("Teardown off the critical path", [("test_background_teardown", ".")]),
+    ("Checkpoint and restore (CRIU), warm services", [("test_checkpoint", ".")]),
+    ("Command line (every command, end to end)", [("test_cli", ".")]),
+    (
+        "Notebooks: executed notebook, HTML reprs, owner warnings",
+        [("test_notebook", "."), ("test_owner_lifecycle", ".")],
+    ),
+    ("Remote daemons over ssh://", [("test_ssh", "."), ("test_remote_doc", ".")]),
 ]
 
 BEGIN = "<!-- support-table:begin -->"
