@@ -20,7 +20,7 @@ from containerd_client._pb.containerd.services.events.v1 import events_pb2
 from containerd_client._pb.containerd.services.tasks.v1 import tasks_pb2
 from containerd_client._typeurl import pack
 from containerd_client.errors import NotFoundError
-from containerd_client.events import Event, EventKind
+from containerd_client.events import SYNC_TIMEOUT, Event, EventKind
 from containerd_client.spec import with_memory_limit
 from containerd_client.testing import ContainerdDaemon
 
@@ -293,6 +293,11 @@ def test_survives_containerd_sigkill_and_reconciles(
         for i in range(10):
             expected = [i] if keeps_tasks or i >= 5 else [255]
             assert exits[f"r{i}"] == expected, (i, exits[f"r{i}"])
+        # Counted once the new subscription's sync marker came back (or SYNC_TIMEOUT
+        # passed): the shims' buffered exits can arrive before that, under load.
+        deadline = time.monotonic() + SYNC_TIMEOUT + 5
+        while client.events.reconnects < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline
         assert client.events.reconnects >= 1
         for i, t in enumerate(tasks):
             assert t.wait(timeout=10).exit_code == (i if keeps_tasks or i >= 5 else 255)

@@ -291,7 +291,8 @@ def test_nothing_left_open(root: Path, root_fd: int, canary: Path) -> None:
         with pytest.raises(NotFoundError):
             _copy.read_file(root_fd, "/nope/x", 10)
         _copy.pack(root_fd, "/", io.BytesIO())
-    assert len(os.listdir("/proc/self/fd")) == fds
+    # No more than before (other tests' threads may close theirs meanwhile).
+    assert len(os.listdir("/proc/self/fd")) <= fds
 
 
 def test_device_nodes_are_never_opened(root: Path, root_fd: int, monkeypatch: pytest.MonkeyPatch) -> None:
