@@ -150,13 +150,17 @@ class TeardownPool:
                 self._failures.append(TeardownFailure(job.what, exc))
         finally:
             with self._cond:
-                jobs = self._pending.get(job.key, [])
-                if job in jobs:
-                    jobs.remove(job)
-                if not jobs:
-                    self._pending.pop(job.key, None)
-                job.done.set()
+                self._forget(job)
                 self._cond.notify_all()
+
+    def _forget(self, job: _Job) -> None:
+        """Drop ``job`` from the pending ones and mark it done (under the condition's lock)."""
+        jobs = self._pending.get(job.key, [])
+        if job in jobs:
+            jobs.remove(job)
+        if not jobs:
+            self._pending.pop(job.key, None)
+        job.done.set()
 
     # -- waiting ------------------------------------------------------------------
 
@@ -198,12 +202,7 @@ class TeardownPool:
         with self._cond:
             # Jobs that never started are dropped (they are among the failures).
             for job in self._queue:
-                jobs = self._pending.get(job.key, [])
-                if job in jobs:
-                    jobs.remove(job)
-                if not jobs:
-                    self._pending.pop(job.key, None)
-                job.done.set()
+                self._forget(job)
             self._queue.clear()
             self._cond.notify_all()
         return failures

@@ -754,20 +754,14 @@ def restore(
                     diff_pb2.ApplyRequest(diff=cp.rw_layer.to_proto(), mounts=container._mounts()),
                 )
         except BaseException:
-            try:
-                container.cleanup()
-            except ContainerdError:
-                logger.warning("cleanup of %s after a failed restore failed", container_id, exc_info=True)
+            container.cleanup()  # never raises; logs what failed
             raise
     try:
         task = container.new_task(checkpoint=cp, **task_kwargs)
         if start:
             task.start()
     except BaseException:
-        try:
-            container.cleanup()
-        except ContainerdError:
-            logger.warning("cleanup of %s after a failed restore failed", container_id, exc_info=True)
+        container.cleanup()
         raise
     return container
 

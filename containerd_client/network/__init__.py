@@ -319,19 +319,21 @@ def _load_named(name: str, conf_dirs: tuple[str, ...]) -> dict[str, Any]:
     )
 
 
+def _bind_error(port: PortMapping, exc: OSError) -> PortInUseError | InvalidNetworkError:
+    """The typed error for a failed bind of ``port``'s host address."""
+    where = f"{port.host_ip}:{port.host_port}/{port.protocol}"
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUseError(f"host port {where} is already in use")
+    return InvalidNetworkError(f"cannot publish on {where}: {exc.strerror or exc}")
+
+
 def _check_host_port(port: PortMapping) -> None:
     kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as sock:
         try:
             sock.bind((port.host_ip, port.host_port))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    f"host port {port.host_ip}:{port.host_port}/{port.protocol} is already in use"
-                ) from exc
-            raise InvalidNetworkError(
-                f"cannot publish on {port.host_ip}:{port.host_port}/{port.protocol}: {exc.strerror}"
-            ) from exc
+            raise _bind_error(port, exc) from exc
 
 
 def netns_path(state_root: str, namespace: str, container_id: str) -> str:
@@ -770,6 +772,7 @@ def _reserve_ports(p: NetworkPlan, taken: set[tuple[int, str]]) -> tuple[PortMap
 
     Raises:
         PortInUseError: An explicit host port is taken.
+        InvalidNetworkError: The host address cannot be bound (not this host's).
     """
     out: list[PortMapping] = []
     fwd = _proxy.forwarder()
@@ -784,13 +787,7 @@ def _reserve_ports(p: NetworkPlan, taken: set[tuple[int, str]]) -> tuple[PortMap
             try:
                 number = fwd.reserve(_proxy_key(p), port.host_ip, port.host_port)
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise PortInUseError(
-                        f"host port {port.host_ip}:{port.host_port}/tcp is already in use"
-                    ) from exc
-                raise NetworkError(
-                    f"cannot publish on {port.host_ip}:{port.host_port}/tcp: {exc.strerror or exc}"
-                ) from exc
+                raise _bind_error(port, exc) from exc
             if port.host_port or (number, port.protocol) not in taken:
                 break
             # A port another process of this state folder published and has not bound
