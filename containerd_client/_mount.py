@@ -20,7 +20,7 @@ from typing import Any
 from containerd_client.errors import NotSupportedError, PermissionDeniedError
 from containerd_client.types import Mount
 
-__all__ = ["mounted", "read_only_overlay"]
+__all__ = ["mounted", "read_only_overlay", "temp_prefix"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,15 @@ def _mount(source: str, target: str, fstype: str, flags: int, data: str) -> None
                 f"mounting {fstype} {source!r} needs root (CAP_SYS_ADMIN): {os.strerror(err)}"
             )
         raise OSError(err, f"mount -t {fstype} {source} {target}: {os.strerror(err)}")
+
+
+def temp_prefix() -> str:
+    """The name prefix of the temp folders a process mounts on: it carries the process id.
+
+    Two processes copying at once (two test suites side by side, two
+    notebooks) can then each find, and answer for, only their own folders.
+    """
+    return f"containerd-client-mnt-{os.getpid()}-"
 
 
 def _umount(target: str) -> None:
@@ -138,7 +147,7 @@ def mounted(mounts: Sequence[Mount], *, read_only: bool) -> Iterator[str]:
     """
     if not mounts:
         raise NotSupportedError("copying to or from a snapshot that has no mounts")
-    target = tempfile.mkdtemp(prefix="containerd-client-mnt-")
+    target = tempfile.mkdtemp(prefix=temp_prefix())
     try:
         os.chmod(target, 0o700)
         done = 0

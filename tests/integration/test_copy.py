@@ -8,16 +8,17 @@ checks that no mount and no temp folder of the copy code is left behind.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import stat
+import subprocess
+import sys
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _copy_leaks import copy_mounts, copy_temp_folders
 
 from containerd_client import Client, files
 from containerd_client.containers import Container
@@ -30,15 +31,6 @@ pytestmark = [
     # The busybox image is each test's setup, left to the sweep; anything else is a leak.
     pytest.mark.containerd_leaks_ok("images", reason="images are the tests' setup"),
 ]
-
-
-def copy_mounts() -> list[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        return [line for line in f if "containerd-client-mnt-" in line]
-
-
-def copy_temp_folders() -> list[str]:
-    return glob.glob(os.path.join(tempfile.gettempdir(), "containerd-client-mnt-*"))
 
 
 @pytest.fixture(autouse=True)
@@ -160,6 +152,37 @@ def test_copy_in_and_out(containerd: Client, busybox: str, tmp_path: Path) -> No
         assert (out / "passwd.copy").read_text().startswith("root:")
         task.kill("SIGKILL")
         task.wait(timeout=30)
+
+
+def test_another_process_copying_at_once_is_told_apart(containerd: Client, busybox: str) -> None:
+    # scripts/test runs two daemons' suites side by side: the other one's copy
+    # folder must not count as ours (a full CI run failed on exactly that).
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, tempfile, os; from containerd_client import _mount; "
+            "d = tempfile.mkdtemp(prefix=_mount.temp_prefix()); print(d, flush=True); "
+            "sys.stdin.read(); os.rmdir(d)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        folder = other.stdout.readline().strip()
+        assert os.path.isdir(folder)
+        assert f"-{other.pid}-" in os.path.basename(folder)
+        with containerd.create_container("cpother", image=busybox, args=["true"]) as c:
+            c.write_file("/etc/mine", b"mine")  # no task: our own folder, mounted and removed
+            assert c.read_file("/etc/mine") == b"mine"
+        assert copy_temp_folders() == []
+        assert copy_mounts() == []
+        assert os.path.isdir(folder)  # the other process's folder, untouched
+    finally:
+        other.communicate("", timeout=30)
+    assert not os.path.exists(folder)
 
 
 def test_rootfs_folder_container(containerd: Client, tmp_path: Path) -> None:

@@ -12,16 +12,15 @@ nothing, and no mount, temp folder or descriptor of the copy code is left.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _copy_leaks import copy_mounts, copy_temp_folders
 
 from containerd_client import Client
 from containerd_client._archive import ArchiveError, UnsafeArchiveError
@@ -83,9 +82,8 @@ def canary(tmp_path: Path) -> Iterator[Path]:
 def nothing_left() -> Iterator[None]:
     fds = len(os.listdir("/proc/self/fd"))
     yield
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        assert [line for line in f if "containerd-client-mnt-" in line] == []
-    assert glob.glob(os.path.join(tempfile.gettempdir(), "containerd-client-mnt-*")) == []
+    assert copy_mounts() == []
+    assert copy_temp_folders() == []
     assert len(os.listdir("/proc/self/fd")) <= fds + 8
 
 
