@@ -7,6 +7,7 @@ In the spirit of nerdctl, on the SDK's own objects::
     containerd-client run --rm -e K=V busybox echo hi
     containerd-client run -d --name web -p 8080:80 busybox httpd -f
     containerd-client ps -a | logs -f web | exec web ls | stop web | kill web | rm web
+    containerd-client cp ./site web:/www | cp web:/etc/passwd . | inspect web
     containerd-client stats | events | sweep | namespaces
 
 Global options: ``-a/--address`` (``$CONTAINERD_ADDRESS``, also ``ssh://``),
@@ -262,6 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true", help="kill a running one first")
     rm.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    insp = sub.add_parser("inspect", help="a container's record, task and network as JSON")
+    insp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    cpp = sub.add_parser(
+        "cp",
+        help="copy files between a container and the host",
+        description="Copy a file or folder between a container (running or not) and the host. "
+        "One side is CONTAINER:PATH; '-' is a tar on stdin (to a container) or stdout (from one). "
+        "A host path with a colon starts with / or ./.",
+    )
+    cpp.add_argument("src", metavar="SRC")
+    cpp.add_argument("dest", metavar="DEST")
 
     stats = sub.add_parser("stats", help="CPU, memory and pids of running containers (one sample)")
     stats.add_argument("containers", nargs="*", metavar="CONTAINER")

@@ -496,6 +496,98 @@ def stats(ctx: Context) -> int:
     return code
 
 
+def inspect(ctx: Context) -> int:
+    """Each container's record, task state and network as JSON (always: it is for reading whole)."""
+    import attrs
+
+    from containerd_client.cli import _format, exit_code_for
+    from containerd_client.errors import ContainerdError
+
+    client = ctx.client()
+    tasks = task_states(client)
+    found: list[dict[str, Any]] = []
+    code = 0
+    for cid in ctx.args.containers:
+        try:
+            c = client.load_container(cid)
+        except ContainerdError as exc:
+            ctx.report(exc)
+            code = code or exit_code_for(exc)
+            continue
+        info = c.info()
+        task = tasks.get(c.id)
+        status, exit_code = status_of(task, dict(info.labels))
+        options = info.runtime_options
+        found.append(
+            {
+                "id": c.id,
+                "image": info.image,
+                "labels": dict(info.labels),
+                "runtime": {
+                    "name": info.runtime,
+                    "options": attrs.asdict(options) if options is not None else None,
+                },
+                "snapshotter": info.snapshotter,
+                "snapshot_key": info.snapshot_key,
+                "created": info.created_at,
+                "updated": info.updated_at,
+                "status": status,
+                "exit_code": exit_code,
+                "pid": int(task.pid) if task is not None and task.pid else None,
+                "network": c.network,
+                "ports": [attrs.asdict(p) for p in c.ports],
+                "spec": dict(info.spec),
+            }
+        )
+    _format.print_json(found, ctx.stdout)
+    return code
+
+
+def split_copy_path(text: str) -> tuple[str | None, str]:
+    """``CONTAINER:PATH`` -> (container, path); a host path -> (None, path), as ``docker cp``.
+
+    A host path with a colon in it starts with ``/`` or ``.`` (``./a:b``);
+    ``-`` is a tar on stdin or stdout.
+    """
+    if text == "-" or text.startswith(("/", ".")) or ":" not in text:
+        return None, text
+    container, _, path = text.partition(":")
+    return container, path
+
+
+def cp(ctx: Context) -> int:
+    """Copy between a container and the host (``-``: a tar on stdin or stdout), as ``docker cp``."""
+    a = ctx.args
+    src_container, src = split_copy_path(a.src)
+    dst_container, dst = split_copy_path(a.dest)
+    if (src_container is None) == (dst_container is None):
+        raise UsageError(
+            "cp copies between a container and the host: exactly one of SRC and DEST is CONTAINER:PATH"
+        )
+    if src_container is not None:
+        container = ctx.client().load_container(src_container)
+        if dst == "-":
+            chunks, _stat = container.get_archive(src)
+            out = _binary_stdout(ctx)
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+        else:
+            stat = container.copy_out(src, dst)
+            if ctx.json:
+                ctx.emit({"copied": a.src, "to": dst, "name": stat.name, "size": stat.size})
+        return 0
+    assert dst_container is not None
+    container = ctx.client().load_container(dst_container)
+    if src == "-":
+        container.put_archive(dst, sys.stdin.buffer)
+    else:
+        container.copy_in(src, dst)
+    if ctx.json:
+        ctx.emit({"copied": a.src, "to": a.dest})
+    return 0
+
+
 def _binary_stdout(ctx: Context) -> Any:
     buffer = getattr(ctx.stdout, "buffer", None)
     if buffer is None:
@@ -515,4 +607,6 @@ _COMMANDS: dict[str, Callable[[Context], int]] = {
     "rm": rm,
     "logs": logs,
     "stats": stats,
+    "inspect": inspect,
+    "cp": cp,
 }

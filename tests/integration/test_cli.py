@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import termios
 import threading
 import time
@@ -475,6 +476,66 @@ def test_sweep_removes_a_dead_sessions_container(cli: Cli, containerd: Client, b
     assert r.code == 0
     assert "1 containers" in r.out
     assert containerd.containers() == []
+
+
+def test_cp_both_ways_on_a_stopped_and_a_running_container(cli: Cli, containerd: Client) -> None:
+    site = cli.tmp / "site"
+    site.mkdir()
+    (site / "index.html").write_text("hello")
+    # Stopped (kept after it exited): its snapshot is mounted for each copy.
+    assert cli("run", "--name", "cpbox", cli.image, "true").code == 0
+    assert cli("cp", str(site), "cpbox:/tmp") == Result(0, "", "")
+    assert cli("cp", "cpbox:/tmp/site/index.html", str(cli.tmp / "copy.html")).code == 0
+    assert (cli.tmp / "copy.html").read_text() == "hello"
+    # A tar on stdout, and one on stdin (a real process: its own stdin).
+    r = cli("cp", "cpbox:/tmp/site", "-")
+    assert r.code == 0
+    with tarfile.open(fileobj=io.BytesIO(r.out.encode())) as tar:  # an all-ASCII tar: decoded losslessly
+        assert sorted(tar.getnames()) == ["site", "site/index.html"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("from-stdin.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"in"))
+    r = cli.process("cp", "-", "cpbox:/etc", stdin=buf.getvalue())
+    assert (r.code, r.err) == (0, ""), r
+    assert containerd.load_container("cpbox").read_file("/etc/from-stdin.txt") == b"in"
+    assert cli("rm", "cpbox").code == 0
+    # Running: reached through the task's root, and the task sees the file.
+    assert cli.process("run", "-d", "--name", "cplive", cli.image, "sleep", "60").code == 0
+    assert cli("cp", str(site / "index.html"), "cplive:/index.html").code == 0
+    r = cli("exec", "cplive", "cat", "/index.html")
+    assert (r.code, r.out) == (0, "hello")
+    # Errors: one line each, nothing written.
+    r = cli("cp", "cplive:/no/such/file", str(cli.tmp / "x"))
+    assert (r.code, len(r.err.splitlines())) == (1, 1)
+    assert "NotFoundError" in r.err
+    assert not (cli.tmp / "x").exists()
+    r = cli("cp", str(site), "nosuch:/tmp")
+    assert (r.code, len(r.err.splitlines())) == (1, 1)
+    assert "NotFoundError" in r.err
+    assert cli("rm", "-f", "cplive").code == 0
+    assert containerd.containers() == []
+
+
+def test_inspect_gives_the_record_task_and_network(cli: Cli, containerd: Client) -> None:
+    assert cli("run", "--name", "insp", "-e", "K=V", cli.image, "sh", "-c", "exit 4").code == 4
+    r = cli("inspect", "insp")
+    assert r.code == 0, r
+    (entry,) = json.loads(r.out)
+    assert (entry["id"], entry["image"]) == ("insp", cli.image)
+    assert (entry["status"], entry["exit_code"]) == ("exited", 4)
+    assert entry["spec"]["process"]["args"] == ["sh", "-c", "exit 4"]
+    assert "K=V" in entry["spec"]["process"]["env"]
+    assert entry["runtime"]["name"].startswith("io.containerd.runc")
+    assert (entry["pid"], entry["network"], entry["ports"]) == (None, None, [])
+    # One missing: a line for it, the others still printed, exit code 1.
+    r = cli("inspect", "nosuch", "insp")
+    assert r.code == 1
+    assert [e["id"] for e in json.loads(r.out)] == ["insp"]
+    assert "NotFoundError" in r.err
+    assert len(r.err.splitlines()) == 1
+    assert cli("rm", "insp").code == 0
 
 
 def test_unreachable_daemon_is_one_line_and_exit_69(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from containerd_client.cli import (
     main,
 )
 from containerd_client.cli import _format as fmt
+from containerd_client.cli._commands import split_copy_path
 from containerd_client.cli._run import parse_env, parse_ports
 
 
@@ -98,6 +99,8 @@ def test_help_exits_0() -> None:
         "stats",
         "events",
         "sweep",
+        "inspect",
+        "cp",
     ):
         assert name in out
 
@@ -116,6 +119,8 @@ def test_help_exits_0() -> None:
         (["logs", "--tail", "-3", "c"], "must not be negative"),
         (["events", "-c", "0"], "at least 1"),
         (["exec", "c"], "needs a command"),
+        (["cp", "./a", "/b"], "exactly one of SRC and DEST"),
+        (["cp", "c:/a", "d:/b"], "exactly one of SRC and DEST"),
     ],
 )
 def test_bad_combinations_are_refused_before_any_call(argv: list[str], needle: str) -> None:
@@ -129,6 +134,15 @@ def test_bad_combinations_are_refused_before_any_call(argv: list[str], needle: s
 
 
 # -- values -----------------------------------------------------------------------------
+
+
+def test_cp_paths_split_as_docker_cp() -> None:
+    assert split_copy_path("web:/etc/passwd") == ("web", "/etc/passwd")
+    assert split_copy_path("web:") == ("web", "")  # refused later as an empty path
+    assert split_copy_path("/tmp/a:b") == (None, "/tmp/a:b")
+    assert split_copy_path("./a:b") == (None, "./a:b")
+    assert split_copy_path("site") == (None, "site")
+    assert split_copy_path("-") == (None, "-")
 
 
 def test_parse_env() -> None:
