@@ -20,6 +20,7 @@ from containerd_client.client import (
     Namespace,
     Plugin,
     ServerInfo,
+    UnclosedClientWarning,
     Version,
 )
 from containerd_client.errors import ContainerdError
@@ -129,6 +130,7 @@ __all__ = [
     "Task",
     "TaskStatus",
     "TeardownFailure",
+    "UnclosedClientWarning",
     "Version",
     "WaitStrategy",
     "__version__",

@@ -40,6 +40,7 @@ def test_every_exported_name_imports(name: str) -> None:
         "Platform",
         "Mount",
         "Subscription",
+        "UnclosedClientWarning",  # for a filterwarnings in a notebook or a pytest ini
     ],
 )
 def test_the_stores_and_values_a_script_needs_are_exported(name: str) -> None:
