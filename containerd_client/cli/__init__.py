@@ -177,6 +177,14 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cni-subnet", default=None, help="subnet of the 'bridge' network (10.213.0.0/16)")
 
 
+def _pull_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ref")
+    parser.add_argument("--platform", default=None)
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars (on a terminal, with tqdm installed)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line's parser (every subcommand; no SDK import)."""
     p = _Parser(prog=PROG, description="A command line for containerd, built on containerd-client.")
@@ -193,8 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     isub = img.add_subparsers(dest="images_command", metavar="ACTION", parser_class=_Parser)
     isub.add_parser("ls", aliases=["list"], help="list images")
     pull = isub.add_parser("pull", help="pull an image from a registry")
-    pull.add_argument("ref")
-    pull.add_argument("--platform", default=None)
+    _pull_options(pull)
     imp = isub.add_parser("import", aliases=["load"], help="import an OCI or docker-save tar ('-': stdin)")
     imp.add_argument("file")
     imp.add_argument("--name", default=None, help="name for the (single) image")
@@ -205,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--platform", default=None)
     irm = isub.add_parser("rm", aliases=["remove", "rmi"], help="remove images")
     irm.add_argument("names", nargs="+", metavar="IMAGE")
-    sub.add_parser("pull", help="same as 'images pull'").add_argument("ref")
+    _pull_options(sub.add_parser("pull", help="same as 'images pull'"))
 
     run = sub.add_parser("run", help="run a command in a new container")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits")

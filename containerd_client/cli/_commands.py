@@ -166,10 +166,19 @@ def images_ls(ctx: Context) -> int:
 def images_pull(ctx: Context) -> int:
     # A pulled image is the user's: no session label (a sweep must never take it).
     client = ctx.client(session_label=False)
-    platform = getattr(ctx.args, "platform", None)
-    if not ctx.json:
+    platform = ctx.args.platform
+    progress = None
+    if not ctx.json and not ctx.args.quiet:
         ctx.err(f"pulling {ctx.args.ref} ...")
-    img = client.pull(ctx.args.ref, platform=platform)
+        if _is_terminal(ctx.stderr):
+            from containerd_client.pull import TqdmProgress
+
+            progress = TqdmProgress(file=ctx.stderr)  # logs instead when tqdm is missing
+    try:
+        img = client.pull(ctx.args.ref, platform=platform, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     ctx.emit(
         {"name": img.name, "digest": img.target.digest},
         columns=("NAME", "DIGEST"),
@@ -586,6 +595,13 @@ def cp(ctx: Context) -> int:
     if ctx.json:
         ctx.emit({"copied": a.src, "to": a.dest})
     return 0
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def _binary_stdout(ctx: Context) -> Any:

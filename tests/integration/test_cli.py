@@ -112,6 +112,13 @@ def _until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condit
         time.sleep(0.05)
 
 
+class _TerminalText(io.StringIO):
+    """A stderr that says it is a terminal (as the command line's, run by a person)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def _needs_cni() -> None:
     if os.geteuid() != 0:
         pytest.skip("CNI needs root")
@@ -435,7 +442,15 @@ def test_images_pull_from_a_local_registry(
         r = cli("--json", "images", "pull", ref)
         assert r.code == 0, r
         assert json.loads(r.out)["name"] == ref
-    assert SESSION_LABEL not in containerd.images.get(ref).labels
+        assert SESSION_LABEL not in containerd.images.get(ref).labels
+        # On a terminal, each blob gets a bar that ends full; -q draws none.
+        for quiet in ([], ["-q"]):
+            containerd.images.delete(ref)
+            terminal = _TerminalText()
+            code = main([*cli.base, "pull", *quiet, ref], stdout=io.StringIO(), stderr=terminal)
+            assert code == 0, terminal.getvalue()
+            bars = [line for line in terminal.getvalue().replace("\r", "\n").splitlines() if "100%" in line]
+            assert bool(bars) != bool(quiet), terminal.getvalue()
     with Client(containerd_daemon.address, f"{cli.namespace}-push") as push:
         from containerd_client.testing.plugin import sweep_namespace
 
