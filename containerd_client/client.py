@@ -1249,8 +1249,10 @@ class Client:
                 configured in the client's ``network_config.conf_dirs``.
                 A CNI network's namespace is made now and removed with the container.
             ports: Ports to publish on 127.0.0.1 (needs a CNI network):
-                ``{80: None}`` picks a free host port, ``{80: 8080}`` asks for
-                8080; ``"53/udp"`` keys publish UDP. See :attr:`Container.ports`.
+                ``{80: None}`` picks a free host port (one no nat rule of
+                the host DNATs: Docker's, nerdctl's, another portmap's),
+                ``{80: 8080}`` asks for 8080; ``"53/udp"`` keys publish UDP.
+                See :attr:`Container.ports`.
 
         A background teardown of a container with this id (see
         ``background_teardown``) still pending is waited for first.
@@ -1259,7 +1261,8 @@ class Client:
             InvalidIdError: ``container_id`` breaks containerd's rules (no RPC made).
             InvalidNetworkError: An unknown network, malformed ports, or ports
                 without a CNI network (no RPC made).
-            PortInUseError: An explicit host port is taken (no RPC made).
+            PortInUseError: An explicit host port is taken, published by
+                another container or DNATed by a nat rule of the host (no RPC made).
             PluginNotFoundError: A CNI plugin the network needs is missing.
             CNIError: A CNI plugin failed (the namespace is removed again).
             ConflictError: The id is already in use.

@@ -39,7 +39,10 @@ import ipaddress
 import json
 import logging
 import os
+import re
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -433,9 +436,58 @@ def _write_json(path: str, doc: Mapping[str, Any]) -> None:
         raise
 
 
-def _ports_taken(state_root: str) -> set[tuple[int, str]]:
+_DNAT_PROTO = re.compile(r"(?:^|\s)-p\s+(tcp|udp)\b")
+_DNAT_PORTS = re.compile(r"--dports?\s+([0-9:,]+)")
+
+
+def dnat_ports(save_output: str) -> set[tuple[int, str]]:
+    """The ``(host port, protocol)`` pairs that ``iptables-save -t nat`` output DNATs.
+
+    Rules of any tool count: CNI portmap's (``CNI-DN-*``, and the
+    ``--dports`` jumps to them), Docker's (``DOCKER``), nerdctl's. A
+    connection to such a port on this host goes to their container, not to
+    a listener there, so a port picked for publishing must avoid them.
+    Ranges (``a:b``) count up to 4096 ports each.
+    """
+    found: set[tuple[int, str]] = set()
+    for line in save_output.splitlines():
+        if not line.startswith("-A ") or not ("-j DNAT" in line or " -j CNI-DN-" in line):
+            continue
+        proto = _DNAT_PROTO.search(line)
+        spec = _DNAT_PORTS.search(line)
+        if proto is None or spec is None:
+            continue
+        for part in spec.group(1).split(","):
+            low, _, high = part.partition(":")
+            if not low.isdigit() or (high and not high.isdigit()):
+                continue
+            first, last = int(low), int(high or low)
+            if 0 < first <= last < 65536 and last - first < 4096:
+                found.update((n, proto.group(1)) for n in range(first, last + 1))
+    return found
+
+
+def _host_dnat_ports() -> set[tuple[int, str]]:
+    """:func:`dnat_ports` of this host's nat table; empty when it cannot be read (no iptables, not root)."""
+    path = (os.environ.get("PATH") or "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    binary = shutil.which("iptables-save", path=path)
+    if binary is None:
+        return set()
+    try:
+        out = subprocess.run(
+            [binary, "-t", "nat"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.debug("cannot read the nat table (%s): picked ports do not avoid other DNAT rules", exc)
+        return set()
+    return dnat_ports(out)
+
+
+def _ports_taken(state_root: str, *, host_rules: bool = False) -> set[tuple[int, str]]:
+    """The host ports published by this state folder's attachments (and, with
+    ``host_rules``, every port a nat rule of the host DNATs)."""
     folder = os.path.join(state_root, "_cni", "attachments")
-    taken: set[tuple[int, str]] = set()
+    taken: set[tuple[int, str]] = _host_dnat_ports() if host_rules else set()
     with contextlib.suppress(FileNotFoundError):
         for fname in os.listdir(folder):
             if not fname.endswith(".json"):
@@ -450,14 +502,19 @@ def _ports_taken(state_root: str) -> set[tuple[int, str]]:
     return taken
 
 
+def _published_error(port: PortMapping) -> PortInUseError:
+    return PortInUseError(
+        f"host port {port.host_port}/{port.protocol} is already published by another container"
+        " (of this SDK, or a DNAT rule of another tool)"
+    )
+
+
 def _pick_ports(ports: tuple[PortMapping, ...], taken: set[tuple[int, str]]) -> tuple[PortMapping, ...]:
     out: list[PortMapping] = []
     for port in ports:
         if port.host_port:
             if (port.host_port, port.protocol) in taken:
-                raise PortInUseError(
-                    f"host port {port.host_port}/{port.protocol} is already published by another container"
-                )
+                raise _published_error(port)
             out.append(port)
             continue
         kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
@@ -592,7 +649,7 @@ def start_attach(p: NetworkPlan, pool: NamespacePool | None = None) -> PendingAt
     record_file = _record_path(p.state_root, p.namespace, p.container_id)
     with _locked(p.state_root):
         _refuse_existing(p, record_file)
-        taken = _ports_taken(p.state_root)
+        taken = _ports_taken(p.state_root, host_rules=bool(p.ports))
         ports = _pick_ports(tuple(m for m in p.ports if not p.proxied(m)), taken)
         try:
             ports = _reserve_ports(p, taken) + ports
@@ -667,7 +724,7 @@ def _start_pooled(p: NetworkPlan, pool: NamespacePool) -> PendingAttachment:
     with _locked(p.state_root):
         _refuse_existing(p, record_file)
         try:
-            ports = _reserve_ports(p, _ports_taken(p.state_root))
+            ports = _reserve_ports(p, _ports_taken(p.state_root, host_rules=bool(p.ports)))
             slot = pool.take(p.state_root, p.namespace, p.name)
             doc = _new_record(p, ports)
             doc["slot"] = slot.slot_id if slot is not None else new_slot_id()
@@ -780,9 +837,7 @@ def _reserve_ports(p: NetworkPlan, taken: set[tuple[int, str]]) -> tuple[PortMap
         if not p.proxied(port):
             continue
         if port.host_port and (port.host_port, port.protocol) in taken:
-            raise PortInUseError(
-                f"host port {port.host_port}/{port.protocol} is already published by another container"
-            )
+            raise _published_error(port)
         for _ in range(100):
             try:
                 number = fwd.reserve(_proxy_key(p), port.host_ip, port.host_port)

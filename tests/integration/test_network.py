@@ -278,6 +278,32 @@ def test_port_taken_on_host_is_refused_before_anything(
     assert host_network_state(containerd) == before
 
 
+def test_port_another_tool_dnats_is_refused_before_anything(
+    containerd: Client, busybox_rootfs: str, warm: None
+) -> None:
+    # Docker, nerdctl or a crashed run's portmap may DNAT a port nothing listens
+    # on: a container published there would never see its connections. The
+    # rule sits in a chain of its own that nothing jumps to, so it diverts nothing.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    chain = f"CCTEST-{os.getpid()}"
+    subprocess.run(["iptables", "-t", "nat", "-N", chain], check=True)
+    try:
+        rule = ["-p", "tcp", "--dport", str(port), "-j", "DNAT", "--to-destination", "10.255.255.1:80"]
+        subprocess.run(["iptables", "-t", "nat", "-A", chain, *rule], check=True)
+        before = host_network_state(containerd)
+        for forwarding in ("portmap", "proxy"):
+            containerd._network_config = attrs.evolve(containerd.network_config, port_forwarding=forwarding)
+            with pytest.raises(network.PortInUseError, match=f"{port}/tcp .*DNAT rule of another tool"):
+                containerd.create_container("dnat", rootfs=busybox_rootfs, network="bridge", ports={80: port})
+            assert containerd.containers() == []
+            assert host_network_state(containerd) == before
+    finally:
+        subprocess.run(["iptables", "-t", "nat", "-F", chain], check=False)
+        subprocess.run(["iptables", "-t", "nat", "-X", chain], check=False)
+
+
 def test_unknown_network_is_refused_before_anything(containerd: Client, busybox_rootfs: str) -> None:
     before = host_network_state(containerd)
     with pytest.raises(network.InvalidNetworkError, match="no network 'nosuch'"):
