@@ -1153,6 +1153,13 @@ def create_container(
     pending = _network.start_attach(net, client._netns_pool()) if net.kind == "cni" else None
     if pending is not None:
         net_opts.append(_spec.with_network_namespace(pending.netns))
+        try:
+            resolv = _network.container_resolv_conf(net.state_root)
+        except OSError as exc:
+            _give_up_network(pending)
+            raise _network.NetworkError(f"cannot write the container's resolv.conf: {exc}") from exc
+        if resolv is not None:
+            net_opts.append(_spec.with_resolv_conf(resolv))
         net_labels[_network.NETWORK_LABEL] = net.name
         if pending.ports:
             net_labels[_network.PORTS_LABEL] = _network.ports_label(pending.ports)

@@ -53,6 +53,7 @@ __all__ = [
     "with_privileged",
     "with_process_args",
     "with_readonly_rootfs",
+    "with_resolv_conf",
     "with_rootfs",
     "with_tmpfs",
     "with_tty",
@@ -693,14 +694,36 @@ def with_host_network() -> SpecOpt:
     def opt(spec: Spec) -> None:
         linux = spec.setdefault("linux", {})
         linux["namespaces"] = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
-        mounts = spec.setdefault("mounts", [])
         for path in ("/etc/hosts", "/etc/resolv.conf"):
-            if os.path.exists(path) and not any(m.get("destination") == path for m in mounts):
-                mounts.append(
-                    {"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]}
-                )
+            if os.path.exists(path):
+                _add_file_mount(spec, path, path)
 
     return opt
+
+
+def with_resolv_conf(source: str) -> SpecOpt:
+    """Mount the host file ``source`` read-only on ``/etc/resolv.conf``, unless a mount already goes there.
+
+    The SDK gives containers on a CNI network the host's name servers this
+    way (see :func:`containerd_client.network.resolv_conf`).
+
+    Raises:
+        InvalidSpecError: ``source`` is relative, empty or holds a NUL.
+    """
+    source = _path(source, "resolv.conf source")
+
+    def opt(spec: Spec) -> None:
+        _add_file_mount(spec, source, "/etc/resolv.conf")
+
+    return opt
+
+
+def _add_file_mount(spec: Spec, source: str, destination: str) -> None:
+    """A read-only bind of ``source`` on ``destination``; a mount the spec already has there wins."""
+    mounts = spec.setdefault("mounts", [])
+    if not any(m.get("destination") == destination for m in mounts):
+        options = ["rbind", "ro"]
+        mounts.append({"destination": destination, "type": "bind", "source": source, "options": options})
 
 
 def with_network_namespace(path: str) -> SpecOpt:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import ipaddress
 import json
 import logging
@@ -56,6 +57,7 @@ from containerd_client.network._cni import DEFAULT_PLUGIN_DIRS, CNIError, Networ
 from containerd_client.network._pool import NamespacePool, Slot, new_slot_id, reusable
 
 __all__ = [
+    "HOST_RESOLV_CONFS",
     "NETWORK_LABEL",
     "PORTS_LABEL",
     "Attachment",
@@ -70,12 +72,15 @@ __all__ = [
     "PortMapping",
     "attach",
     "attachments",
+    "container_resolv_conf",
     "detach",
+    "dnat_ports",
     "parse_ports_label",
     "plan",
     "ports_label",
     "record",
     "release_to_pool",
+    "resolv_conf",
     "start_attach",
     "task_started",
 ]
@@ -434,6 +439,79 @@ def _write_json(path: str, doc: Mapping[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+#: Where the host's name servers are read from, in turn: the first file with
+#: one a container can reach wins (systemd-resolved's stub 127.0.0.53 is not).
+HOST_RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+
+
+def resolv_conf(host_text: str) -> str:
+    """A container's ``resolv.conf`` made from the host's: what a container behind the bridge can use.
+
+    As Docker does: name servers on loopback (a local cache, systemd-resolved's
+    stub) cannot be reached from the container's namespace, nor IPv6 ones
+    (the SDK's bridge has no IPv6), so they are dropped; ``search``,
+    ``domain`` and ``options`` lines are kept. Unlike Docker, no public name
+    server is put in when none is left: the container then resolves nothing,
+    rather than asking a server the host never named.
+    """
+    kept: list[str] = []
+    for raw in host_text.splitlines():
+        line = raw.strip()
+        fields = line.split()
+        if not fields or fields[0].startswith(("#", ";")):
+            continue
+        if fields[0] == "nameserver":
+            if len(fields) < 2:
+                continue
+            try:
+                address = ipaddress.ip_address(fields[1])
+            except ValueError:
+                continue
+            if address.version == 4 and not address.is_loopback:
+                kept.append(f"nameserver {address}")
+        elif fields[0] in ("search", "domain", "options"):
+            kept.append(" ".join(fields))
+    return "# made by containerd-client from the host's resolv.conf\n" + "".join(f"{k}\n" for k in kept)
+
+
+def container_resolv_conf(state_root: str, host_files: tuple[str, ...] = HOST_RESOLV_CONFS) -> str | None:
+    """The path of a ``resolv.conf`` for containers on a CNI network, written under ``state_root``.
+
+    Made from the first of ``host_files`` that names a name server a
+    container can reach (:func:`resolv_conf`), else from the first that
+    exists. Files are named by their content and shared by every container
+    (never rewritten under a running one); None when the host has none.
+    """
+    made = None
+    for path in host_files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = resolv_conf(fh.read())
+        except OSError:
+            continue
+        if made is None or "\nnameserver " in text:
+            made = text
+        if "\nnameserver " in text:
+            break
+    if made is None:
+        return None
+    digest = hashlib.sha256(made.encode()).hexdigest()[:16]
+    target = os.path.join(state_root, "_cni", "resolv", f"{digest}.conf")
+    if not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(made)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return target
 
 
 _DNAT_PROTO = re.compile(r"(?:^|\s)-p\s+(tcp|udp)\b")

@@ -27,7 +27,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from containerd_client import Client, network, wait
+from containerd_client import Client, cio, network, wait
 from containerd_client import spec as spec_opts
 from containerd_client.errors import NotFoundError
 from containerd_client.testing import ContainerdDaemon
@@ -236,6 +236,41 @@ def test_published_port_through_the_proxy_adds_no_iptables_rule_and_leaves_nothi
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
         again.listen()
+
+
+def _cat_resolv_conf(containerd: Client, busybox_rootfs: str, name: str, *opts: spec_opts.SpecOpt) -> bytes:
+    with containerd.create_container(
+        name, rootfs=busybox_rootfs, args=["cat", "/etc/resolv.conf"], spec=list(opts), network="bridge"
+    ) as container:
+        out = cio.Capture()
+        task = container.new_task(stdout=out)
+        task.start()
+        assert task.wait(30).exit_code == 0
+        return out.getvalue()
+
+
+def test_a_bridge_container_gets_the_hosts_name_servers_and_a_users_mount_wins(
+    containerd: Client, busybox_rootfs: str, tmp_path: Path, warm: None
+) -> None:
+    # Made here from the host's own files, as the SDK does (their content differs per machine).
+    expected = None
+    for path in network.HOST_RESOLV_CONFS:
+        if os.path.exists(path):
+            with open(path) as fh:
+                made = network.resolv_conf(fh.read())
+            expected = expected or made
+            if "\nnameserver " in made:
+                expected = made
+                break
+    if expected is None:
+        pytest.skip("this host has no resolv.conf")
+    before = host_network_state(containerd)
+    assert _cat_resolv_conf(containerd, busybox_rootfs, "dns").decode() == expected
+    mine = tmp_path / "resolv.conf"
+    mine.write_text("nameserver 192.0.2.53\n")
+    own = spec_opts.with_bind_mount(str(mine), "/etc/resolv.conf", readonly=True)
+    assert _cat_resolv_conf(containerd, busybox_rootfs, "dns-own", own) == b"nameserver 192.0.2.53\n"
+    assert host_network_state(containerd) == before
 
 
 def test_explicit_host_port(containerd: Client, busybox_rootfs: str, www: Path, warm: None) -> None:

@@ -286,3 +286,45 @@ def test_a_picked_port_skips_ports_other_rules_dnat(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(network.socket, "socket", Sock)
     (picked,) = network._pick_ports((network.PortMapping(80, 0),), {(40001, "tcp")})
     assert picked.host_port == 40002
+
+
+def test_a_containers_resolv_conf_keeps_what_it_can_reach() -> None:
+    host = (
+        "# comment\n"
+        "; also a comment\n"
+        "nameserver 127.0.0.53\n"  # systemd-resolved's stub: loopback, unreachable from the container
+        "nameserver ::1\n"
+        "nameserver 2001:db8::53\n"  # IPv6: the SDK's bridge has none
+        "nameserver 10.0.0.2\n"
+        "nameserver not-an-address\n"
+        "nameserver\n"
+        "search  corp.example  example\n"
+        "options ndots:2 timeout:1\n"
+        "sortlist 10.0.0.0\n"
+    )
+    assert network.resolv_conf(host).splitlines()[1:] == [
+        "nameserver 10.0.0.2",
+        "search corp.example example",
+        "options ndots:2 timeout:1",
+    ]
+    assert network.resolv_conf("nameserver 127.0.0.53\n").splitlines()[1:] == []
+
+
+def test_the_resolv_conf_file_is_shared_by_content_and_falls_back_past_a_stub(tmp_path: Path) -> None:
+    stub = tmp_path / "stub.conf"
+    stub.write_text("nameserver 127.0.0.53\nsearch lan\n")
+    upstream = tmp_path / "upstream.conf"
+    upstream.write_text("nameserver 192.0.2.1\n")
+    state = tmp_path / "state"
+    path = network.container_resolv_conf(str(state), (str(stub), str(upstream)))
+    assert path is not None
+    assert Path(path).read_text().splitlines()[1:] == ["nameserver 192.0.2.1"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # read by the container's user too
+    assert network.container_resolv_conf(str(state), (str(stub), str(upstream))) == path
+    # Only a stub: its search line is still worth having.
+    only = network.container_resolv_conf(str(state), (str(stub), str(tmp_path / "missing")))
+    assert only is not None
+    assert only != path
+    assert Path(only).read_text().splitlines()[1:] == ["search lan"]
+    assert network.container_resolv_conf(str(state), (str(tmp_path / "missing"),)) is None
+    assert sorted(os.listdir(state / "_cni" / "resolv")) == sorted(os.path.basename(p) for p in (path, only))
