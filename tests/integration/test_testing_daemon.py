@@ -7,16 +7,20 @@ in ``CONTAINERD_BIN_DIR`` (scripts/test runs the suite once per version).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from containerd_client.containers import _default_state_dir
 from containerd_client.errors import ContainerdError
+from containerd_client.network import NetworkConfig
 from containerd_client.testing import (
     ContainerdDaemon,
     DaemonStartError,
@@ -27,6 +31,7 @@ from containerd_client.testing import (
     LayerSpec,
     Symlink,
     Whiteout,
+    _netslot,
     build_busybox_archive,
     build_image_archive,
 )
@@ -152,6 +157,94 @@ def test_start_serves_and_stop_leaves_nothing(daemon: ContainerdDaemon) -> None:
     assert "containerd successfully booted" in daemon.logs()
     daemon.stop()  # idempotent
     assert not daemon.running
+
+
+def _bridge_leftovers(bridge: str, subnet: str) -> dict[str, object]:
+    """What a test network's containers can leave on the host, for ``bridge``."""
+    root = os.path.abspath(_default_state_dir())
+    ipam = Path(root, "_cni", "ipam", bridge)
+    prefix = subnet.rsplit(".", 2)[0] + "."
+    nat = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    link = subprocess.run(["ip", "link", "show", bridge], capture_output=True, check=False)
+    return {
+        "attachments": _netslot.detach_order(root, bridge),
+        # host-local keeps one file per address in a folder per network, plus a lock and a cursor.
+        "ipam": sorted(
+            str(p)
+            for p in ipam.rglob("*")
+            if p.is_file() and p.name != "lock" and not p.name.startswith("last_reserved_ip")
+        ),
+        "iptables": [line for line in nat.splitlines() if prefix in line],
+        "bridge": link.returncode == 0,
+    }
+
+
+# The slots of this test are its own (folder, bridge names, subnets 10.250.n.0/16
+# beyond the real ones): a suite running beside it cannot claim them.
+_PRIVATE_SLOTS = {"BRIDGE_PREFIX": "cckillnet", "FIRST": 250}
+
+_NETWORK_LEFT_RUNNING = """
+import json, os, signal, sys
+from containerd_client import Client
+from containerd_client.testing import ContainerdDaemon, _netslot
+rootfs, bin_dir = sys.argv[1], sys.argv[2] or None
+_netslot.SLOTS_DIR = sys.argv[4]
+for name, value in json.loads(sys.argv[5]).items():
+    setattr(_netslot, name, value)
+d = ContainerdDaemon(bin_dir=bin_dir)
+d.start()
+c = Client(d.address, d.namespace, network_config=d.network_config)
+for name in ("served", "created"):
+    ct = c.create_container(name, rootfs=rootfs, args=["sleep", "60"], network="bridge", ports={80: None})
+    if name == "served":
+        ct.new_task().start()
+ct.wait_network()
+print(json.dumps({"bridge": d.network_config.bridge, "subnet": d.network_config.subnet}), flush=True)
+if sys.argv[3] == "stop":
+    d.stop()  # with both containers still there
+else:
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup at all
+"""
+
+
+@pytest.mark.parametrize("end", ["stop", "sigkill"])
+def test_containers_left_on_the_daemons_network_are_detached(
+    end: str, bin_dir: str | None, busybox_rootfs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0 or not any(
+        os.path.exists(os.path.join(d, "bridge")) for d in NetworkConfig().plugin_dirs
+    ):
+        pytest.skip("needs root and the CNI plugins")
+    slots = tmp_path / "slots"
+    monkeypatch.setattr(_netslot, "SLOTS_DIR", str(slots))
+    for name, value in _PRIVATE_SLOTS.items():
+        monkeypatch.setattr(_netslot, name, value)
+    argv = [busybox_rootfs, bin_dir or "", end, str(slots), json.dumps(_PRIVATE_SLOTS)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _NETWORK_LEFT_RUNNING, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.stdout, proc.stderr[-3000:]
+    net = json.loads(proc.stdout.splitlines()[0])
+    if end == "sigkill":
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+        assert net["bridge"] == "cckillnet0"
+        assert (slots / "0").exists()  # the dead owner's claim
+        # The next claim takes the dead owner's slot over, and clears its bridge first.
+        slot = _netslot.claim()
+        assert slot.index == 0
+        slot.release()
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _bridge_leftovers(net["bridge"], net["subnet"]) == {
+        "attachments": [],
+        "ipam": [],
+        "iptables": [],
+        "bridge": False,
+    }
 
 
 def test_busybox_oci_runs_and_survives_daemon_kill(
