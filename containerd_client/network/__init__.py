@@ -429,11 +429,18 @@ def _locked(state_root: str) -> Any:
 
 
 def _write_json(path: str, doc: Mapping[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    _write_atomic(path, json.dumps(doc))
+
+
+def _write_atomic(path: str, text: str, *, mode: int | None = None, folder_mode: int = 0o700) -> None:
+    """Write ``text`` to ``path`` through a temp file and a rename: a reader sees all of it or none."""
+    os.makedirs(os.path.dirname(path), mode=folder_mode, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh)
+            fh.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -500,17 +507,7 @@ def container_resolv_conf(state_root: str, host_files: tuple[str, ...] = HOST_RE
     digest = hashlib.sha256(made.encode()).hexdigest()[:16]
     target = os.path.join(state_root, "_cni", "resolv", f"{digest}.conf")
     if not os.path.exists(target):
-        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(made)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        _write_atomic(target, made, mode=0o644, folder_mode=0o755)  # read by the container's user too
     return target
 
 
