@@ -306,6 +306,7 @@ def test_public_all_is_pinned() -> None:
             "Task",
             "TaskStatus",
             "TeardownFailure",
+            "UnclosedClientWarning",
             "Version",
             "WaitStrategy",
             "__version__",
