@@ -599,9 +599,10 @@ def test_attach_reads_what_the_shim_buffered(tmp_path: Path, no_leaks: None, rem
         os.close(ready_r)
     out = cio.Capture()
     calls: list[int] = []
+    fired = threading.Event()
     try:
         with cio.attach(config, stdin=b"hello\n", stdout=out, stderr=None, remove=remove) as proc_io:
-            proc_io.on_stdin_eof(lambda: calls.append(1))
+            proc_io.on_stdin_eof(lambda: (calls.append(1), fired.set()))
             proc_io.start()
             assert peer.wait(10) == 0
             for fd in keep:
@@ -609,6 +610,10 @@ def test_attach_reads_what_the_shim_buffered(tmp_path: Path, no_leaks: None, rem
             keep = []
             assert proc_io.wait(10)
             assert proc_io.config is config
+            # The callback runs on the stdin thread once it closed its end, which
+            # under load can come after the output's EOF (wait() is about output);
+            # leaving the block before then would cancel it.
+            assert fired.wait(10)
     finally:
         for fd in keep:
             os.close(fd)
