@@ -195,9 +195,12 @@ def test_one_mib_round_trip(tmp_path: Path, no_leaks: None) -> None:
 
 def test_stdin_eof_callback_runs_once_and_at_once_when_late(tmp_path: Path, no_leaks: None) -> None:
     calls: list[str] = []
+    fired = threading.Event()
     with cio.stdio(stdin="hi\n", stdout=cio.Capture())(str(tmp_path), "p") as proc_io:
-        proc_io.on_stdin_eof(lambda: calls.append("early"))
+        proc_io.on_stdin_eof(lambda: (calls.append("early"), fired.set()))
         _run(proc_io, CAT)
+        # On the stdin thread, just after it closed the end cat saw EOF on: maybe after _run.
+        assert fired.wait(10)
         proc_io.close_stdin()  # after EOF: nothing more happens
         assert calls == ["early"]
         proc_io.on_stdin_eof(lambda: calls.append("late"))
