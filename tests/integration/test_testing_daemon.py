@@ -179,10 +179,6 @@ def _bridge_leftovers(bridge: str, subnet: str) -> dict[str, object]:
     }
 
 
-# The slots of this test are its own (folder, bridge names, subnets 10.250.n.0/16
-# beyond the real ones): a suite running beside it cannot claim them.
-_PRIVATE_SLOTS = {"BRIDGE_PREFIX": "cckillnet", "FIRST": 250}
-
 _NETWORK_LEFT_RUNNING = """
 import json, os, signal, sys
 from containerd_client import Client
@@ -215,11 +211,26 @@ def test_containers_left_on_the_daemons_network_are_detached(
         os.path.exists(os.path.join(d, "bridge")) for d in NetworkConfig().plugin_dirs
     ):
         pytest.skip("needs root and the CNI plugins")
-    slots = tmp_path / "slots"
-    monkeypatch.setattr(_netslot, "SLOTS_DIR", str(slots))
-    for name, value in _PRIVATE_SLOTS.items():
-        monkeypatch.setattr(_netslot, name, value)
-    argv = [busybox_rootfs, bin_dir or "", end, str(slots), json.dumps(_PRIVATE_SLOTS)]
+    # The child claims its slot from a folder of this test's own, so that the
+    # test knows which slot is the dead owner's. Its subnet is that of a real
+    # slot this test holds meanwhile: no suite running beside it (the 1.7 and
+    # 2.x runs go side by side) can use the same addresses.
+    held = _netslot.claim()
+    try:
+        private = {"BRIDGE_PREFIX": f"cckill{held.index}n", "FIRST": _netslot.FIRST + held.index}
+        slots = tmp_path / "slots"
+        monkeypatch.setattr(_netslot, "SLOTS_DIR", str(slots))
+        for name, value in private.items():
+            monkeypatch.setattr(_netslot, name, value)
+        _run_network_left_running(busybox_rootfs, bin_dir, end, slots, private)
+    finally:
+        held.release()
+
+
+def _run_network_left_running(
+    busybox_rootfs: str, bin_dir: str | None, end: str, slots: Path, private: dict[str, object]
+) -> None:
+    argv = [busybox_rootfs, bin_dir or "", end, str(slots), json.dumps(private)]
     proc = subprocess.run(
         [sys.executable, "-c", _NETWORK_LEFT_RUNNING, *argv],
         capture_output=True,
@@ -231,7 +242,7 @@ def test_containers_left_on_the_daemons_network_are_detached(
     net = json.loads(proc.stdout.splitlines()[0])
     if end == "sigkill":
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-        assert net["bridge"] == "cckillnet0"
+        assert net["bridge"] == f"{private['BRIDGE_PREFIX']}0"
         assert (slots / "0").exists()  # the dead owner's claim
         # The next claim takes the dead owner's slot over, and clears its bridge first.
         slot = _netslot.claim()
