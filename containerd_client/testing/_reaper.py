@@ -424,9 +424,9 @@ class _Resources:
                 # Empty folders only: another daemon may be using the same namespace.
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.join(_RUNC_STATE, ns))
-                # The SDK's own (FIFO) state folder of the namespace, when empty.
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.join(_default_state_dir(), ns))
+                # The SDK's own (FIFO) state folder of the namespace, when it holds
+                # nothing but empty folders (those of containers never deleted).
+                _rmdir_tree_if_empty(os.path.join(_default_state_dir(), ns))
                 for cgroup in self._cgroup_dirs(ns):
                     _rmdir_tree_if_empty(cgroup)
             try:

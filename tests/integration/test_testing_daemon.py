@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from containerd_client.testing import (
     Symlink,
     Whiteout,
     _netslot,
+    _reaper,
     build_busybox_archive,
     build_image_archive,
 )
@@ -195,7 +197,8 @@ for name in ("served", "created"):
     if name == "served":
         ct.new_task().start()
 ct.wait_network()
-print(json.dumps({"bridge": d.network_config.bridge, "subnet": d.network_config.subnet}), flush=True)
+net = {"bridge": d.network_config.bridge, "subnet": d.network_config.subnet, "namespace": d.namespace}
+print(json.dumps(net), flush=True)
 if sys.argv[3] == "stop":
     d.stop()  # with both containers still there
 else:
@@ -248,6 +251,8 @@ def _run_network_left_running(
         slot = _netslot.claim()
         assert slot.index == 0
         slot.release()
+        # The next daemon start reaps the dead owner's daemon (its watchdog killed it).
+        _reaper.reap_stale(tempfile.gettempdir())
     else:
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert _bridge_leftovers(net["bridge"], net["subnet"]) == {
@@ -256,6 +261,8 @@ def _run_network_left_running(
         "iptables": [],
         "bridge": False,
     }
+    # The SDK's state folder of the namespace, with the empty folders of the containers never deleted.
+    assert not os.path.exists(os.path.join(_default_state_dir(), net["namespace"]))
 
 
 def test_busybox_oci_runs_and_survives_daemon_kill(
