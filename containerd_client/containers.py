@@ -820,11 +820,19 @@ class Container:
             NotFoundError: The container has no task.
             RPCError: The call failed.
         """
-        if self._task is not None and self._task.exit_status is None:
-            return self._task
+        current = self._task
+        if current is not None and current.exit_status is None:
+            return current
         state = self._get_task_state()
+        if current is not None and current._deleted is None and state.pid == current.pid:
+            # The same task, exited and not yet deleted: keep the object that holds
+            # its stdio (a new one would leave that unclosed until collected).
+            return current
         task = Task(self, state.pid, None, started=state.status is not TaskStatus.CREATED)
         task._arm_wait()
+        if current is not None and current._io is not None:
+            # A task made elsewhere replaced this one: the old stdio has nothing more to read.
+            current._io.close()
         self._task = task
         return task
 

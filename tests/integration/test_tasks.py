@@ -46,6 +46,21 @@ def test_echo_hi(containerd: Client, busybox_rootfs: str) -> None:
     assert containerd.containers() == []
 
 
+def test_task_after_the_exit_is_the_same_object_with_its_stdio(
+    containerd: Client, busybox_rootfs: str
+) -> None:
+    # container.task() after the exit used to hand out a new Task without stdio,
+    # orphaning the one that held the FIFOs (a ResourceWarning once collected).
+    out = cio.Capture()
+    with containerd.create_container("same", rootfs=busybox_rootfs, args=["echo", "hi"]) as c:
+        task = c.new_task(stdout=out)
+        task.start()
+        assert task.wait(timeout=30).exit_code == 0
+        assert c.task() is task
+        assert c.task().delete().exit_code == 0
+    assert out.getvalue() == b"hi\n"
+
+
 @pytest.mark.parametrize(("args", "code"), [(["true"], 0), (["false"], 1), (["sh", "-c", "exit 42"], 42)])
 def test_exit_codes(containerd: Client, busybox_rootfs: str, args: list[str], code: int) -> None:
     with containerd.create_container("codes", rootfs=busybox_rootfs, args=args) as c:
