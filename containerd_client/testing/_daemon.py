@@ -487,16 +487,23 @@ class ContainerdDaemon:
         res.root_dir = os.path.join(base, "root")
         res.state_dir = os.path.join(base, "state")
         res.runc_root = os.path.join(base, "runc")
+        res.tmp_dir = os.path.join(base, "tmp")
         res.log_path = os.path.join(base, "containerd.log")
         res.config_path = os.path.join(base, "config.toml")
         res.final_log = None
         for path in (res.root_dir, res.state_dir, res.runc_root):
             os.makedirs(path, mode=0o711, exist_ok=True)
+        os.makedirs(res.tmp_dir, mode=0o700, exist_ok=True)
         with open(res.config_path, "w", encoding="utf-8") as f:
             f.write(self._config_text())
 
     def _daemon_env(self, bin_dir: str) -> dict[str, str]:
         env = {**os.environ, **self._env}
+        if "TMPDIR" not in self._env and self._res.tmp_dir:
+            # The daemon's and its shims' temp folders go inside its own folder,
+            # removed with it: containerd leaves one /tmp/ctrd-checkpoint* (the
+            # unpacked CRIU image) per restore from the content store.
+            env["TMPDIR"] = self._res.tmp_dir
         parts = [bin_dir, self._criu_dir, env.get("PATH") or _DEFAULT_PATH]
         env["PATH"] = os.pathsep.join(p for p in parts if p)
         return env

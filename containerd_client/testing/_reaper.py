@@ -234,6 +234,7 @@ class _Resources:
         self.root_dir = ""
         self.state_dir = ""
         self.runc_root = ""
+        self.tmp_dir = ""
         self.log_path = ""
         self.config_path = ""
         self.runc = "runc"
@@ -460,8 +461,9 @@ class _Resources:
             _rmtree(self.base_dir)
             return
         # A caller's folder stays, with the config and log for a post-mortem.
-        for path in (self.root_dir, self.state_dir, self.runc_root):
-            _rmtree(path)
+        for path in (self.root_dir, self.state_dir, self.runc_root, self.tmp_dir):
+            if path:
+                _rmtree(path)
         for path in (self.address, self.address + ".ttrpc"):
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -499,6 +501,7 @@ _OWNER_FIELDS = (
     "root_dir",
     "state_dir",
     "runc_root",
+    "tmp_dir",
     "log_path",
     "config_path",
     "runc",
@@ -599,6 +602,11 @@ def _resources_from(record: dict[str, object], base: str) -> _Resources | None:
         if os.path.dirname(os.path.realpath(value)) != real_base:
             return None
         setattr(res, name, value)
+    tmp_dir = str(record.get("tmp_dir", ""))  # absent in records of earlier versions
+    if tmp_dir:
+        if os.path.dirname(os.path.realpath(tmp_dir)) != real_base:
+            return None
+        res.tmp_dir = tmp_dir
     socket_dir = os.path.realpath(str(record.get("socket_dir", "")))
     owns_socket_dir = record.get("owns_socket_dir") is True
     if owns_socket_dir:

@@ -6,6 +6,7 @@ Never skipped in CI: ``require_criu`` fails when criu is missing and
 
 from __future__ import annotations
 
+import glob
 import io
 import ipaddress
 import os
@@ -119,6 +120,7 @@ def test_two_checkpoints_of_one_task_are_both_kept(
 def test_restore_under_a_new_id_and_five_times_from_one_checkpoint(
     require_criu: None, containerd: Client, busybox_rootfs: str
 ) -> None:
+    in_tmp = set(glob.glob("/tmp/ctrd-checkpoint*"))
     c, task = _counter(containerd, "orig", busybox_rootfs, "b")
     with c:  # noqa: SIM117 - the container outlives the checkpoint
         with task.checkpoint() as cp:
@@ -132,6 +134,9 @@ def test_restore_under_a_new_id_and_five_times_from_one_checkpoint(
                     assert n > 0
                     r.task().kill(9)
                     r.task().wait(timeout=10)
+    # containerd unpacks a stored checkpoint into a temp folder per restore and
+    # never removes it: the test daemon's are in its own folder, not in /tmp.
+    assert set(glob.glob("/tmp/ctrd-checkpoint*")) - in_tmp == set()
 
 
 def test_checkpoint_to_a_folder_and_restore_in_a_fresh_process(

@@ -123,6 +123,7 @@ def _record(base: Path, **changes: object) -> dict[str, object]:
         {"namespace": "../x"},
         {"owns_socket_dir": True, "socket_dir": "/home"},
         {"address": "/run/containerd/containerd.sock"},
+        {"tmp_dir": "/tmp"},
     ],
 )
 def test_the_reaper_refuses_a_record_naming_paths_outside_its_folder(
@@ -132,6 +133,17 @@ def test_the_reaper_refuses_a_record_naming_paths_outside_its_folder(
     base.mkdir()
     assert _resources_from(_record(base), str(base)) is not None
     assert _resources_from(_record(base, **changes), str(base)) is None
+
+
+def test_the_reaper_takes_the_daemons_temp_folder_and_records_without_one(tmp_path: Path) -> None:
+    base = tmp_path / "cctest-x"
+    base.mkdir()
+    res = _resources_from(_record(base, tmp_dir=str(base / "tmp")), str(base))
+    assert res is not None
+    assert res.tmp_dir == str(base / "tmp")
+    older = _resources_from(_record(base), str(base))  # written before the daemon had one
+    assert older is not None
+    assert older.tmp_dir == ""
 
 
 def test_reap_stale_removes_only_dead_sessions_folders(tmp_path: Path) -> None:
