@@ -673,6 +673,11 @@ def test_client_killed_mid_create_leaves_labelled_leftovers(env: Env, archive: I
 
 
 def test_idempotent_call_issued_during_a_restart_succeeds(env: Env) -> None:
+    # The client has talked to this daemon: an UNAVAILABLE now is a restart to
+    # ride out. (A client that never reached its daemon gives up after a few
+    # quick tries instead: see RetryPolicy.) Without this call the test passed
+    # only when an attempt happened to wait in CONNECTING until the daemon was back.
+    env.client.version()
     env.daemon.kill(signal.SIGKILL)
     results: list[Any] = []
     started = threading.Event()
@@ -693,6 +698,8 @@ def test_idempotent_call_issued_during_a_restart_succeeds(env: Env) -> None:
     with pytest.raises(errors.UnavailableError):
         env.client.leases.create()
     assert time.monotonic() - t0 < 2.0
+    # Away for longer than a few quick tries last (about 0.4 s), as a slow restart is.
+    time.sleep(1.5)
     env.daemon.start()
     asker.join(BOUND)
     assert len(results) == 1
