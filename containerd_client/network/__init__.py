@@ -544,8 +544,7 @@ def dnat_ports(save_output: str) -> set[tuple[int, str]]:
 
 def _host_dnat_ports() -> set[tuple[int, str]]:
     """:func:`dnat_ports` of this host's nat table; empty when it cannot be read (no iptables, not root)."""
-    path = (os.environ.get("PATH") or "/usr/bin:/bin") + ":/usr/sbin:/sbin"
-    binary = shutil.which("iptables-save", path=path)
+    binary = shutil.which("iptables-save", path=_cni.sbin_path())
     if binary is None:
         return set()
     try:

@@ -78,16 +78,21 @@ def find_plugin(name: str, dirs: Sequence[str]) -> str:
     )
 
 
-def _plugin_env(
-    command: str, container_id: str, netns: str, ifname: str, dirs: Sequence[str]
-) -> dict[str, str]:
+def sbin_path() -> str:
+    """This process's ``PATH`` with ``/usr/sbin`` and ``/sbin`` added where
+    missing: iptables lives there, and a user's shell may not list them."""
     path = os.environ.get("PATH") or "/usr/bin:/bin"
-    # Plugins run iptables, which lives in sbin.
     for extra in ("/usr/sbin", "/sbin"):
         if extra not in path.split(":"):
             path += ":" + extra
+    return path
+
+
+def _plugin_env(
+    command: str, container_id: str, netns: str, ifname: str, dirs: Sequence[str]
+) -> dict[str, str]:
     return {
-        "PATH": path,
+        "PATH": sbin_path(),  # plugins run iptables
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": container_id,
         "CNI_NETNS": netns,
