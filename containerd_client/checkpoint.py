@@ -600,6 +600,9 @@ class RestorePlan:
     descriptor: Descriptor | None = None
     image_path: str | None = None
     lease_id: str | None = None
+    #: A folder this plan unpacked the CRIU image into; runc reads it at
+    #: ``Task.start``, and :meth:`discard` removes it after that.
+    temp_folder: str | None = None
 
     def finish(self, client: Client) -> None:
         """Drop the lease of blobs written for this restore only (they are collected). Never raises."""
@@ -608,25 +611,82 @@ class RestorePlan:
         lease_id, self.lease_id = self.lease_id, None
         client._delete_lease(lease_id, True)
 
+    def discard(self) -> None:
+        """Remove the unpacked CRIU image, if this plan made one. Never raises."""
+        folder, self.temp_folder = self.temp_folder, None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
-def plan_restore(client: Client, checkpoint: Any, container_id: str) -> RestorePlan:
+
+def _unpack_blob(client: Client, descriptor: Descriptor, parent: str) -> RestorePlan:
+    """Unpack a CRIU tar blob of the content store into a new folder under ``parent``.
+
+    containerd unpacks such a blob itself into ``$TMPDIR/ctrd-checkpoint*``
+    for runc and never removes it (containerd/containerd#10166): every
+    restore from the content store would leave a copy of the process's
+    memory in the daemon's ``/tmp``, often a tmpfs. A daemon on this host
+    gets the folder instead, which :meth:`RestorePlan.discard` removes once
+    runc has read it.
+    """
+    folder = tempfile.mkdtemp(prefix="restore-", dir=parent)
+    try:
+        with tempfile.TemporaryFile(dir=parent) as f:
+            for piece in client.content.read(descriptor.digest):
+                f.write(piece)
+            f.seek(0)
+            _criu.extract_checkpoint_tar(f, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return RestorePlan(image_path=folder, temp_folder=folder)
+
+
+def _daemon_on_this_host(client: Client) -> bool:
+    """Whether the daemon is a process this host can see (so runc can read a folder of ours)."""
+    from containerd_client._socket import socket_path
+
+    sock = socket_path(client.address)
+    return sock is not None and _criu.daemon_path(sock) is not None
+
+
+def plan_restore(
+    client: Client, checkpoint: Any, container_id: str, *, unpack_in: str | None = None
+) -> RestorePlan:
     """Turn ``new_task``'s ``checkpoint=`` into a :class:`RestorePlan`, checking it first.
+
+    Args:
+        client: The container's client.
+        checkpoint: What ``new_task`` was given.
+        container_id: The container being restored.
+        unpack_in: A folder of the container's own (its bundle). When the
+            daemon runs on this host, a CRIU tar (a blob or a file) is
+            unpacked under it for runc, and the plan's :meth:`~RestorePlan.discard`
+            removes it, rather than have containerd unpack it into its
+            ``/tmp`` and leave it there.
 
     Raises:
         CheckpointError: Not a checkpoint (no CRIU image), or a deleted one.
         UnsafeArchiveError: A checkpoint tar with a member escaping it (nothing written).
         InvalidArgumentError: Of an unknown kind.
         CriuUnavailableError: The daemon has no usable criu.
+        NotFoundError: A blob that is not in the content store.
     """
     from containerd_client.types import Descriptor
 
+    if unpack_in is not None and not _daemon_on_this_host(client):
+        unpack_in = None
     if isinstance(checkpoint, Descriptor):
+        if unpack_in is not None and checkpoint.media_type == CHECKPOINT_CRIU_TAR:
+            check_daemon_criu(client)
+            return _unpack_blob(client, checkpoint, unpack_in)
         return RestorePlan(descriptor=checkpoint)
     if isinstance(checkpoint, Checkpoint):
         if checkpoint._deleted:
             raise CheckpointError(f"checkpoint of {checkpoint.container_id} was deleted")
         check_daemon_criu(client)
         if checkpoint.criu is not None:
+            if unpack_in is not None:
+                return _unpack_blob(client, checkpoint.criu, unpack_in)
             return RestorePlan(descriptor=checkpoint.criu)
         assert checkpoint.path is not None
         if not _criu.is_checkpoint_folder(checkpoint.path):
@@ -647,6 +707,14 @@ def plan_restore(client: Client, checkpoint: Any, container_id: str) -> RestoreP
             # Checked whole before anything is written anywhere.
             _criu.check_checkpoint_tar(f)
             check_daemon_criu(client)
+            if unpack_in is not None:
+                folder = tempfile.mkdtemp(prefix="restore-", dir=unpack_in)
+                try:
+                    _criu.extract_checkpoint_tar(f, folder)
+                except BaseException:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    raise
+                return RestorePlan(image_path=folder, temp_folder=folder)
             digest, size = _digest_file(f)
             from containerd_client import _rpc
 

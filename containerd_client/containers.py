@@ -583,10 +583,15 @@ class Container:
             checkpoint: Restore from it instead of starting afresh: a
                 :class:`~containerd_client.checkpoint.Checkpoint` (see
                 :meth:`Task.checkpoint`), a checkpoint folder, a CRIU
-                checkpoint tar file (checked, then written to the content
-                store under a lease of this call's own that is dropped once
-                the task exists), or a descriptor of such a tar. The restore
-                itself runs at :meth:`Task.start`.
+                checkpoint tar file (checked first), or a descriptor of such
+                a tar. The restore itself runs at :meth:`Task.start`. With a
+                daemon on this host, a tar (a file or a blob) is unpacked
+                into the container's state folder and removed after
+                :meth:`Task.start`: containerd's own unpacking would leave a
+                copy in its ``/tmp`` (containerd#10166). A remote daemon is
+                sent the blob (a tar file is first written to its content
+                store under a lease of this call's own, dropped once the
+                task exists).
             runtime_options: Override the container's runc options for this task.
             logs: Also keep the output in a bounded log file in the container's
                 state folder, for :meth:`Task.logs`, :meth:`logs` and the log
@@ -633,7 +638,7 @@ class Container:
         if checkpoint is not None:
             from containerd_client import checkpoint as _ckpt
 
-            plan = _ckpt.plan_restore(self._client, checkpoint, self.id)
+            plan = _ckpt.plan_restore(self._client, checkpoint, self.id, unpack_in=self._ensure_bundle())
             if plan.descriptor is not None:
                 req.checkpoint.CopyFrom(plan.descriptor.to_proto())
             if plan.image_path is not None:
@@ -650,6 +655,7 @@ class Container:
         except BaseException:
             if plan is not None:
                 plan.finish(self._client)
+                plan.discard()
             raise
         cfg = proc_io.config
         req.stdin, req.stdout, req.stderr, req.terminal = cfg.stdin, cfg.stdout, cfg.stderr, cfg.terminal
@@ -658,10 +664,14 @@ class Container:
         except AlreadyExistsError as exc:
             proc_io.cancel()
             proc_io.close()
+            if plan is not None:
+                plan.discard()
             raise ConflictError(f"container {self.id} already has a task: {exc.message}", exc.code) from exc
         except BaseException:
             proc_io.cancel()
             proc_io.close()
+            if plan is not None:
+                plan.discard()
             raise
         finally:
             if plan is not None:
@@ -669,6 +679,8 @@ class Container:
                 plan.finish(self._client)
         task = Task(self, resp.pid, proc_io)
         task._restoring = checkpoint is not None
+        # runc reads an unpacked CRIU image at start: the task removes it then.
+        task._restore_plan = plan if plan is not None and plan.temp_folder is not None else None
         proc_io.start()
         task._arm_wait()
         # The shim opened the init process's stdin FIFO during Create.

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from containerd_client import cio
     from containerd_client._rpc import Pending
-    from containerd_client.checkpoint import Checkpoint
+    from containerd_client.checkpoint import Checkpoint, RestorePlan
     from containerd_client.client import Client
     from containerd_client.containers import Container
     from containerd_client.metrics import Metrics
@@ -1149,6 +1149,18 @@ class Task(_ProcessBase):
         self._oom = False
         # Created from a checkpoint: runc restores at start, so start maps criu failures.
         self._restoring = False
+        # A CRIU image unpacked for this task's restore: removed once start answered.
+        self._restore_plan: RestorePlan | None = None
+
+    def _discard_restore_image(self) -> None:
+        plan, self._restore_plan = self._restore_plan, None
+        if plan is not None:
+            plan.discard()
+
+    def _mark_deleted(self, status: ExitStatus) -> ExitStatus:
+        # A task deleted without a start no longer needs its unpacked CRIU image either.
+        self._discard_restore_image()
+        return super()._mark_deleted(status)
 
     @property
     def id(self) -> str:
@@ -1423,6 +1435,8 @@ class Task(_ProcessBase):
             if err is exc:
                 raise
             raise err from exc
+        finally:
+            self._discard_restore_image()
         self._pid = resp.pid or self._pid
         self._container._task_started()
 

@@ -393,6 +393,12 @@ class ContainerdDaemon:
         return self._require_prepared("runc_root")
 
     @property
+    def tmp_dir(self) -> str:
+        """The daemon's ``TMPDIR``, a folder of its own inside :attr:`base_dir`
+        (unless ``TMPDIR`` was given in ``env``)."""
+        return self._require_prepared("tmp_dir")
+
+    @property
     def log_path(self) -> str:
         """The daemon's log file (stdout and stderr)."""
         return self._require_prepared("log_path")

@@ -117,10 +117,16 @@ def test_two_checkpoints_of_one_task_are_both_kept(
         task.wait(timeout=10)
 
 
+def _unpacked(daemon: ContainerdDaemon) -> list[str]:
+    """CRIU images containerd unpacked for a restore and left (containerd#10166)."""
+    return glob.glob(os.path.join(daemon.tmp_dir, "ctrd-checkpoint*"))
+
+
 def test_restore_under_a_new_id_and_five_times_from_one_checkpoint(
-    require_criu: None, containerd: Client, busybox_rootfs: str
+    require_criu: None, containerd: Client, containerd_daemon: ContainerdDaemon, busybox_rootfs: str
 ) -> None:
     in_tmp = set(glob.glob("/tmp/ctrd-checkpoint*"))
+    left = set(_unpacked(containerd_daemon))
     c, task = _counter(containerd, "orig", busybox_rootfs, "b")
     with c:  # noqa: SIM117 - the container outlives the checkpoint
         with task.checkpoint() as cp:
@@ -132,10 +138,13 @@ def test_restore_under_a_new_id_and_five_times_from_one_checkpoint(
                 with containerd.restore(f"copy{i}", cp) as r:
                     n = _wait_count(busybox_rootfs, "b", base if i == 0 else 0)
                     assert n > 0
+                    # The SDK unpacked the image for runc and removed it after the start.
+                    assert glob.glob(os.path.join(r.bundle_dir, "restore-*")) == []
                     r.task().kill(9)
                     r.task().wait(timeout=10)
     # containerd unpacks a stored checkpoint into a temp folder per restore and
-    # never removes it: the test daemon's are in its own folder, not in /tmp.
+    # never removes it; the SDK unpacks it itself for a daemon on this host.
+    assert set(_unpacked(containerd_daemon)) - left == set()
     assert set(glob.glob("/tmp/ctrd-checkpoint*")) - in_tmp == set()
 
 
@@ -218,6 +227,43 @@ def test_no_criu_gives_the_typed_error_and_leaves_nothing(busybox_rootfs: str, t
             assert cl.content.list() == []
             task.kill(9)
             task.wait(timeout=10)
+
+
+def test_restore_from_a_tar_file_and_from_a_descriptor_leaves_no_unpacked_image(
+    require_criu: None,
+    containerd: Client,
+    containerd_daemon: ContainerdDaemon,
+    busybox_rootfs: str,
+    tmp_path: Path,
+) -> None:
+    """Both kinds of tar are unpacked by the SDK for a daemon on this host and
+    removed after the start; containerd's own unpacking leaves them behind."""
+    left = set(_unpacked(containerd_daemon))
+    c, task = _counter(containerd, "tarsrc", busybox_rootfs, "f")
+    with c, task.checkpoint(exit=True) as cp:
+        task.wait(timeout=10)
+        task.delete()
+        assert cp.criu is not None
+        dumped = _count(busybox_rootfs, "f")
+        tar_path = tmp_path / "criu.tar"
+        with open(tar_path, "wb") as out:
+            _criu.pack_checkpoint_folder(cp.export(tmp_path / "folder").path, out)
+        blobs = {info.digest for info in containerd.content.list()}
+        for source in (tar_path, cp.criu):
+            Path(busybox_rootfs, "tmp", "n.f").write_text("0\n")
+            restored = c.new_task(checkpoint=source)
+            unpacked = glob.glob(os.path.join(c.bundle_dir, "restore-*"))
+            assert len(unpacked) == 1, unpacked  # read by runc at start
+            restored.start()
+            assert not os.path.exists(unpacked[0])
+            # Each goes on from the dumped value.
+            assert dumped < _wait_count(busybox_rootfs, "f", dumped) < dumped + 40
+            restored.kill(9)
+            restored.wait(timeout=10)
+            restored.delete()
+        # The tar file was not copied into the content store on the way.
+        assert {info.digest for info in containerd.content.list()} == blobs
+    assert set(_unpacked(containerd_daemon)) - left == set()
 
 
 def test_a_crafted_tar_with_an_escaping_symlink_is_refused(
