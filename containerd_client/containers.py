@@ -84,6 +84,8 @@ DEFAULT_RUNTIME = "io.containerd.runc.v2"
 BUNDLE_LABEL = "containerd-client/bundle.path"
 #: Set to 1 to keep FIFO folders after delete, for debugging.
 NOCLEAN_ENV = "CONTAINERD_CLIENT_NOCLEAN"
+#: The ``/etc/hosts`` of a container on a CNI network, in its state folder.
+HOSTS_FILE = "etc-hosts"
 
 
 @attrs.frozen
@@ -651,7 +653,9 @@ class Container:
                 msg.criu_image_path = plan.image_path
                 req.options.CopyFrom(_typeurl.pack(msg))
         try:
-            proc_io = creator(self._ensure_bundle(), self.id)
+            bundle = self._ensure_bundle()
+            self._write_hosts()
+            proc_io = creator(bundle, self.id)
         except BaseException:
             if plan is not None:
                 plan.finish(self._client)
@@ -691,7 +695,9 @@ class Container:
             # runc only joins the namespace, so the task was made while CNI ADD
             # ran; it must not start before its interfaces are there.
             try:
-                self.wait_network()
+                attachment = self.wait_network()
+                if attachment is not None and attachment.ip_address:
+                    self._write_hosts(attachment.ip_address)
             except BaseException:
                 task.cleanup()
                 try:
@@ -700,6 +706,27 @@ class Container:
                     logger.warning("network teardown of container %s failed", self.id, exc_info=True)
                 raise
         return task
+
+    def _write_hosts(self, address: str | None = None) -> None:
+        """(Re)write the ``/etc/hosts`` the SDK mounted into this container, if it did.
+
+        Raises:
+            NetworkError: The file could not be written.
+        """
+        spec = self._info.spec
+        path = os.path.join(self._bundle_dir, HOSTS_FILE)
+        if not any(
+            m.get("destination") == "/etc/hosts" and m.get("source") == path for m in spec.get("mounts") or []
+        ):
+            return
+        if address is None:
+            address = _network.recorded_address(self._state_root, self._client.namespace_name, self.id)
+        try:
+            _network.write_hosts(path, str(spec.get("hostname") or ""), address)
+        except OSError as exc:
+            raise _network.NetworkError(
+                f"cannot write /etc/hosts of container {self.id}: {exc.strerror or exc}"
+            ) from exc
 
     def _mounts(self) -> list[Any]:
         from containerd_client._pb.containerd.services.snapshots.v1 import snapshots_pb2
@@ -1180,6 +1207,10 @@ def create_container(
             raise _network.NetworkError(f"cannot write the container's resolv.conf: {exc}") from exc
         if resolv is not None:
             net_opts.append(_spec.with_resolv_conf(resolv))
+        # Written at new_task (and again once ADD gave an address), as Docker
+        # does: localhost, and the hostname (the id unless the spec names one).
+        hosts = os.path.join(net.state_root, client.namespace_name, container_id, HOSTS_FILE)
+        net_opts.append(_spec.with_hosts_file(hosts, hostname=container_id[:63].rstrip("._-")))
         net_labels[_network.NETWORK_LABEL] = net.name
         if pending.ports:
             net_labels[_network.PORTS_LABEL] = _network.ports_label(pending.ports)

@@ -46,6 +46,7 @@ __all__ = [
     "with_env",
     "with_host_network",
     "with_hostname",
+    "with_hosts_file",
     "with_image_config",
     "with_memory_limit",
     "with_network_namespace",
@@ -714,6 +715,28 @@ def with_resolv_conf(source: str) -> SpecOpt:
 
     def opt(spec: Spec) -> None:
         _add_file_mount(spec, source, "/etc/resolv.conf")
+
+    return opt
+
+
+def with_hosts_file(source: str, *, hostname: str | None = None) -> SpecOpt:
+    """Mount the host file ``source`` read-only on ``/etc/hosts``, unless a mount already goes there.
+
+    With ``hostname``, also set the container's hostname when the spec has
+    none. The SDK gives containers on a CNI network a hosts file of their
+    own this way (see :func:`containerd_client.network.write_hosts`).
+
+    Raises:
+        InvalidSpecError: ``source`` is relative, empty or holds a NUL, or
+            ``hostname`` is not a valid hostname.
+    """
+    source = _path(source, "hosts file source")
+    name_opt = None if hostname is None else with_hostname(hostname)
+
+    def opt(spec: Spec) -> None:
+        if name_opt is not None and not spec.get("hostname"):
+            name_opt(spec)
+        _add_file_mount(spec, source, "/etc/hosts")
 
     return opt
 

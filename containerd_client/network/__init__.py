@@ -75,14 +75,17 @@ __all__ = [
     "container_resolv_conf",
     "detach",
     "dnat_ports",
+    "hosts_text",
     "parse_ports_label",
     "plan",
     "ports_label",
     "record",
+    "recorded_address",
     "release_to_pool",
     "resolv_conf",
     "start_attach",
     "task_started",
+    "write_hosts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -446,6 +449,43 @@ def _write_atomic(path: str, text: str, *, mode: int | None = None, folder_mode:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def hosts_text(hostname: str, address: str | None = None) -> str:
+    """The ``/etc/hosts`` of a container on a CNI network, as Docker writes it:
+    ``localhost`` on the loopback addresses, and the container's hostname on
+    its own address once CNI has given it one."""
+    lines = [
+        "# made by containerd-client",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+    ]
+    if address and hostname:
+        lines.append(f"{address}\t{hostname}")
+    return "\n".join(lines) + "\n"
+
+
+def write_hosts(path: str, hostname: str, address: str | None = None) -> None:
+    """Write a container's ``/etc/hosts`` (:func:`hosts_text`) at ``path``, in place.
+
+    In place, not through a rename: the file is bind-mounted into the
+    container when its task is created, which may be before CNI ADD has
+    given it an address; the second write must reach the mounted file.
+    """
+    text = hosts_text(hostname, address).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.fchmod(fd, 0o644)  # read by the container's user too
+        os.ftruncate(fd, 0)
+        os.write(fd, text)
+    finally:
+        os.close(fd)
+
+
+def recorded_address(state_root: str, namespace: str, container_id: str) -> str | None:
+    """The container's first IP address from its attachment record, once ADD has finished."""
+    doc = record(state_root, namespace, container_id)
+    return _first_ip(doc.get("result")) if doc else None
 
 
 #: Where the host's name servers are read from, in turn: the first file with

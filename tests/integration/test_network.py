@@ -273,6 +273,62 @@ def test_a_bridge_container_gets_the_hosts_name_servers_and_a_users_mount_wins(
     assert host_network_state(containerd) == before
 
 
+def test_a_bridge_container_resolves_localhost_and_its_own_name(
+    containerd: Client, busybox_rootfs: str, www: Path, warm: None
+) -> None:
+    """As on Docker: ``/etc/hosts`` names localhost, and the hostname (the id) on the container's address."""
+    script = (
+        "httpd -p 80 -h /www && hostname && cat /etc/hosts && "
+        "wget -q -O - http://localhost/ && wget -q -O - http://$(hostname)/"
+    )
+    with containerd.create_container(
+        "named-web",
+        rootfs=busybox_rootfs,
+        args=["sh", "-c", script],
+        spec=[spec_opts.with_bind_mount(str(www), "/www", readonly=True)],
+        network="bridge",
+    ) as container:
+        out, err = cio.Capture(), cio.Capture()
+        task = container.new_task(stdout=out, stderr=err)
+        address = container.wait_network().ip_address  # type: ignore[union-attr]
+        task.start()
+        status = task.wait(30)
+        assert status.exit_code == 0, (out.getvalue(), err.getvalue())
+        lines = out.getvalue().decode().splitlines()
+        assert lines[0] == "named-web"
+        assert "127.0.0.1\tlocalhost" in lines
+        assert f"{address}\tnamed-web" in lines
+        assert lines[-2:] == ["hello from a container"] * 2
+    assert not os.path.exists(os.path.join(_state_root(containerd), containerd.namespace_name, "named-web"))
+
+
+def test_a_hostname_of_the_spec_wins_and_so_does_a_users_hosts_mount(
+    containerd: Client, busybox_rootfs: str, tmp_path: Path, warm: None
+) -> None:
+    mine = tmp_path / "hosts"
+    mine.write_text("192.0.2.1 elsewhere\n")
+
+    def run(name: str, *opts: spec_opts.SpecOpt) -> str:
+        with containerd.create_container(
+            name,
+            rootfs=busybox_rootfs,
+            args=["sh", "-c", "hostname; cat /etc/hosts"],
+            spec=list(opts),
+            network="bridge",
+        ) as container:
+            out = cio.Capture()
+            task = container.new_task(stdout=out)
+            task.start()
+            assert task.wait(30).exit_code == 0
+            return out.getvalue().decode()
+
+    named = run("h1", spec_opts.with_hostname("db.example"))
+    assert named.splitlines()[0] == "db.example"
+    assert "\tdb.example" in named
+    own = run("h2", spec_opts.with_bind_mount(str(mine), "/etc/hosts", readonly=True))
+    assert own.splitlines()[1:] == ["192.0.2.1 elsewhere"]
+
+
 def test_explicit_host_port(containerd: Client, busybox_rootfs: str, www: Path, warm: None) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -328,3 +328,45 @@ def test_the_resolv_conf_file_is_shared_by_content_and_falls_back_past_a_stub(tm
     assert Path(only).read_text().splitlines()[1:] == ["search lan"]
     assert network.container_resolv_conf(str(state), (str(tmp_path / "missing"),)) is None
     assert sorted(os.listdir(state / "_cni" / "resolv")) == sorted(os.path.basename(p) for p in (path, only))
+
+
+def test_a_containers_hosts_file_is_rewritten_in_place(tmp_path: Path) -> None:
+    path = str(tmp_path / "etc-hosts")
+    network.write_hosts(path, "web")
+    before = os.stat(path)
+    assert Path(path).read_text().splitlines()[1:] == [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+    ]
+    assert stat.S_IMODE(before.st_mode) == 0o644
+    network.write_hosts(path, "web", "10.88.0.7")
+    # The same inode: a bind mount of the file sees the address line.
+    assert os.stat(path).st_ino == before.st_ino
+    assert Path(path).read_text().splitlines()[-1] == "10.88.0.7\tweb"
+    network.write_hosts(path, "web")  # shorter again: nothing of the old text is left
+    assert "10.88.0.7" not in Path(path).read_text()
+    assert network.hosts_text("", "10.88.0.7") == network.hosts_text("")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):  # O_NOFOLLOW
+        network.write_hosts(str(link), "web")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_hosts_file_option_sets_a_hostname_only_where_the_spec_has_none() -> None:
+    spec: dict[str, object] = {}
+    spec_opts.with_hosts_file("/s/etc-hosts", hostname="web")(spec)
+    assert spec["hostname"] == "web"
+    assert spec["mounts"] == [
+        {"destination": "/etc/hosts", "type": "bind", "source": "/s/etc-hosts", "options": ["rbind", "ro"]}
+    ]
+    named: dict[str, object] = {
+        "hostname": "db",
+        "mounts": [{"destination": "/etc/hosts", "source": "/mine"}],
+    }
+    spec_opts.with_hosts_file("/s/etc-hosts", hostname="web")(named)
+    assert named == {"hostname": "db", "mounts": [{"destination": "/etc/hosts", "source": "/mine"}]}
+    with pytest.raises(errors.InvalidSpecError):
+        spec_opts.with_hosts_file("relative")
+    with pytest.raises(errors.InvalidSpecError):
+        spec_opts.with_hosts_file("/s/etc-hosts", hostname="bad name")
