@@ -746,8 +746,18 @@ def map_restore_error(exc: RPCError, container_id: str) -> ContainerdError:
     return _criu_error(exc, f"restore of {container_id}", None)
 
 
-def _restore_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The checkpointed spec without its network namespace path (the new container gets its own)."""
+def _restore_spec(spec: Mapping[str, Any], *, bundle: str, state_root: str) -> dict[str, Any]:
+    """The checkpointed spec for a new container whose state folder is ``bundle``.
+
+    Its network namespace path goes (the new container gets its own). The
+    files the SDK mounted for a CNI network stay mounted, as CRIU restores
+    the same mounts, but from the new container's own: the ``/etc/hosts``
+    of its state folder (written at ``new_task``, the hostname is the one
+    CRIU restores) and a ``resolv.conf`` of this state root.
+    """
+    from containerd_client import network as _network
+    from containerd_client.containers import HOSTS_FILE
+
     doc: dict[str, Any] = json.loads(json.dumps(dict(spec)))
     linux = doc.get("linux") or {}
     namespaces = linux.get("namespaces")
@@ -755,6 +765,14 @@ def _restore_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         linux["namespaces"] = [
             {"type": "network"} if ns.get("type") == "network" and ns.get("path") else ns for ns in namespaces
         ]
+    for mount in doc.get("mounts") or []:
+        if not isinstance(mount, dict):
+            continue
+        source = str(mount.get("source") or "")
+        if mount.get("destination") == "/etc/hosts" and os.path.basename(source) == HOSTS_FILE:
+            mount["source"] = os.path.join(bundle, HOSTS_FILE)
+        elif mount.get("destination") == "/etc/resolv.conf" and "/_cni/resolv/" in source:
+            mount["source"] = _network.container_resolv_conf(state_root) or source
     return doc
 
 
@@ -781,7 +799,11 @@ def restore(
         cp = load_checkpoint(checkpoint)
     if cp._deleted:
         raise CheckpointError(f"checkpoint of {cp.container_id} was deleted")
-    spec = _restore_spec(cp.spec)
+    from containerd_client.containers import _state_root
+
+    root = _state_root(client._state_dir)
+    bundle = os.path.join(root, client.namespace_name, container_id)
+    spec = _restore_spec(cp.spec, bundle=bundle, state_root=root)
     annotations = spec.setdefault("annotations", {})
     if CRIU_CONFIG_ANNOTATION not in annotations:
         annotations[CRIU_CONFIG_ANNOTATION] = fast_criu_config(client._state_dir)

@@ -346,6 +346,11 @@ def test_warm_service_restores_a_ready_server_into_new_network_namespaces(
     assert attachment is not None
     subnet = ipaddress.ip_network(containerd_daemon.network_config.subnet)
     assert ipaddress.ip_address(attachment.ip_address) in subnet
+    # Its /etc/hosts is its own: the hostname CRIU restored (the template's) on the copy's address.
+    hosts = second.container.task().run(["cat", "/etc/hosts"], timeout=10).stdout.decode()
+    assert f"{attachment.ip_address}\t" in hosts
+    fetched = second.container.task().run(["sh", "-c", "wget -q -O - http://$(hostname)/booted"], timeout=10)
+    assert (fetched.exit_code, fetched.stdout) == (0, pages[1])
 
 
 def test_restore_keeps_the_new_snapshot_through_a_garbage_collection(
