@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("-q", "--quiet", action="store_true", help="only ids")
 
     ex = sub.add_parser("exec", help="run a command in a running container")
+    ex.add_argument(
+        "-d", "--detach", action="store_true", help="start it without stdio and return (it outlives us)"
+    )
     ex.add_argument("-t", "--tty", action="store_true")
     ex.add_argument("-i", "--interactive", action="store_true")
     ex.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
@@ -284,7 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     cpp.add_argument("src", metavar="SRC")
     cpp.add_argument("dest", metavar="DEST")
 
-    stats = sub.add_parser("stats", help="CPU, memory and pids of running containers (one sample)")
+    stats = sub.add_parser("stats", help="CPU, memory and pids of running containers")
+    stats.add_argument(
+        "-s", "--stream", action="store_true", help="sample every --interval seconds, with CPU %%"
+    )
+    stats.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between samples (1)")
+    stats.add_argument("-c", "--count", type=int, default=None, metavar="N", help="--stream: stop after N")
     stats.add_argument("containers", nargs="*", metavar="CONTAINER")
 
     ev = sub.add_parser("events", help="print containerd's events as they happen")

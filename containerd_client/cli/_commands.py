@@ -473,36 +473,93 @@ def _follow_file(
 
 
 def stats(ctx: Context) -> int:
-    from containerd_client.cli._format import human_size
+    """One sample of each running (or named) container; with ``--stream``, a
+    table every ``--interval`` seconds with CPU % since the last one (``--json``:
+    a JSON line per container per sample), until Ctrl-C or ``--count`` tables."""
+    import time
 
+    a = ctx.args
+    if a.interval <= 0:
+        raise UsageError("--interval must be more than 0")
+    if a.count is not None and (a.count < 1 or not a.stream):
+        raise UsageError("--count takes a number of at least 1, and goes with --stream")
     client = ctx.client()
-    tasks = task_states(client)
-    ids = ctx.args.containers or sorted(i for i, t in tasks.items() if t.status == 2)
-    rows, values = [], []
+    if not a.stream:
+        values, rows, code = _stats_sample(ctx, client, None)
+        ctx.emit(values, columns=_STATS_COLUMNS, rows=rows)
+        return code
+    previous: dict[str, tuple[int, float]] = {}
+    _stats_sample(ctx, client, previous, quiet=True)  # the base of the first CPU %
+    shown = 0
+    clear = not ctx.json and ctx.stdout.isatty()
+    while a.count is None or shown < a.count:
+        time.sleep(a.interval)
+        values, rows, _code = _stats_sample(ctx, client, previous)
+        if ctx.json:
+            from containerd_client.cli import _format
+
+            for value in values:
+                _format.print_json(value, ctx.stdout, lines=True)
+        else:
+            from containerd_client.cli import _format
+
+            ctx.out(("\x1b[H\x1b[J" if clear else "") + _format.table(_STATS_COLUMNS_CPU, rows))
+        shown += 1
+    return 0
+
+
+_STATS_COLUMNS = ("CONTAINER ID", "CPU TIME", "MEM USAGE / LIMIT", "PIDS")
+_STATS_COLUMNS_CPU = ("CONTAINER ID", "CPU %", "CPU TIME", "MEM USAGE / LIMIT", "PIDS")
+
+
+def _stats_sample(
+    ctx: Context, client: Any, previous: dict[str, tuple[int, float]] | None, *, quiet: bool = False
+) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]], int]:
+    """``(JSON values, table rows, exit code)`` of one sample. With ``previous``
+    (container -> CPU ns and time of the last sample, updated here), rows and
+    values carry the CPU % since then; a container seen first has none yet."""
+    import time
+
+    from containerd_client.cli._format import human_size
+    from containerd_client.errors import ContainerdError
+
+    if ctx.args.containers:
+        ids = list(ctx.args.containers)
+    else:
+        ids = sorted(i for i, t in task_states(client).items() if t.status == 2)
+    rows: list[tuple[Any, ...]] = []
+    values: list[dict[str, Any]] = []
     code = 0
     for cid in ids:
-        from containerd_client.errors import ContainerdError
-
         try:
             m = client.load_container(cid).task().stats()
         except ContainerdError as exc:
-            ctx.report(exc)
+            if not quiet:
+                ctx.report(exc)
             code = EXIT_CODES["error"]
             continue
+        now = time.monotonic()
         mem = m.memory.usage if m.memory else None
         limit = m.memory.limit if m.memory else None
         cpu = m.cpu.usage_ns if m.cpu else None
         pids = m.pids.current if m.pids else None
-        values.append(
-            {"id": cid, "cpu_ns": cpu, "memory": mem, "memory_limit": limit}
-            | {"pids": pids, "timestamp": m.timestamp}
-        )
+        value: dict[str, Any] = {"id": cid, "cpu_ns": cpu, "memory": mem, "memory_limit": limit}
+        value |= {"pids": pids, "timestamp": m.timestamp}
         limit_text = "-" if not limit or limit >= 1 << 60 else human_size(limit)
-        rows.append(
-            (cid, "-" if cpu is None else f"{cpu / 1e9:.2f}s", f"{human_size(mem)} / {limit_text}", pids)
-        )
-    ctx.emit(values, columns=("CONTAINER ID", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"), rows=rows)
-    return code
+        cpu_text = "-" if cpu is None else f"{cpu / 1e9:.2f}s"
+        row: tuple[Any, ...] = (cid, cpu_text, f"{human_size(mem)} / {limit_text}", pids)
+        if previous is not None:
+            percent = None
+            last = previous.get(cid)
+            if cpu is not None:
+                if last is not None and now > last[1]:
+                    percent = max(0.0, (cpu - last[0]) / ((now - last[1]) * 1e9) * 100)
+                previous[cid] = (cpu, now)
+            value["cpu_percent"] = None if percent is None else round(percent, 2)
+            row = (row[0], "-" if percent is None else f"{percent:.2f}%", *row[1:])
+        values.append(value)
+        rows.append(row)
+    return values, rows, code
 
 
 def inspect(ctx: Context) -> int:

@@ -423,14 +423,25 @@ def exec_(ctx: Context) -> int:
     a = ctx.args
     if not a.command:
         raise UsageError("exec needs a command")
+    if a.detach and (a.tty or a.interactive):
+        raise UsageError("exec -d runs without stdio: it takes neither -t nor -i")
     args = _spec.command_args(list(a.command))
     env = parse_env(a.env)
     client = ctx.client()
     task = client.load_container(a.container).task()
+    exec_id = f"exec-{uuid.uuid4().hex[:12]}"
+    if a.detach:
+        # No stdio and no wait: the process is the shim's now. Its exit is
+        # kept by the shim until the task is deleted, as for ``ctr task exec --detach``.
+        detached = task.exec(exec_id, args, env=env or None, cwd=a.workdir)
+        try:
+            detached.start()
+        except ContainerdError as exc:
+            raise CommandError(_classify_start_error(exc)) from exc
+        return 0
     stdin = _stdin() if a.interactive else None
     out = _binary(ctx.stdout)
     err = out if a.tty else _binary(ctx.stderr)
-    exec_id = f"exec-{uuid.uuid4().hex[:12]}"
     proc = task.exec(
         exec_id, args, stdin=stdin, stdout=out, stderr=err, tty=a.tty, env=env or None, cwd=a.workdir
     )

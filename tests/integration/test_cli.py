@@ -284,11 +284,31 @@ def test_detached_container_outlives_its_process_and_a_sweep(cli: Cli, container
     r = cli("exec", "-t", "bg", "sh", "-c", "test -t 0 && echo tty")
     assert r.code == 0
     assert r.out.replace("\r\n", "\n") == "tty\n"
+    # exec -d: started, no stdio, and it goes on after the command returned.
+    pids = len(c.task().pids())
+    assert cli.process("exec", "-d", "bg", "sh", "-c", "echo detached > /tmp/d; exec sleep 30") == Result(
+        0, "", ""
+    )
+    _until(lambda: cli("exec", "bg", "cat", "/tmp/d").out == "detached\n", what="the detached exec's file")
+    assert len(c.task().pids()) == pids + 1  # its sleep outlived the CLI process
+    assert cli("exec", "-d", "bg", "no-such-binary").code == 127
+    r = cli("exec", "-d", "-t", "bg", "true")
+    assert r.code == 2
+    assert "neither -t nor -i" in r.err
     stats = json.loads(cli("--json", "stats", "bg").out)
     assert stats[0]["id"] == "bg"
     assert stats[0]["pids"] >= 1
     assert stats[0]["memory"] > 0
     assert "bg" in cli("stats").out
+    # --stream: a sample per interval with the CPU % since the last (bg prints a line a second).
+    r = cli("--json", "stats", "--stream", "--interval", "0.2", "--count", "3", "bg")
+    samples = [json.loads(line) for line in r.out.splitlines()]
+    assert (r.code, [v["id"] for v in samples]) == (0, ["bg"] * 3), r
+    assert all(0.0 <= v["cpu_percent"] < 400 for v in samples)
+    table = cli("stats", "-s", "--interval", "0.1", "-c", "2")
+    assert table.out.count("CPU %") == 2
+    assert "bg" in table.out
+    assert cli("stats", "--count", "2").code == 2  # --count goes with --stream
     # rm refuses a running container without -f.
     r = cli("rm", "bg")
     assert r.code == 1
