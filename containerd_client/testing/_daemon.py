@@ -232,6 +232,7 @@ class ContainerdDaemon:
         self._res = _Resources(
             namespace=namespace or "cctest-" + secrets.token_hex(4), stop_timeout=stop_timeout
         )
+        self._res.owns_namespace = namespace is None
         # Claimed on first use of network_config, released by stop().
         self._netslot: NetSlot | None = None
         # On the resources, not on self: the callback must not keep self alive.

@@ -230,6 +230,9 @@ class _Resources:
         self.owns_base_dir = False
         self.socket_dir = ""
         self.owns_socket_dir = False
+        #: The namespace was made for this daemon (``cctest-`` and random):
+        #: nothing but its containers ever used it, so its SDK state goes whole.
+        self.owns_namespace = False
         self.address = ""
         self.root_dir = ""
         self.state_dir = ""
@@ -425,9 +428,14 @@ class _Resources:
                 # Empty folders only: another daemon may be using the same namespace.
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.join(_RUNC_STATE, ns))
-                # The SDK's own (FIFO) state folder of the namespace, when it holds
-                # nothing but empty folders (those of containers never deleted).
-                _rmdir_tree_if_empty(os.path.join(_default_state_dir(), ns))
+                # The SDK's own state folder of the namespace (FIFOs, hosts files
+                # and logs of containers never deleted): whole when the namespace
+                # was this daemon's alone, else when it holds only empty folders.
+                sdk_state = os.path.join(_default_state_dir(), ns)
+                if ns == self.namespace and self.owns_namespace and not os.path.islink(sdk_state):
+                    _rmtree(sdk_state)
+                else:
+                    _rmdir_tree_if_empty(sdk_state)
                 for cgroup in self._cgroup_dirs(ns):
                     _rmdir_tree_if_empty(cgroup)
             try:
@@ -492,11 +500,14 @@ class _Resources:
 
 #: File in a daemon's base folder naming the session that owns the daemon.
 OWNER_FILE = "owner.json"
+_OWN_NAMESPACE = re.compile(r"cctest-[0-9a-f]{8}")
+
 _OWNER_FIELDS = (
     "namespace",
     "base_dir",
     "socket_dir",
     "owns_socket_dir",
+    "owns_namespace",
     "address",
     "root_dir",
     "state_dir",
@@ -597,6 +608,9 @@ def _resources_from(record: dict[str, object], base: str) -> _Resources | None:
         return None
     res = _Resources(namespace=namespace, stop_timeout=5.0)
     res.base_dir = base
+    # Only a name of the kind the daemon makes (absent in records of earlier versions).
+    owned = record.get("owns_namespace") is True
+    res.owns_namespace = owned and _OWN_NAMESPACE.fullmatch(namespace) is not None
     for name in ("root_dir", "state_dir", "runc_root", "log_path", "config_path"):
         value = str(record.get(name, ""))
         if os.path.dirname(os.path.realpath(value)) != real_base:

@@ -146,6 +146,22 @@ def test_the_reaper_takes_the_daemons_temp_folder_and_records_without_one(tmp_pa
     assert older.tmp_dir == ""
 
 
+def test_the_reaper_owns_a_namespace_only_of_the_name_a_daemon_makes(tmp_path: Path) -> None:
+    """Owning it means removing its whole SDK state folder: a record must not name another's."""
+    base = tmp_path / "cctest-x"
+    base.mkdir()
+    made = _resources_from(_record(base, namespace="cctest-0123abcd", owns_namespace=True), str(base))
+    assert made is not None
+    assert made.owns_namespace
+    for namespace, owns in (("default", True), ("k8s.io", True), ("cctest-0123abcd", False)):
+        res = _resources_from(_record(base, namespace=namespace, owns_namespace=owns), str(base))
+        assert res is not None
+        assert not res.owns_namespace, namespace
+    older = _resources_from(_record(base, namespace="cctest-0123abcd"), str(base))  # no field yet
+    assert older is not None
+    assert not older.owns_namespace
+
+
 def test_reap_stale_removes_only_dead_sessions_folders(tmp_path: Path) -> None:
     dead, live, foreign, bare = (tmp_path / f"cctest-{n}" for n in ("dead", "live", "foreign", "bare"))
     for base, session in (
