@@ -685,6 +685,8 @@ class _TransferPull:
         self.snapshotter = options.snapshotter
         self.progress = options.progress
         self.labels = dict(options.labels or {})
+        #: The labels of the image record before the pull; None when there was none.
+        self.existing: dict[str, str] | None = None
         self.timeout = timeout
         self.docker_config = options.docker_config
         self._lock = threading.Lock()
@@ -754,7 +756,7 @@ class _TransferPull:
         plat = platform_pb2.Platform(
             os=self.platform.os, architecture=self.platform.architecture, variant=self.platform.variant
         )
-        dest = imagestore_pb2.ImageStore(name=str(self.ref), labels=self.labels, platforms=[plat])
+        dest = imagestore_pb2.ImageStore(name=str(self.ref), labels=self.record_labels(), platforms=[plat])
         if self.unpack:
             # containerd 1.7 "completes" an unpack without a platform but leaves no snapshot.
             dest.unpacks.append(
@@ -766,8 +768,29 @@ class _TransferPull:
             options=transfer_pb2.TransferOptions(progress_stream=progress_stream),
         )
 
+    def record_labels(self) -> dict[str, str]:
+        """The labels the daemon gives the image record: what the client path gives it.
+
+        containerd's image store replaces an existing record's labels with
+        the request's. So a new record gets the pull's labels and this
+        session's label (``Client.sweep(images=True)`` looks at it); an
+        existing one keeps its own labels unless the pull names some.
+        """
+        if self.existing is not None:
+            return self.labels or dict(self.existing)
+        labels = dict(self.labels)
+        if self.client._label_session:
+            from containerd_client.client import SESSION_LABEL
+
+            labels[SESSION_LABEL] = labels.get(SESSION_LABEL) or self.client.session
+        return labels
+
     def run(self) -> PullResult:
         name = str(self.ref)
+        try:
+            self.existing = dict(ImageStore(self.client).get(name).labels)
+        except NotFoundError:
+            self.existing = None
         for attempt in range(1, _TRANSFER_ATTEMPTS + 1):
             try:
                 self._transfer()

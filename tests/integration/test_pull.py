@@ -39,6 +39,7 @@ import pytest
 
 from containerd_client import Client, cio, errors
 from containerd_client._registry import InvalidReferenceError
+from containerd_client.client import SESSION_LABEL
 from containerd_client.content import ContentStore, Platform
 from containerd_client.images import ImageStore, PlatformNotFoundError, chain_ids
 from containerd_client.pull import ProgressEvent, PullOptions, pull, pull_detailed, tqdm_progress
@@ -487,6 +488,18 @@ def test_transfer_path_plain_http_and_run(c2: Client, registries: Registries) ->
     assert done
     assert done[-1].done_bytes == done[-1].total_bytes > 0
     assert run_echo(c2, registries.archive, "pulled-2") == b"pulled-2\n"
+
+
+def test_transfer_path_labels_the_record_as_the_client_path_does(c2: Client, registries: Registries) -> None:
+    """A new record carries the session (for ``sweep(images=True)``); a pull again keeps its labels."""
+    ref = registries.ref(registries.plain)
+    assert pull_detailed(c2, ref).via == "transfer"
+    assert ImageStore(c2).get(ref).labels == {SESSION_LABEL: c2.session}
+    ImageStore(c2).set_labels(ref, {"kept": "yes"})
+    pull(c2, ref)  # containerd's image store would replace the labels with the request's
+    assert ImageStore(c2).get(ref).labels == {SESSION_LABEL: c2.session, "kept": "yes"}
+    pull(c2, ref, PullOptions(labels={"only": "this"}))  # named labels replace them, as on the client path
+    assert ImageStore(c2).get(ref).labels == {"only": "this"}
 
 
 def test_transfer_path_progress_bars_end_full_and_stay(c2: Client, registries: Registries) -> None:
