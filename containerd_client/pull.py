@@ -785,12 +785,15 @@ class _TransferPull:
             labels[SESSION_LABEL] = labels.get(SESSION_LABEL) or self.client.session
         return labels
 
+    def _labels_before(self, name: str) -> dict[str, str] | None:
+        try:
+            return dict(ImageStore(self.client).get(name).labels)
+        except NotFoundError:
+            return None
+
     def run(self) -> PullResult:
         name = str(self.ref)
-        try:
-            self.existing = dict(ImageStore(self.client).get(name).labels)
-        except NotFoundError:
-            self.existing = None
+        self.existing = self._labels_before(name)
         for attempt in range(1, _TRANSFER_ATTEMPTS + 1):
             try:
                 self._transfer()

@@ -196,6 +196,7 @@ def _flaky_transfer(monkeypatch: pytest.MonkeyPatch, pull: _TransferPull, failur
         raise _Reached
 
     monkeypatch.setattr(pull, "_transfer", transfer)
+    monkeypatch.setattr(pull, "_labels_before", lambda name: None)  # no image yet
     monkeypatch.setattr("containerd_client.pull._TRANSFER_BACKOFF", 0.0)
     return calls
 
