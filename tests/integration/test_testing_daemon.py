@@ -197,7 +197,8 @@ for name in ("served", "created"):
     if name == "served":
         ct.new_task().start()
 ct.wait_network()
-net = {"bridge": d.network_config.bridge, "subnet": d.network_config.subnet, "namespace": d.namespace}
+net = {"bridge": d.network_config.bridge, "subnet": d.network_config.subnet, "namespace": d.namespace,
+       "base": d.base_dir}
 print(json.dumps(net), flush=True)
 if sys.argv[3] == "stop":
     d.stop()  # with both containers still there
@@ -252,7 +253,13 @@ def _run_network_left_running(
         assert slot.index == 0
         slot.release()
         # The next daemon start reaps the dead owner's daemon (its watchdog killed it).
+        # The suites running beside this one start daemons too: one of them may
+        # have claimed the reaping first, and its last step removes the folder.
         _reaper.reap_stale(tempfile.gettempdir())
+        deadline = time.monotonic() + 60
+        while os.path.exists(net["base"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(net["base"]), "the dead owner's daemon folder was not reaped"
     else:
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert _bridge_leftovers(net["bridge"], net["subnet"]) == {
