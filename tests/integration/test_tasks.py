@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from _cycles import cycles
 
 from containerd_client import Client, cio, errors
 from containerd_client._pb import api
@@ -331,7 +332,7 @@ def test_with_block_cleans_up_on_error_and_keyboard_interrupt(
 def test_lifecycle_200_cycles_leave_nothing(containerd: Client, busybox_rootfs: str) -> None:
     threads_before = threading.active_count()
     state_root = None
-    for i in range(200):
+    for i in range(cycles(200)):
         with containerd.create_container(f"cyc{i}", rootfs=busybox_rootfs, args=["true"]) as c:
             state_root = os.path.dirname(c.bundle_dir)
             task = c.new_task(stdout=cio.Capture(), stderr=cio.Capture())
