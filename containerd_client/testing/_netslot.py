@@ -22,9 +22,9 @@ from typing import Any
 import attrs
 
 from containerd_client import network
+from containerd_client._watchdog import start_time as _start_time
 from containerd_client.containers import _default_state_dir
 from containerd_client.network import NetworkConfig
-from containerd_client.testing._reaper import _start_time
 
 __all__ = ["SLOTS_DIR", "NetSlot", "claim"]
 

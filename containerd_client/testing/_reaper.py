@@ -25,12 +25,12 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
 
+from containerd_client._watchdog import Watchdog
 from containerd_client.containers import _default_state_dir
 
 # The daemon's logger, as before the reaper had its own module.
@@ -45,29 +45,6 @@ _MNT_DETACH = 2
 
 
 # The watchdog's program: argv is the daemon's pid and start time; stdin the pipe.
-_WATCHDOG = """
-import os, signal, sys
-pid, start = int(sys.argv[1]), sys.argv[2]
-if not os.read(0, 1):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            same = f.read().rsplit(b")", 1)[1].split()[19].decode() == start
-        if same:
-            os.kill(pid, signal.SIGKILL)
-    except (OSError, IndexError):
-        pass
-"""
-
-
-def _start_time(pid: int) -> str:
-    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks), "" if unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return ""
-
-
 def _cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -242,56 +219,21 @@ class _Resources:
         self.config_path = ""
         self.runc = "runc"
         self.final_log: str | None = None
-        # The watchdog process that kills the daemon when this process dies
-        # (it sees EOF on a pipe only this process holds), and our end of it.
-        self.watchdog: subprocess.Popen[bytes] | None = None
-        self.watch_fd: int | None = None
+        # Kills the daemon when this process dies, however (see _watchdog).
+        self.watchdog: Watchdog | None = None
 
     def arm_watchdog(self, pid: int) -> None:
-        """Start a watchdog that SIGKILLs daemon ``pid`` once this process is gone.
-
-        A pipe, not ``PR_SET_PDEATHSIG``: that fires when the *thread* that
-        started the daemon exits, and a daemon started from a worker thread
-        must outlive it. The write end is close-on-exec and only this process
-        holds it; when the process dies (even by SIGKILL) the watchdog reads
-        EOF and kills the daemon, if that pid still is the daemon (same start
-        time). :meth:`disarm_watchdog` ends it without a kill.
-        """
+        """Start a watchdog that SIGKILLs daemon ``pid`` once this process is
+        gone, even by SIGKILL (:class:`~containerd_client._watchdog.Watchdog`).
+        :meth:`disarm_watchdog` ends it without a kill."""
         self.disarm_watchdog()
-        start = _start_time(pid)
-        read_fd, write_fd = os.pipe()
-        try:
-            self.watchdog = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pid), start],
-                stdin=read_fd,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-                # Not in the terminal's process group: a Ctrl-C is for the tests.
-                start_new_session=True,
-            )
-        except OSError:
-            os.close(write_fd)
-            logger.warning("could not start the daemon's watchdog", exc_info=True)
-            return
-        finally:
-            os.close(read_fd)
-        self.watch_fd = write_fd
+        self.watchdog = Watchdog.start(pid)
 
     def disarm_watchdog(self) -> None:
         """Let the watchdog exit without killing anything, and reap it."""
-        fd, self.watch_fd = self.watch_fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(fd, b"x")
-            os.close(fd)
-        proc, self.watchdog = self.watchdog, None
-        if proc is not None:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None:
+            watchdog.disarm()
 
     def stop_daemon(self) -> None:
         proc = self.proc

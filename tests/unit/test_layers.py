@@ -47,6 +47,7 @@ LAYER_OF: dict[str, str] = {
     "metrics": "foundations",
     "_socket": "foundations",
     "_html": "foundations",
+    "_watchdog": "foundations",  # stdlib only; used by _ssh and the testing daemons
     # the gRPC wrapper and its retry policy
     "_rpc": "rpc",
     "_retry": "rpc",
