@@ -46,6 +46,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from containerd_client._watchdog import Watchdog
 from containerd_client.errors import (
     InvalidAddressError,
     InvalidArgumentError,
@@ -188,6 +189,8 @@ class Tunnel:
         # collection in the watcher's own thread while it restarts ssh.
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
+        # Ends ssh (and removes the folder) if Python dies without closing, even by SIGKILL.
+        self._watchdog: Watchdog | None = None
         self._closed = False
         # Set first by close(): a start or restart in progress gives up at once.
         self._stopping = threading.Event()
@@ -323,6 +326,7 @@ class Tunnel:
                 start_new_session=True,
             )
         self._proc = proc
+        self._set_watchdog(Watchdog.start(proc.pid, sig=signal.SIGTERM, folder=self._dir or ""))
         self.starts += 1
         deadline = time.monotonic() + self._start_timeout
         try:
@@ -342,6 +346,7 @@ class Tunnel:
                         ) from None
                     continue
                 self._proc = None
+                self._set_watchdog(None)
                 raise self._connect_error("ssh exited", code)
         except BaseException:
             self._stop_proc()
@@ -470,10 +475,16 @@ class Tunnel:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    def _set_watchdog(self, watchdog: Watchdog | None) -> None:
+        old, self._watchdog = self._watchdog, watchdog
+        if old is not None:
+            old.disarm()
+
     def _stop_proc(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        self._set_watchdog(None)
         if proc.poll() is None:
             try:
                 proc.send_signal(signal.SIGTERM)

@@ -253,29 +253,51 @@ with Client(sys.argv[1], ssh_options=sys.argv[2:]) as client:
 """
 
 
-def test_ctrl_c_leaves_nothing(ssh_address: str, containerd_sshd: SSHServer) -> None:
+def _end_child(ssh_address: str, sshd: SSHServer, sig: int) -> tuple[int, str, str]:
+    """Run the child above, send it ``sig`` once its tunnel is up; its ssh pid, tunnel folder and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_CTRL_C_CHILD), ssh_address, *containerd_sshd.ssh_options],
+        [sys.executable, "-c", textwrap.dedent(_CTRL_C_CHILD), ssh_address, *sshd.ssh_options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        pid_text, folder = line.split()
+        pid_text, folder = proc.stdout.readline().split()
         ssh_pid = int(pid_text)
         assert _alive(ssh_pid)
         assert os.path.isdir(folder)
-        proc.send_signal(signal.SIGINT)  # to the Python process only, as a notebook's interrupt
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
+    return ssh_pid, folder, err
+
+
+def test_ctrl_c_leaves_nothing(ssh_address: str, containerd_sshd: SSHServer) -> None:
+    # SIGINT to the Python process only, as a notebook's interrupt.
+    ssh_pid, folder, err = _end_child(ssh_address, containerd_sshd, signal.SIGINT)
     assert "KeyboardInterrupt" in err
     assert _gone(ssh_pid)
     assert not os.path.exists(folder)
+
+
+def test_sigkill_of_python_ends_its_ssh_and_removes_the_tunnel_folder(
+    ssh_address: str, containerd_sshd: SSHServer
+) -> None:
+    """No cleanup code runs on SIGKILL: the tunnel's watchdog ends ssh and removes its folder."""
+    ssh_pid, folder, _ = _end_child(ssh_address, containerd_sshd, signal.SIGKILL)
+    try:
+        assert _gone(ssh_pid, 10.0)
+        deadline = time.monotonic() + 10.0
+        while os.path.exists(folder) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the watchdog removes it once ssh is gone
+        assert not os.path.exists(folder)
+    finally:
+        if _alive(ssh_pid):  # what the old code left: end it here, it is this test's
+            os.kill(ssh_pid, signal.SIGTERM)
 
 
 def test_wait_rides_out_a_dead_ssh(
