@@ -1103,6 +1103,32 @@ def _oom_kills(cgroup_version: int, raw: Any) -> int:
     return 0
 
 
+#: How long stop() waits for runc's init to exec the container's command.
+_EXEC_WAIT = 2.0
+
+
+def _await_exec(pid: int, proc: str = "/proc", timeout: float = _EXEC_WAIT) -> None:
+    """Wait (bounded) until ``pid`` is no longer runc's init (``runc:[2:INIT]``).
+
+    ``Tasks.Start`` answers once runc has let its init go, a moment before
+    that execs the container's command. A signal sent in between reaches
+    runc's init, which loses it (as a pid namespace's init it cannot even
+    die of it), so a graceful stop would wait out its whole timeout; and the
+    handlers read from ``status`` would be runc's, not the command's.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"{proc}/{pid}/comm", encoding="ascii", errors="replace") as f:
+                if not f.read().startswith("runc:["):
+                    return
+        except OSError:
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.005)  # the exec is a moment away; nothing to wait on but its result
+
+
 def _signal_discarded(pid: int, signum: int, proc: str = "/proc") -> bool:
     """Whether the kernel drops ``signum`` sent to ``pid``: an init without a handler for it.
 
@@ -1373,6 +1399,8 @@ class Task(_ProcessBase):
         done = self.exit_status
         if done is not None:
             return done
+        if grace > 0 and self.pid > 0:
+            _await_exec(self.pid)
         if grace > 0 and _signal_discarded(self.pid, sig):
             # The init of a pid namespace gets only the signals it has a handler
             # for: this one would be dropped, and waiting could only end in SIGKILL.

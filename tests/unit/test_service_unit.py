@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,29 @@ def test_signal_discarded_is_false_when_unsure(tmp_path: Path) -> None:
     (tmp_path / "7").mkdir()
     (tmp_path / "7" / "status").write_text("Name:\tx\n")
     assert _signal_discarded(7, 15, str(tmp_path)) is False
+
+
+def test_stop_waits_for_runcs_init_to_exec_the_command(tmp_path: Path) -> None:
+    """Right after Start the init may still be runc's: a signal then is lost (seen in CI: a 60 s stop)."""
+    import threading
+
+    from containerd_client.tasks import _await_exec
+
+    comm = tmp_path / "4242" / "comm"
+    comm.parent.mkdir()
+    comm.write_text("runc:[2:INIT]\n")
+    execs = threading.Timer(0.2, lambda: comm.write_text("sleep\n"))
+    execs.start()
+    try:
+        started = time.monotonic()
+        _await_exec(4242, str(tmp_path), timeout=10.0)
+        assert comm.read_text() == "sleep\n"  # returned once the command ran, not before
+        assert time.monotonic() - started < 5.0
+    finally:
+        execs.cancel()
+    # Bounded when it never execs, and at once for a gone or already exec'd process.
+    comm.write_text("runc:[2:INIT]\n")
+    started = time.monotonic()
+    _await_exec(4242, str(tmp_path), timeout=0.1)
+    assert time.monotonic() - started < 5.0
+    _await_exec(4343, str(tmp_path), timeout=10.0)
