@@ -272,12 +272,13 @@ def check_checkpoint_tar(tar_file: IO[bytes]) -> list[str]:
     return sorted(members)
 
 
-def extract_checkpoint_tar(tar_file: IO[bytes], target: str) -> None:
+def extract_checkpoint_tar(tar_file: IO[bytes], target: str, *, checked: bool = False) -> None:
     """Unpack a checked CRIU checkpoint tar into the folder ``target`` (made if missing).
 
-    Every member is checked first (:func:`check_checkpoint_tar`); nothing is
-    written if one is refused. Writing is confined to ``target``: paths are
-    resolved relative to a descriptor of it, never through a link that leaves it.
+    Every member is checked first (:func:`check_checkpoint_tar`; ``checked``
+    says the caller has just done so); nothing is written if one is refused.
+    Writing is confined to ``target``: paths are resolved relative to a
+    descriptor of it, never through a link that leaves it.
 
     Raises:
         UnsafeArchiveError: A member escapes (nothing written).
@@ -287,7 +288,8 @@ def extract_checkpoint_tar(tar_file: IO[bytes], target: str) -> None:
     """
     from containerd_client import _copy
 
-    check_checkpoint_tar(tar_file)
+    if not checked:  # else the caller ran check_checkpoint_tar on it already
+        check_checkpoint_tar(tar_file)
     os.makedirs(target, mode=0o700, exist_ok=True)
     fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
@@ -41,7 +42,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -169,11 +170,7 @@ class Checkpoint:
         target = os.fspath(path)
         made = _make_target(target)
         try:
-            with tempfile.TemporaryFile(prefix="containerd-client-ckpt-") as spool:
-                for chunk in self._client.content.read(self.criu.digest):
-                    spool.write(chunk)
-                spool.seek(0)
-                _criu.extract_checkpoint_tar(spool, target)
+            _extract_blob(self._client, self.criu, target)
             _write_meta(target, self._meta())
         except BaseException:
             if made:
@@ -319,8 +316,12 @@ _checked_lock = threading.Lock()
 _checked_paths: set[str] = set()
 
 
-def check_daemon_criu(client: Client) -> None:
+def check_daemon_criu(client: Client) -> bool:
     """Check, before any RPC, that the daemon (when it runs on this host) has a usable criu.
+
+    Returns:
+        Whether the daemon runs on this host (a process whose environment
+        this host can read), so that runc can read a folder of ours.
 
     Raises:
         CriuUnavailableError: criu is missing or too old where the daemon looks.
@@ -329,13 +330,13 @@ def check_daemon_criu(client: Client) -> None:
 
     sock = socket_path(client.address)
     if sock is None:
-        return
+        return False
     path = _criu.daemon_path(sock)
     if path is None:
-        return
+        return False
     with _checked_lock:
         if path in _checked_paths:
-            return
+            return True
     try:
         _criu.detect(path)
     except CriuUnavailableError as exc:
@@ -347,6 +348,7 @@ def check_daemon_criu(client: Client) -> None:
         ) from None
     with _checked_lock:
         _checked_paths.add(path)
+    return True
 
 
 def _criu_error(exc: RPCError, what: str, work: str | None) -> ContainerdError:
@@ -618,35 +620,33 @@ class RestorePlan:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _unpack_blob(client: Client, descriptor: Descriptor, parent: str) -> RestorePlan:
-    """Unpack a CRIU tar blob of the content store into a new folder under ``parent``.
+def _extract_blob(client: Client, descriptor: Descriptor, target: str) -> None:
+    """Unpack a CRIU tar blob of the content store into ``target``, checked first
+    (spooled to an unlinked temp file: the check reads it twice)."""
+    with tempfile.TemporaryFile(prefix="containerd-client-ckpt-") as spool:
+        for chunk in client.content.read(descriptor.digest):
+            spool.write(chunk)
+        spool.seek(0)
+        _criu.extract_checkpoint_tar(spool, target)
 
-    containerd unpacks such a blob itself into ``$TMPDIR/ctrd-checkpoint*``
+
+def _unpacked(parent: str, unpack: Callable[[str], None]) -> RestorePlan:
+    """A plan restoring from a new folder under ``parent`` that ``unpack`` fills.
+
+    containerd unpacks a CRIU blob itself into ``$TMPDIR/ctrd-checkpoint*``
     for runc and never removes it (containerd/containerd#10166): every
     restore from the content store would leave a copy of the process's
     memory in the daemon's ``/tmp``, often a tmpfs. A daemon on this host
-    gets the folder instead, which :meth:`RestorePlan.discard` removes once
+    gets this folder instead, which :meth:`RestorePlan.discard` removes once
     runc has read it.
     """
     folder = tempfile.mkdtemp(prefix="restore-", dir=parent)
     try:
-        with tempfile.TemporaryFile(dir=parent) as f:
-            for piece in client.content.read(descriptor.digest):
-                f.write(piece)
-            f.seek(0)
-            _criu.extract_checkpoint_tar(f, folder)
+        unpack(folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return RestorePlan(image_path=folder, temp_folder=folder)
-
-
-def _daemon_on_this_host(client: Client) -> bool:
-    """Whether the daemon is a process this host can see (so runc can read a folder of ours)."""
-    from containerd_client._socket import socket_path
-
-    sock = socket_path(client.address)
-    return sock is not None and _criu.daemon_path(sock) is not None
 
 
 def plan_restore(
@@ -673,21 +673,20 @@ def plan_restore(
     """
     from containerd_client.types import Descriptor
 
-    if unpack_in is not None and not _daemon_on_this_host(client):
-        unpack_in = None
     if isinstance(checkpoint, Descriptor):
-        if unpack_in is not None and checkpoint.media_type == CHECKPOINT_CRIU_TAR:
-            check_daemon_criu(client)
-            return _unpack_blob(client, checkpoint, unpack_in)
+        blob = checkpoint
+        if unpack_in is not None and blob.media_type == CHECKPOINT_CRIU_TAR and check_daemon_criu(client):
+            return _unpacked(unpack_in, lambda folder: _extract_blob(client, blob, folder))
         return RestorePlan(descriptor=checkpoint)
     if isinstance(checkpoint, Checkpoint):
         if checkpoint._deleted:
             raise CheckpointError(f"checkpoint of {checkpoint.container_id} was deleted")
-        check_daemon_criu(client)
-        if checkpoint.criu is not None:
-            if unpack_in is not None:
-                return _unpack_blob(client, checkpoint.criu, unpack_in)
-            return RestorePlan(descriptor=checkpoint.criu)
+        local = check_daemon_criu(client)
+        stored = checkpoint.criu
+        if stored is not None:
+            if unpack_in is not None and local:
+                return _unpacked(unpack_in, lambda folder: _extract_blob(client, stored, folder))
+            return RestorePlan(descriptor=stored)
         assert checkpoint.path is not None
         if not _criu.is_checkpoint_folder(checkpoint.path):
             raise CheckpointError(f"{checkpoint.path} holds no CRIU image (no {_criu.INVENTORY})")
@@ -706,15 +705,8 @@ def plan_restore(
         with f:
             # Checked whole before anything is written anywhere.
             _criu.check_checkpoint_tar(f)
-            check_daemon_criu(client)
-            if unpack_in is not None:
-                folder = tempfile.mkdtemp(prefix="restore-", dir=unpack_in)
-                try:
-                    _criu.extract_checkpoint_tar(f, folder)
-                except BaseException:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    raise
-                return RestorePlan(image_path=folder, temp_folder=folder)
+            if check_daemon_criu(client) and unpack_in is not None:
+                return _unpacked(unpack_in, functools.partial(_criu.extract_checkpoint_tar, f, checked=True))
             digest, size = _digest_file(f)
             from containerd_client import _rpc
 

@@ -478,6 +478,8 @@ def stats(ctx: Context) -> int:
     a JSON line per container per sample), until Ctrl-C or ``--count`` tables."""
     import time
 
+    from containerd_client.cli import _format
+
     a = ctx.args
     if a.interval <= 0:
         raise UsageError("--interval must be more than 0")
@@ -496,13 +498,9 @@ def stats(ctx: Context) -> int:
         time.sleep(a.interval)
         values, rows, _code = _stats_sample(ctx, client, previous)
         if ctx.json:
-            from containerd_client.cli import _format
-
             for value in values:
                 _format.print_json(value, ctx.stdout, lines=True)
         else:
-            from containerd_client.cli import _format
-
             ctx.out(("\x1b[H\x1b[J" if clear else "") + _format.table(_STATS_COLUMNS_CPU, rows))
         shown += 1
     return 0

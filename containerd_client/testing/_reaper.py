@@ -44,7 +44,6 @@ _TASK_PLUGIN = "io.containerd.runtime.v2.task"
 _MNT_DETACH = 2
 
 
-# The watchdog's program: argv is the daemon's pid and start time; stdin the pipe.
 def _cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
